@@ -1,0 +1,64 @@
+# callrelay — developer tasks. `make help` lists them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Go from PATH, else the machine's /usr/local/go.
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+
+BIN := bin/callrelay
+PKG := ./cmd/callrelay
+
+# Where `make run` drops emails when SMTP_URL is unset (your environment wins).
+CALLRELAY_MAIL_DIR ?= .data/mail
+
+.PHONY: help run test testdb lint build migrate db db-stop clean distclean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## serve locally: Postgres (scripts/devdb.sh) + dev secrets (.data/dev.env), migrations at start-up
+	@set -euo pipefail; \
+	DATABASE_URL="$$(scripts/devdb.sh)"; export DATABASE_URL; \
+	eval "$$(scripts/devenv.sh env)"; \
+	export CALLRELAY_MAIL_DIR="$(CALLRELAY_MAIL_DIR)"; \
+	mkdir -p "$$CALLRELAY_MAIL_DIR"; \
+	scripts/devenv.sh hint; \
+	exec $(GO) run $(PKG) serve
+
+test: testdb ## run all tests with the race detector (needs Postgres, see TEST_DATABASE_URL)
+	$(GO) test -race -count=1 ./...
+
+testdb: ## make sure the test Postgres answers on 127.0.0.1:5432 (starts the system cluster)
+	@scripts/testdb.sh
+
+lint: ## go vet + gofmt check (lists unformatted files)
+	$(GO) vet ./...
+	@unformatted="$$(find . -name '*.go' -not -path './.git/*' -not -path './.data/*' -not -path './vendor/*' -print0 | xargs -0 -r gofmt -l)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt: these files need formatting (run: gofmt -w <file>):"; \
+		echo "$$unformatted"; \
+		exit 1; \
+	fi
+
+build: ## static binary in bin/callrelay
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) $(PKG)
+
+migrate: ## apply migrations to the dev database (DATABASE_URL, else scripts/devdb.sh)
+	@set -euo pipefail; \
+	DATABASE_URL="$$(scripts/devdb.sh)"; export DATABASE_URL; \
+	$(GO) run $(PKG) migrate
+
+db: ## start (if needed) the dev Postgres and print its DATABASE_URL
+	@scripts/devdb.sh
+
+db-stop: ## stop the private dev cluster under .data/pg
+	@scripts/devdb.sh stop
+
+clean: ## remove build and test output (keeps .data: dev database and secrets)
+	rm -rf bin
+	rm -f callrelay *.test *.out coverage.* cover.html
+
+distclean: clean db-stop ## also stop the dev cluster and delete .data (database, secrets, mail)
+	rm -rf .data

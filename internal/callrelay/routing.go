@@ -1,0 +1,412 @@
+package callrelay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Modes, ring strategies and caller-ID choices of a routing.
+const (
+	ModeDirect     = "direct"
+	ModeConference = "conference"
+
+	RingSimultaneous = "simultaneous"
+	RingSequential   = "sequential"
+
+	CallerIDCaller = "caller"
+	CallerIDNumber = "number"
+
+	TargetPhone  = "phone"
+	TargetSIP    = "sip"
+	TargetClient = "client"
+)
+
+// Defaults for fields a PUT leaves out (DESIGN.md).
+const (
+	DefaultTimeoutSeconds    = 20
+	DefaultLanguage          = "en-US"
+	DefaultMaxLengthSeconds  = 120
+	DefaultVoicemailPrompt   = "Please leave a message after the beep."
+	MaxTargets               = 10
+	maxSIPURILen             = 255
+	maxSIPHeadersLen         = 1024
+	maxSayLen                = 4096 // Twilio's limit for one <Say>
+	maxVoicemailLengthSecond = 3600
+)
+
+// SIPRegions are Twilio's edge regions a SIP target may name.
+var SIPRegions = []string{"us1", "us2", "ie1", "de1", "sg1", "jp1", "br1", "au1"}
+
+// Number is a masked number and how calls to it are routed.
+type Number struct {
+	Number    string    `json:"number"`
+	Routing   Routing   `json:"routing"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Routing is the body of PUT /api/numbers/{number}, with defaults applied.
+type Routing struct {
+	OwnerEmail     string    `json:"owner_email"`
+	Mode           string    `json:"mode"`
+	Ring           string    `json:"ring"`
+	TimeoutSeconds int       `json:"timeout_seconds"`
+	CallerID       string    `json:"caller_id"`
+	Greeting       string    `json:"greeting,omitempty"`
+	Language       string    `json:"language"`
+	Voice          string    `json:"voice,omitempty"`
+	Targets        []Target  `json:"targets"`
+	Voicemail      Voicemail `json:"voicemail"`
+	Enabled        bool      `json:"enabled"`
+}
+
+// Target is one endpoint a call is forwarded to.
+type Target struct {
+	Type      string            `json:"type"`
+	To        string            `json:"to,omitempty"`
+	URI       string            `json:"uri,omitempty"`
+	Username  string            `json:"username,omitempty"`
+	Password  string            `json:"password,omitempty"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	Transport string            `json:"transport,omitempty"`
+	Region    string            `json:"region,omitempty"`
+	Identity  string            `json:"identity,omitempty"`
+}
+
+// Voicemail is what happens when nobody answers.
+type Voicemail struct {
+	Enabled          bool   `json:"enabled"`
+	Prompt           string `json:"prompt,omitempty"`
+	MaxLengthSeconds int    `json:"max_length_seconds"`
+	Transcribe       bool   `json:"transcribe"`
+}
+
+// Redacted returns a copy of r without secrets, for API answers.
+func (r Routing) Redacted() Routing {
+	out := r
+	out.Targets = make([]Target, len(r.Targets))
+	for i, t := range r.Targets {
+		t.Password = ""
+		out.Targets[i] = t
+	}
+	return out
+}
+
+// TranscriptionPossible reports whether Twilio can transcribe this number's voicemail at all:
+// it transcribes American English only.
+func (r Routing) TranscriptionPossible() bool {
+	return r.Voicemail.Transcribe && r.Language == "en-US"
+}
+
+// VoicemailPrompt returns the prompt spoken before the beep.
+func (r Routing) VoicemailPrompt() string {
+	if r.Voicemail.Prompt != "" {
+		return r.Voicemail.Prompt
+	}
+	return DefaultVoicemailPrompt
+}
+
+// String returns how a target is shown on a call's legs: the number, SIP URI or client:identity.
+func (t Target) String() string {
+	switch t.Type {
+	case TargetPhone:
+		return t.To
+	case TargetSIP:
+		return t.URI
+	case TargetClient:
+		return "client:" + t.Identity
+	}
+	return ""
+}
+
+// SIPURI returns the URI written in <Sip>: transport and region as URI parameters before the
+// '?', headers after it with their values percent-escaped, in a stable order.
+func (t Target) SIPURI() string {
+	var b strings.Builder
+	b.WriteString(t.URI)
+	if t.Transport != "" {
+		b.WriteString(";transport=")
+		b.WriteString(t.Transport)
+	}
+	if t.Region != "" {
+		b.WriteString(";region=")
+		b.WriteString(t.Region)
+	}
+	names := make([]string, 0, len(t.Headers))
+	for name := range t.Headers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		if i == 0 {
+			b.WriteByte('?')
+		} else {
+			b.WriteByte('&')
+		}
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(t.Headers[name]))
+	}
+	return b.String()
+}
+
+// routingInput mirrors Routing with pointers, so that a field left out can be told from a
+// zero value and get its default.
+type routingInput struct {
+	OwnerEmail     *string         `json:"owner_email"`
+	Mode           *string         `json:"mode"`
+	Ring           *string         `json:"ring"`
+	TimeoutSeconds *int            `json:"timeout_seconds"`
+	CallerID       *string         `json:"caller_id"`
+	Greeting       *string         `json:"greeting"`
+	Language       *string         `json:"language"`
+	Voice          *string         `json:"voice"`
+	Targets        []Target        `json:"targets"`
+	Voicemail      *voicemailInput `json:"voicemail"`
+	Enabled        *bool           `json:"enabled"`
+}
+
+type voicemailInput struct {
+	Enabled          *bool   `json:"enabled"`
+	Prompt           *string `json:"prompt"`
+	MaxLengthSeconds *int    `json:"max_length_seconds"`
+	Transcribe       *bool   `json:"transcribe"`
+}
+
+// DecodeRouting reads a routing from JSON, applies DESIGN.md's defaults and validates it. Unknown
+// fields are refused, so that a typo is not silently ignored.
+func DecodeRouting(r io.Reader) (Routing, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var in routingInput
+	if err := dec.Decode(&in); err != nil {
+		return Routing{}, jsonError(err)
+	}
+	if dec.More() {
+		return Routing{}, Invalidf("", "Body must hold one JSON object.")
+	}
+	rt := Routing{
+		OwnerEmail:     deref(in.OwnerEmail, ""),
+		Mode:           deref(in.Mode, ModeDirect),
+		Ring:           deref(in.Ring, RingSimultaneous),
+		TimeoutSeconds: deref(in.TimeoutSeconds, DefaultTimeoutSeconds),
+		CallerID:       deref(in.CallerID, CallerIDCaller),
+		Greeting:       deref(in.Greeting, ""),
+		Language:       deref(in.Language, DefaultLanguage),
+		Voice:          deref(in.Voice, ""),
+		Targets:        in.Targets,
+		Enabled:        deref(in.Enabled, true),
+		Voicemail: Voicemail{
+			Enabled:          true,
+			MaxLengthSeconds: DefaultMaxLengthSeconds,
+			Transcribe:       true,
+		},
+	}
+	if vm := in.Voicemail; vm != nil {
+		rt.Voicemail = Voicemail{
+			Enabled:          deref(vm.Enabled, true),
+			Prompt:           deref(vm.Prompt, ""),
+			MaxLengthSeconds: deref(vm.MaxLengthSeconds, DefaultMaxLengthSeconds),
+			Transcribe:       deref(vm.Transcribe, true),
+		}
+	}
+	if err := rt.Validate(); err != nil {
+		return Routing{}, err
+	}
+	return rt, nil
+}
+
+func deref[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// jsonError turns a decoding error into a 400 naming the field where the decoder can tell it.
+func jsonError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		return Invalidf(typeErr.Field, "Field %q must be a %s, not a JSON %s.", typeErr.Field, typeErr.Type, typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return Invalidf("", "Body is not valid JSON (offset %d).", syntaxErr.Offset)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return Invalidf("", "Body must be a JSON object.")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return Invalidf(field, "Unknown field %q.", field)
+	}
+	return Invalidf("", "Body is not valid JSON: %v.", err)
+}
+
+var (
+	e164Re     = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
+	languageRe = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
+	voiceRe    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	identityRe = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,121}$`)
+	sipUserRe  = regexp.MustCompile(`^[A-Za-z0-9._~!$&'()*+,;=%-]+$`)
+	sipHostRe  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
+	headerRe   = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
+)
+
+// sipStandardHeaders are the non-"x-" headers Twilio passes on a SIP INVITE.
+var sipStandardHeaders = []string{"User-to-User", "Remote-Party-ID", "P-Preferred-Identity", "P-Called-Party-ID"}
+
+// ValidNumber reports whether s is an E.164 phone number.
+func ValidNumber(s string) bool { return e164Re.MatchString(s) }
+
+// Validate checks every rule of DESIGN.md and returns the first violation as an EINVALID error
+// naming its field.
+func (r Routing) Validate() error {
+	if r.OwnerEmail == "" {
+		return Invalidf("owner_email", "owner_email is required: voicemail is emailed there.")
+	}
+	if a, err := mail.ParseAddress(r.OwnerEmail); err != nil || a.Address != r.OwnerEmail {
+		return Invalidf("owner_email", "owner_email %q is not an email address.", r.OwnerEmail)
+	}
+	if r.Mode != ModeDirect && r.Mode != ModeConference {
+		return Invalidf("mode", "mode must be %q or %q.", ModeDirect, ModeConference)
+	}
+	if r.Ring != RingSimultaneous && r.Ring != RingSequential {
+		return Invalidf("ring", "ring must be %q or %q.", RingSimultaneous, RingSequential)
+	}
+	if r.TimeoutSeconds < 5 || r.TimeoutSeconds > 600 {
+		return Invalidf("timeout_seconds", "timeout_seconds must be between 5 and 600.")
+	}
+	if r.CallerID != CallerIDCaller && r.CallerID != CallerIDNumber {
+		return Invalidf("caller_id", "caller_id must be %q or %q.", CallerIDCaller, CallerIDNumber)
+	}
+	if err := validSay("greeting", r.Greeting); err != nil {
+		return err
+	}
+	if !languageRe.MatchString(r.Language) {
+		return Invalidf("language", "language %q is not a language tag like en-US.", r.Language)
+	}
+	if r.Voice != "" && !voiceRe.MatchString(r.Voice) {
+		return Invalidf("voice", "voice %q is not a Twilio voice name like Polly.Joanna.", r.Voice)
+	}
+	if len(r.Targets) < 1 || len(r.Targets) > MaxTargets {
+		return Invalidf("targets", "targets must hold 1 to %d targets.", MaxTargets)
+	}
+	for i, t := range r.Targets {
+		if err := t.validate(fmt.Sprintf("targets[%d]", i)); err != nil {
+			return err
+		}
+	}
+	if err := validSay("voicemail.prompt", r.Voicemail.Prompt); err != nil {
+		return err
+	}
+	if n := r.Voicemail.MaxLengthSeconds; n < 1 || n > maxVoicemailLengthSecond {
+		return Invalidf("voicemail.max_length_seconds", "voicemail.max_length_seconds must be between 1 and %d.", maxVoicemailLengthSecond)
+	}
+	return nil
+}
+
+func validSay(field, s string) error {
+	if !utf8.ValidString(s) {
+		return Invalidf(field, "%s is not valid UTF-8.", field)
+	}
+	if utf8.RuneCountInString(s) > maxSayLen {
+		return Invalidf(field, "%s must be at most %d characters.", field, maxSayLen)
+	}
+	return nil
+}
+
+func (t Target) validate(field string) error {
+	// Fields of other target types must be empty: a "to" on a SIP target is a mistake to report.
+	stray := func(names ...string) error {
+		vals := map[string]bool{"to": t.To != "", "uri": t.URI != "", "username": t.Username != "",
+			"password": t.Password != "", "headers": len(t.Headers) > 0, "transport": t.Transport != "",
+			"region": t.Region != "", "identity": t.Identity != ""}
+		for _, n := range []string{"to", "uri", "username", "password", "headers", "transport", "region", "identity"} {
+			if vals[n] && !slices.Contains(names, n) {
+				return Invalidf(field+"."+n, "%s does not apply to a %s target.", n, t.Type)
+			}
+		}
+		return nil
+	}
+	switch t.Type {
+	case TargetPhone:
+		if !ValidNumber(t.To) {
+			return Invalidf(field+".to", "to %q is not an E.164 number like +15550001111.", t.To)
+		}
+		return stray("to")
+	case TargetClient:
+		if !identityRe.MatchString(t.Identity) {
+			return Invalidf(field+".identity", "identity must be 1 to 121 letters, digits or _ . @ -.")
+		}
+		return stray("identity")
+	case TargetSIP:
+		return t.validateSIP(field, stray)
+	case "":
+		return Invalidf(field+".type", "type is required: phone, sip or client.")
+	}
+	return Invalidf(field+".type", "type %q is not phone, sip or client.", t.Type)
+}
+
+func (t Target) validateSIP(field string, stray func(...string) error) error {
+	if err := stray("uri", "username", "password", "headers", "transport", "region"); err != nil {
+		return err
+	}
+	rest, ok := strings.CutPrefix(t.URI, "sip:")
+	if !ok {
+		return Invalidf(field+".uri", "uri must start with sip:.")
+	}
+	user, host, ok := strings.Cut(rest, "@")
+	if !ok || !sipUserRe.MatchString(user) || !sipHostRe.MatchString(host) {
+		return Invalidf(field+".uri", "uri must be sip:user@host, without parameters or headers (use transport, region and headers).")
+	}
+	if len(t.URI) >= maxSIPURILen {
+		return Invalidf(field+".uri", "uri must be under %d characters.", maxSIPURILen)
+	}
+	if t.Password != "" && t.Username == "" {
+		return Invalidf(field+".username", "username is required with a password.")
+	}
+	if t.Username != "" && !sipUserRe.MatchString(t.Username) {
+		return Invalidf(field+".username", "username has characters a SIP username cannot have.")
+	}
+	if t.Transport != "" && t.Transport != "udp" && t.Transport != "tcp" && t.Transport != "tls" {
+		return Invalidf(field+".transport", "transport must be udp, tcp or tls.")
+	}
+	if t.Region != "" && !slices.Contains(SIPRegions, t.Region) {
+		return Invalidf(field+".region", "region must be one of %s.", strings.Join(SIPRegions, " "))
+	}
+	total := 0
+	names := make([]string, 0, len(t.Headers))
+	for name := range t.Headers {
+		names = append(names, name)
+	}
+	sort.Strings(names) // report the same header every time
+	for _, name := range names {
+		hf := field + ".headers." + name
+		lower := strings.ToLower(name)
+		switch {
+		case !headerRe.MatchString(name):
+			return Invalidf(hf, "header name %q has characters a header name cannot have.", name)
+		case strings.HasPrefix(lower, "x-twilio"):
+			return Invalidf(hf, "header names starting with X-Twilio are reserved by Twilio.")
+		case !strings.HasPrefix(lower, "x-") && !slices.ContainsFunc(sipStandardHeaders, func(s string) bool { return strings.EqualFold(s, name) }):
+			return Invalidf(hf, "header name must start with x- or be one of %s.", strings.Join(sipStandardHeaders, ", "))
+		}
+		if v := t.Headers[name]; !utf8.ValidString(v) || strings.ContainsAny(v, "\r\n") {
+			return Invalidf(hf, "header value must be one line of valid UTF-8.")
+		}
+		total += len(name) + 1 + len(url.QueryEscape(t.Headers[name])) + 1
+	}
+	if total >= maxSIPHeadersLen {
+		return Invalidf(field+".headers", "headers together must be under %d characters.", maxSIPHeadersLen)
+	}
+	return nil
+}

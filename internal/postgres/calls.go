@@ -1,0 +1,395 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+)
+
+// terminalSQL lists the statuses a call or leg never leaves, for SQL.
+const terminalSQL = `('completed', 'busy', 'failed', 'no-answer', 'canceled')`
+
+// InboundCall is what Twilio tells of a new call to a masked number.
+type InboundCall struct {
+	CallSid string
+	Number  string // To: the masked number
+	From    string
+}
+
+// StartCall records a new inbound call and returns its number's routing, or ENOTFOUND for a
+// number that is not configured (then nothing is written). It is one round trip: lookup, insert
+// and timeline entry in one statement. A repeated webhook for the same CallSid writes nothing
+// again. The initial status follows callrelay.PlanInbound (a test holds the two together).
+func (db *DB) StartCall(ctx context.Context, in InboundCall) (callrelay.Routing, error) {
+	var routing []byte
+	err := db.pool.QueryRow(ctx, `
+		WITH n AS (
+			SELECT routing,
+				CASE WHEN (routing->>'enabled')::boolean THEN 'ringing'
+				     WHEN (routing->'voicemail'->>'enabled')::boolean THEN 'voicemail'
+				     ELSE 'completed' END AS status
+			FROM numbers WHERE number = $2
+		), ins AS (
+			INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at, ended_at)
+			SELECT $1, $2, $3, routing->>'mode', status, routing, $4, $4,
+				CASE WHEN status = 'completed' THEN $4::timestamptz END
+			FROM n
+			ON CONFLICT (call_sid) DO NOTHING
+			RETURNING call_sid, status
+		), ev AS (
+			INSERT INTO call_events (call_sid, at, type, by, outcome, detail, dedupe_key)
+			SELECT call_sid, $4, 'inbound', 'twilio', status, jsonb_build_object('from', $3::text, 'to', $2::text), 'inbound'
+			FROM ins
+		)
+		SELECT routing FROM n`,
+		in.CallSid, in.Number, in.From, db.now()).Scan(&routing)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return callrelay.Routing{}, callrelay.Errorf(callrelay.ENOTFOUND, "Number %s is not configured.", in.Number)
+	} else if err != nil {
+		return callrelay.Routing{}, fmt.Errorf("start call %s: %w", in.CallSid, err)
+	}
+	var r callrelay.Routing
+	if err := json.Unmarshal(routing, &r); err != nil {
+		return callrelay.Routing{}, fmt.Errorf("start call %s: decode routing: %w", in.CallSid, err)
+	}
+	return r, nil
+}
+
+// CallRouting returns the routing a call started with, or ENOTFOUND.
+func (db *DB) CallRouting(ctx context.Context, callSid string) (callrelay.Routing, error) {
+	var routing []byte
+	err := db.pool.QueryRow(ctx, `SELECT routing FROM calls WHERE call_sid = $1`, callSid).Scan(&routing)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return callrelay.Routing{}, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", callSid)
+	} else if err != nil {
+		return callrelay.Routing{}, fmt.Errorf("call routing %s: %w", callSid, err)
+	}
+	var r callrelay.Routing
+	if err := json.Unmarshal(routing, &r); err != nil {
+		return callrelay.Routing{}, fmt.Errorf("call routing %s: %w", callSid, err)
+	}
+	return r, nil
+}
+
+// DialOutcome is what Twilio posts to a <Dial>'s action when the dial ends.
+type DialOutcome struct {
+	CallSid         string // the caller's call
+	Attempt         int    // which <Dial> of the call ended (from the action URL)
+	DialCallStatus  string
+	DialCallSid     string // absent when no leg was created or answered
+	DurationSeconds *int   // absent after a redirect of the child
+	SipResponseCode *int
+	SipCallID       string
+	SipHeaders      map[string]string
+	CallerStatus    string // the caller's own CallStatus
+}
+
+// RecordDialOutcome applies the end of a <Dial>: it asks decide for the next step with the
+// routing the call started with, stores the outcome on the timeline and the leg, and moves the
+// call to the plan's status. A repeated callback for the same attempt decides the same plan and
+// changes nothing. It returns ENOTFOUND for an unknown call.
+func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(callrelay.Routing) callrelay.Plan) (callrelay.Routing, callrelay.Plan, error) {
+	r, err := db.CallRouting(ctx, o.CallSid)
+	if err != nil {
+		return r, callrelay.Plan{}, err
+	}
+	plan := decide(r)
+	detail := map[string]any{"dial_call_status": o.DialCallStatus, "attempt": o.Attempt, "next": plan.Action.String()}
+	if o.DialCallSid != "" {
+		detail["dial_call_sid"] = o.DialCallSid
+	}
+	if o.DurationSeconds != nil {
+		detail["duration_seconds"] = *o.DurationSeconds
+	}
+	if o.SipResponseCode != nil {
+		detail["sip_response_code"] = *o.SipResponseCode
+	}
+	if o.CallerStatus != "" {
+		detail["caller_status"] = o.CallerStatus
+	}
+	var sipHeaders []byte
+	if len(o.SipHeaders) > 0 {
+		detail["sip_headers"] = o.SipHeaders
+		if sipHeaders, err = json.Marshal(o.SipHeaders); err != nil {
+			return r, plan, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
+		}
+	}
+	legStatus := o.DialCallStatus
+	if legStatus == callrelay.DialAnswered {
+		legStatus = callrelay.StatusCompleted
+	}
+	status := plan.Status()
+	// The timeline entry is the idempotency key: a repeated callback inserts no event and so
+	// updates nothing. The leg is upserted: dial-outcome may arrive before its call-status.
+	_, err = db.pool.Exec(ctx, `
+		WITH ev AS (
+			INSERT INTO call_events (call_sid, at, type, by, outcome, detail, dedupe_key)
+			VALUES ($1, $2, 'dial-outcome', 'twilio', $3, $4, 'dial-outcome:' || $5::int)
+			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
+			RETURNING call_sid
+		), c AS (
+			UPDATE calls SET
+				attempt = greatest(attempt, $6),
+				status = CASE WHEN status IN `+terminalSQL+` THEN status ELSE $7 END,
+				ended_at = CASE WHEN status NOT IN `+terminalSQL+` AND $7 IN `+terminalSQL+` THEN $2 ELSE ended_at END,
+				updated_at = $2
+			WHERE call_sid IN (SELECT call_sid FROM ev)
+		)
+		INSERT INTO legs (call_sid, parent_call_sid, status, sip_response_code, sip_call_id, sip_headers,
+			duration_seconds, ended_at, created_at, updated_at)
+		SELECT $8, call_sid, $9, $10, nullif($11, ''), $12, $13, $2, $2, $2
+		FROM ev WHERE $8 <> ''
+		ON CONFLICT (call_sid) DO UPDATE SET
+			status = CASE WHEN legs.status IN `+terminalSQL+` THEN legs.status ELSE excluded.status END,
+			sip_response_code = coalesce(excluded.sip_response_code, legs.sip_response_code),
+			sip_call_id = coalesce(excluded.sip_call_id, legs.sip_call_id),
+			sip_headers = coalesce(excluded.sip_headers, legs.sip_headers),
+			duration_seconds = coalesce(excluded.duration_seconds, legs.duration_seconds),
+			ended_at = coalesce(legs.ended_at, excluded.ended_at),
+			updated_at = excluded.updated_at
+		WHERE legs.parent_call_sid = excluded.parent_call_sid`,
+		o.CallSid, db.now(), o.DialCallStatus, detail, o.Attempt,
+		plan.Attempt, status,
+		o.DialCallSid, legStatus, o.SipResponseCode, o.SipCallID, sipHeaders, o.DurationSeconds)
+	if err != nil {
+		return r, plan, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
+	}
+	return r, plan, nil
+}
+
+// LegProgress is a status callback for a forwarded leg (statusCallback of a <Dial> noun).
+type LegProgress struct {
+	CallSid         string // the leg
+	ParentCallSid   string // the caller's call
+	Status          string // Twilio's CallStatus: initiated, ringing, in-progress, completed, ...
+	Sequence        int    // SequenceNumber; -1 when absent
+	At              time.Time
+	Target          string
+	TargetIndex     *int
+	SipResponseCode *int
+	DurationSeconds *int
+}
+
+// RecordLegProgress applies a leg's status callback. It is idempotent and ordered: a status is
+// applied only when its SequenceNumber is newer than the last applied one, and a leg never
+// leaves a terminal status. Times are merged whatever the order (an answered callback arriving
+// after completed still records when the leg was answered). A leg of an unknown call is
+// ignored; the result says whether the call was known.
+func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (bool, error) {
+	var answeredAt, endedAt *time.Time
+	if p.Status == callrelay.StatusInProgress {
+		answeredAt = &p.At
+	}
+	if callrelay.IsTerminal(p.Status) {
+		endedAt = &p.At
+	}
+	detail := map[string]any{"leg": p.CallSid, "target": p.Target}
+	if p.SipResponseCode != nil {
+		detail["sip_response_code"] = *p.SipResponseCode
+	}
+	var known bool
+	err := db.pool.QueryRow(ctx, `
+		WITH parent AS (
+			SELECT call_sid FROM calls WHERE call_sid = $2
+		), leg AS (
+			INSERT INTO legs (call_sid, parent_call_sid, target, target_index, status, sequence,
+				sip_response_code, duration_seconds, answered_at, ended_at, created_at, updated_at)
+			SELECT $1, call_sid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 FROM parent
+			ON CONFLICT (call_sid) DO UPDATE SET
+				status = CASE WHEN legs.status IN `+terminalSQL+` OR legs.sequence >= excluded.sequence
+					THEN legs.status ELSE excluded.status END,
+				sequence = greatest(legs.sequence, excluded.sequence),
+				target = CASE WHEN legs.target = '' THEN excluded.target ELSE legs.target END,
+				target_index = coalesce(legs.target_index, excluded.target_index),
+				sip_response_code = coalesce(excluded.sip_response_code, legs.sip_response_code),
+				duration_seconds = coalesce(excluded.duration_seconds, legs.duration_seconds),
+				answered_at = coalesce(legs.answered_at, excluded.answered_at),
+				ended_at = coalesce(legs.ended_at, excluded.ended_at),
+				updated_at = excluded.updated_at
+			WHERE legs.parent_call_sid = excluded.parent_call_sid
+		), ev AS (
+			INSERT INTO call_events (call_sid, at, type, party, by, outcome, detail, dedupe_key)
+			SELECT call_sid, $13, 'leg', 'callee', 'twilio', $5, $12, 'leg:' || $1 || ':' || $5 FROM parent
+			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
+		), c AS (
+			UPDATE calls SET status = 'in-progress', updated_at = $11
+			WHERE call_sid = $2 AND status = 'ringing' AND $5 = 'in-progress'
+		)
+		SELECT count(*) > 0 FROM parent`,
+		p.CallSid, p.ParentCallSid, p.Target, p.TargetIndex, p.Status, p.Sequence,
+		p.SipResponseCode, p.DurationSeconds, answeredAt, endedAt, db.now(), detail, p.At).Scan(&known)
+	if err != nil {
+		return false, fmt.Errorf("leg progress %s of %s: %w", p.CallSid, p.ParentCallSid, err)
+	}
+	return known, nil
+}
+
+// RecordCallStatus applies a status callback for the caller's own call (the number's status
+// callback in the Twilio console). Only terminal statuses change the call: callrelay tracks
+// ringing, in-progress and voicemail itself. It reports whether the call was known.
+func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at time.Time) (bool, error) {
+	var known bool
+	err := db.pool.QueryRow(ctx, `
+		WITH c AS (
+			SELECT call_sid FROM calls WHERE call_sid = $1
+		), u AS (
+			UPDATE calls SET status = $2, ended_at = coalesce(ended_at, $3), updated_at = $4
+			WHERE call_sid = $1 AND $2 IN `+terminalSQL+` AND status NOT IN `+terminalSQL+`
+		), ev AS (
+			INSERT INTO call_events (call_sid, at, type, party, by, outcome, dedupe_key)
+			SELECT call_sid, $3, 'call-status', 'caller', 'twilio', $2, 'call-status:' || $2 FROM c
+			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
+		)
+		SELECT count(*) > 0 FROM c`,
+		callSid, status, at, db.now()).Scan(&known)
+	if err != nil {
+		return false, fmt.Errorf("call status %s: %w", callSid, err)
+	}
+	return known, nil
+}
+
+// StartVoicemail moves a call to voicemail (unless it has ended) and returns its routing, or
+// ENOTFOUND.
+func (db *DB) StartVoicemail(ctx context.Context, callSid string) (callrelay.Routing, error) {
+	now := db.now()
+	var routing []byte
+	err := db.pool.QueryRow(ctx, `
+		WITH c AS (
+			SELECT call_sid, routing FROM calls WHERE call_sid = $1
+		), u AS (
+			UPDATE calls SET status = 'voicemail', updated_at = $2
+			WHERE call_sid = $1 AND status NOT IN `+terminalSQL+` AND status <> 'voicemail'
+		), ev AS (
+			INSERT INTO call_events (call_sid, at, type, party, by, dedupe_key)
+			SELECT call_sid, $2, 'voicemail', 'caller', 'twilio', 'voicemail' FROM c
+			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
+		)
+		SELECT routing FROM c`, callSid, now).Scan(&routing)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return callrelay.Routing{}, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", callSid)
+	} else if err != nil {
+		return callrelay.Routing{}, fmt.Errorf("start voicemail %s: %w", callSid, err)
+	}
+	var r callrelay.Routing
+	if err := json.Unmarshal(routing, &r); err != nil {
+		return callrelay.Routing{}, fmt.Errorf("start voicemail %s: %w", callSid, err)
+	}
+	return r, nil
+}
+
+// GetCall returns a call with its legs and timeline, or ENOTFOUND.
+func (db *DB) GetCall(ctx context.Context, callSid string) (*callrelay.Call, error) {
+	calls, err := db.queryCalls(ctx, `WHERE call_sid = $1`, callSid)
+	if err != nil {
+		return nil, fmt.Errorf("get call %s: %w", callSid, err)
+	}
+	if len(calls) == 0 {
+		return nil, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", callSid)
+	}
+	return calls[0], nil
+}
+
+// Call list limits.
+const (
+	DefaultCallLimit = 50
+	MaxCallLimit     = 500
+)
+
+// ListCalls returns the newest calls first, with legs and timelines.
+func (db *DB) ListCalls(ctx context.Context, f callrelay.CallFilter) ([]*callrelay.Call, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultCallLimit
+	}
+	limit = min(limit, MaxCallLimit)
+	calls, err := db.queryCalls(ctx, `WHERE ($1 = '' OR status = $1) ORDER BY started_at DESC, call_sid DESC LIMIT $2`, f.Status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list calls: %w", err)
+	}
+	return calls, nil
+}
+
+// queryCalls loads calls and then, in two more queries for all of them, their legs and events.
+func (db *DB) queryCalls(ctx context.Context, where string, args ...any) ([]*callrelay.Call, error) {
+	rows, err := db.pool.Query(ctx, `
+		SELECT call_sid, number, from_number, mode, status, routing, started_at, ended_at,
+			conference_sid, hold_caller, hold_callee
+		FROM calls `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	calls, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*callrelay.Call, error) {
+		c := &callrelay.Call{Legs: []callrelay.Leg{}, Events: []callrelay.Event{}}
+		var routing []byte
+		if err := row.Scan(&c.CallSid, &c.Number, &c.From, &c.Mode, &c.Status, &routing, &c.StartedAt,
+			&c.EndedAt, &c.ConferenceSid, &c.Hold.Caller, &c.Hold.Callee); err != nil {
+			return nil, err
+		}
+		c.StartedAt = c.StartedAt.UTC()
+		c.EndedAt = utc(c.EndedAt)
+		return c, json.Unmarshal(routing, &c.Routing)
+	})
+	if err != nil || len(calls) == 0 {
+		return calls, err
+	}
+	bySid := make(map[string]*callrelay.Call, len(calls))
+	sids := make([]string, len(calls))
+	for i, c := range calls {
+		bySid[c.CallSid], sids[i] = c, c.CallSid
+	}
+
+	rows, err = db.pool.Query(ctx, `
+		SELECT parent_call_sid, call_sid, target, status, sip_response_code, sip_call_id,
+			duration_seconds, answered_at, ended_at
+		FROM legs WHERE parent_call_sid = ANY($1) ORDER BY created_at, call_sid`, sids)
+	if err != nil {
+		return nil, fmt.Errorf("legs: %w", err)
+	}
+	var parent string
+	var l callrelay.Leg
+	_, err = pgx.ForEachRow(rows, []any{&parent, &l.CallSid, &l.Target, &l.Status, &l.SipResponseCode,
+		&l.SipCallID, &l.DurationSeconds, &l.AnsweredAt, &l.EndedAt}, func() error {
+		l.AnsweredAt, l.EndedAt = utc(l.AnsweredAt), utc(l.EndedAt)
+		c := bySid[parent]
+		c.Legs = append(c.Legs, l)
+		l = callrelay.Leg{}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("legs: %w", err)
+	}
+
+	rows, err = db.pool.Query(ctx, `
+		SELECT call_sid, at, type, party, by, outcome, detail
+		FROM call_events WHERE call_sid = ANY($1) ORDER BY at, id`, sids)
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	var sid string
+	var e callrelay.Event
+	_, err = pgx.ForEachRow(rows, []any{&sid, &e.At, &e.Type, &e.Party, &e.By, &e.Outcome, &e.Detail}, func() error {
+		e.At = e.At.UTC()
+		c := bySid[sid]
+		c.Events = append(c.Events, e)
+		e = callrelay.Event{}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	return calls, nil
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -1,0 +1,451 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/postgres/pgtest"
+)
+
+var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+
+// newDB returns a store on a fresh database whose clock is moved by advance.
+func newDB(t *testing.T) (*postgres.DB, func(time.Duration)) {
+	t.Helper()
+	db := postgres.New(pgtest.NewPool(t))
+	now := t0
+	db.Now = func() time.Time { return now }
+	return db, func(d time.Duration) { now = now.Add(d) }
+}
+
+func mustRouting(t *testing.T, js string) callrelay.Routing {
+	t.Helper()
+	r, err := callrelay.DecodeRouting(strings.NewReader(js))
+	if err != nil {
+		t.Fatalf("DecodeRouting: %v", err)
+	}
+	return r
+}
+
+const seqRouting = `{"owner_email":"dana@example.com","ring":"sequential","targets":[
+	{"type":"phone","to":"+15550001111"},{"type":"sip","uri":"sip:dana@pbx.example.com","username":"dana","password":"s3cret"}]}`
+
+func TestNumbers(t *testing.T) {
+	db, _ := newDB(t)
+	ctx := context.Background()
+	r := mustRouting(t, seqRouting)
+
+	t.Run("OK", func(t *testing.T) {
+		n, created, err := db.PutNumber(ctx, "+15551230000", r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !created {
+			t.Errorf("created = false, want true for a new number")
+		}
+		if !n.CreatedAt.Equal(t0) {
+			t.Errorf("CreatedAt = %v, want %v", n.CreatedAt, t0)
+		}
+		r2 := r
+		r2.TimeoutSeconds = 45
+		if _, created, err = db.PutNumber(ctx, "+15551230000", r2); err != nil || created {
+			t.Fatalf("replace: created=%v err=%v, want false, nil", created, err)
+		}
+		got, err := db.GetNumber(ctx, "+15551230000")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Routing.TimeoutSeconds != 45 || got.Routing.Targets[1].Password != "s3cret" {
+			t.Errorf("got routing %+v, want the replaced one with its password stored", got.Routing)
+		}
+		list, err := db.ListNumbers(ctx)
+		if err != nil || len(list) != 1 {
+			t.Fatalf("ListNumbers = %d numbers, %v; want 1", len(list), err)
+		}
+	})
+
+	t.Run("ErrNotFound", func(t *testing.T) {
+		if _, err := db.GetNumber(ctx, "+15559999999"); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+			t.Errorf("GetNumber err = %v, want not_found", err)
+		}
+		if err := db.DeleteNumber(ctx, "+15559999999"); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+			t.Errorf("DeleteNumber err = %v, want not_found", err)
+		}
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		if err := db.DeleteNumber(ctx, "+15551230000"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.GetNumber(ctx, "+15551230000"); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+			t.Errorf("after delete: err = %v, want not_found", err)
+		}
+	})
+}
+
+func TestStartCall(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("OK", func(t *testing.T) {
+		db, _ := newDB(t)
+		if _, _, err := db.PutNumber(ctx, "+15551230000", mustRouting(t, seqRouting)); err != nil {
+			t.Fatal(err)
+		}
+		in := postgres.InboundCall{CallSid: "CA01", Number: "+15551230000", From: "+15559870000"}
+		for range 2 { // Twilio may send the same webhook twice
+			r, err := db.StartCall(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Ring != callrelay.RingSequential {
+				t.Errorf("routing ring = %q, want sequential", r.Ring)
+			}
+		}
+		c, err := db.GetCall(ctx, "CA01")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Status != callrelay.StatusRinging || c.From != "+15559870000" || c.Mode != "direct" || !c.StartedAt.Equal(t0) {
+			t.Errorf("call = %+v, want ringing direct call from +15559870000 at %v", c, t0)
+		}
+		if len(c.Events) != 1 || c.Events[0].Type != "inbound" {
+			t.Errorf("events = %+v, want one inbound event", c.Events)
+		}
+	})
+
+	t.Run("ErrNotFound", func(t *testing.T) {
+		db, _ := newDB(t)
+		_, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA02", Number: "+15550000000", From: "+15559870000"})
+		if callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+			t.Fatalf("err = %v, want not_found", err)
+		}
+		if _, err := db.GetCall(ctx, "CA02"); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+			t.Errorf("a call to an unknown number was stored: err = %v", err)
+		}
+	})
+
+	// The initial status is computed in SQL; it must agree with the Go plan.
+	t.Run("StatusFollowsPlan", func(t *testing.T) {
+		db, _ := newDB(t)
+		for i, js := range []string{
+			`{"owner_email":"a@example.com","targets":[{"type":"phone","to":"+15550001111"}]}`,
+			`{"owner_email":"a@example.com","enabled":false,"targets":[{"type":"phone","to":"+15550001111"}]}`,
+			`{"owner_email":"a@example.com","enabled":false,"voicemail":{"enabled":false},"targets":[{"type":"phone","to":"+15550001111"}]}`,
+		} {
+			r := mustRouting(t, js)
+			number := "+1555123000" + string(rune('0'+i))
+			if _, _, err := db.PutNumber(ctx, number, r); err != nil {
+				t.Fatal(err)
+			}
+			sid := "CA1" + string(rune('0'+i))
+			if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: sid, Number: number, From: "+15559870000"}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := db.GetCall(ctx, sid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := callrelay.PlanInbound(r).Status()
+			if c.Status != want {
+				t.Errorf("routing %d: status = %q, want %q", i, c.Status, want)
+			}
+			if ended := c.EndedAt != nil; ended != callrelay.IsTerminal(want) {
+				t.Errorf("routing %d: ended_at = %v, want set only for a terminal status", i, c.EndedAt)
+			}
+		}
+	})
+}
+
+func startCall(t *testing.T, db *postgres.DB, sid string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, _, err := db.PutNumber(ctx, "+15551230000", mustRouting(t, seqRouting)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: sid, Number: "+15551230000", From: "+15559870000"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func intp(i int) *int { return &i }
+
+func TestRecordLegProgress(t *testing.T) {
+	ctx := context.Background()
+	progress := func(status string, seq int, at time.Time) postgres.LegProgress {
+		return postgres.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_parent", Status: status,
+			Sequence: seq, At: at, Target: "+15550001111", TargetIndex: intp(0)}
+	}
+
+	t.Run("OK", func(t *testing.T) {
+		db, _ := newDB(t)
+		startCall(t, db, "CA_parent")
+		steps := []postgres.LegProgress{
+			progress("initiated", 0, t0), progress("ringing", 1, t0.Add(time.Second)),
+			progress("in-progress", 2, t0.Add(3*time.Second)), progress("completed", 3, t0.Add(60*time.Second)),
+		}
+		for _, p := range steps {
+			if known, err := db.RecordLegProgress(ctx, p); err != nil || !known {
+				t.Fatalf("%s: known=%v err=%v", p.Status, known, err)
+			}
+		}
+		c, err := db.GetCall(ctx, "CA_parent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.Legs) != 1 {
+			t.Fatalf("legs = %+v, want 1", c.Legs)
+		}
+		l := c.Legs[0]
+		if l.Status != "completed" || l.AnsweredAt == nil || !l.AnsweredAt.Equal(t0.Add(3*time.Second)) || l.Target != "+15550001111" {
+			t.Errorf("leg = %+v, want completed, answered at t0+3s, target +15550001111", l)
+		}
+		if c.Status != callrelay.StatusInProgress {
+			t.Errorf("call status = %q, want in-progress once a leg answered", c.Status)
+		}
+	})
+
+	t.Run("OutOfOrderAndDuplicates", func(t *testing.T) {
+		db, _ := newDB(t)
+		startCall(t, db, "CA_parent")
+		// completed overtakes answered; ringing arrives last and twice.
+		for _, p := range []postgres.LegProgress{
+			progress("initiated", 0, t0), progress("completed", 3, t0.Add(60*time.Second)),
+			progress("in-progress", 2, t0.Add(3*time.Second)), progress("ringing", 1, t0.Add(time.Second)),
+			progress("ringing", 1, t0.Add(time.Second)), progress("completed", 3, t0.Add(60*time.Second)),
+		} {
+			if _, err := db.RecordLegProgress(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := db.GetCall(ctx, "CA_parent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := c.Legs[0]
+		if l.Status != "completed" {
+			t.Errorf("leg status = %q, want completed: a leg never leaves a terminal status", l.Status)
+		}
+		if l.AnsweredAt == nil {
+			t.Errorf("answered_at lost when answered arrived after completed")
+		}
+		legEvents := 0
+		for _, e := range c.Events {
+			if e.Type == "leg" {
+				legEvents++
+			}
+		}
+		if legEvents != 4 {
+			t.Errorf("leg events = %d, want 4 (one per distinct status)", legEvents)
+		}
+	})
+
+	t.Run("LowerSequenceIgnored", func(t *testing.T) {
+		db, _ := newDB(t)
+		startCall(t, db, "CA_parent")
+		for _, p := range []postgres.LegProgress{progress("ringing", 1, t0), progress("initiated", 0, t0)} {
+			if _, err := db.RecordLegProgress(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, _ := db.GetCall(ctx, "CA_parent")
+		if got := c.Legs[0].Status; got != "ringing" {
+			t.Errorf("status = %q, want ringing: initiated has a lower sequence", got)
+		}
+	})
+
+	t.Run("UnknownParent", func(t *testing.T) {
+		db, _ := newDB(t)
+		known, err := db.RecordLegProgress(ctx, progress("ringing", 1, t0))
+		if err != nil || known {
+			t.Errorf("known=%v err=%v, want false, nil", known, err)
+		}
+	})
+}
+
+func TestRecordDialOutcome(t *testing.T) {
+	ctx := context.Background()
+	decide := func(o postgres.DialOutcome) func(callrelay.Routing) callrelay.Plan {
+		return func(r callrelay.Routing) callrelay.Plan {
+			return callrelay.PlanDialOutcome(r, o.Attempt, o.DialCallStatus, o.CallerStatus)
+		}
+	}
+
+	t.Run("SequentialThenVoicemail", func(t *testing.T) {
+		db, _ := newDB(t)
+		startCall(t, db, "CA_p")
+		first := postgres.DialOutcome{CallSid: "CA_p", Attempt: 0, DialCallStatus: "no-answer", DialCallSid: "CA_c1", CallerStatus: "in-progress"}
+		_, plan, err := db.RecordDialOutcome(ctx, first, decide(first))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plan.Action != callrelay.ActForward || plan.Attempt != 1 {
+			t.Fatalf("plan = %+v, want forward attempt 1", plan)
+		}
+		second := postgres.DialOutcome{CallSid: "CA_p", Attempt: 1, DialCallStatus: "failed", DialCallSid: "CA_c2",
+			SipResponseCode: intp(486), SipCallID: "abc@pbx", SipHeaders: map[string]string{"X-Reason": "busy here"}, CallerStatus: "in-progress"}
+		if _, plan, err = db.RecordDialOutcome(ctx, second, decide(second)); err != nil || plan.Action != callrelay.ActVoicemail {
+			t.Fatalf("plan = %+v, %v; want voicemail", plan, err)
+		}
+		// A late duplicate of the first outcome decides forward again but must not move the
+		// call back from voicemail.
+		if _, _, err = db.RecordDialOutcome(ctx, first, decide(first)); err != nil {
+			t.Fatal(err)
+		}
+		c, err := db.GetCall(ctx, "CA_p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Status != callrelay.StatusVoicemail {
+			t.Errorf("status = %q, want voicemail", c.Status)
+		}
+		var sipLeg *callrelay.Leg
+		for i := range c.Legs {
+			if c.Legs[i].CallSid == "CA_c2" {
+				sipLeg = &c.Legs[i]
+			}
+		}
+		if sipLeg == nil || sipLeg.SipResponseCode == nil || *sipLeg.SipResponseCode != 486 || sipLeg.Status != "failed" {
+			t.Errorf("SIP leg = %+v, want failed with SIP 486", sipLeg)
+		}
+		outcomes := 0
+		for _, e := range c.Events {
+			if e.Type == "dial-outcome" {
+				outcomes++
+			}
+		}
+		if outcomes != 2 {
+			t.Errorf("dial-outcome events = %d, want 2 (the duplicate adds none)", outcomes)
+		}
+	})
+
+	t.Run("Answered", func(t *testing.T) {
+		db, _ := newDB(t)
+		startCall(t, db, "CA_p")
+		o := postgres.DialOutcome{CallSid: "CA_p", DialCallStatus: "completed", DialCallSid: "CA_c1", DurationSeconds: intp(42), CallerStatus: "in-progress"}
+		if _, plan, err := db.RecordDialOutcome(ctx, o, decide(o)); err != nil || plan.Action != callrelay.ActHangup {
+			t.Fatalf("plan = %+v, %v; want hangup", plan, err)
+		}
+		c, _ := db.GetCall(ctx, "CA_p")
+		if c.Status != callrelay.StatusCompleted || c.EndedAt == nil {
+			t.Errorf("call = %s ended %v, want completed with ended_at", c.Status, c.EndedAt)
+		}
+		if d := c.Legs[0].DurationSeconds; d == nil || *d != 42 {
+			t.Errorf("leg duration = %v, want 42", d)
+		}
+	})
+
+	t.Run("ErrNotFound", func(t *testing.T) {
+		db, _ := newDB(t)
+		o := postgres.DialOutcome{CallSid: "CA_none", DialCallStatus: "no-answer"}
+		if _, _, err := db.RecordDialOutcome(ctx, o, decide(o)); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+			t.Errorf("err = %v, want not_found", err)
+		}
+	})
+}
+
+func TestRecordCallStatus(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	startCall(t, db, "CA_p")
+	for _, s := range []string{"completed", "in-progress", "busy"} {
+		if known, err := db.RecordCallStatus(ctx, "CA_p", s, t0.Add(time.Minute)); err != nil || !known {
+			t.Fatalf("%s: known=%v err=%v", s, known, err)
+		}
+	}
+	c, _ := db.GetCall(ctx, "CA_p")
+	if c.Status != "completed" || c.EndedAt == nil || !c.EndedAt.Equal(t0.Add(time.Minute)) {
+		t.Errorf("call = %s ended %v; want completed at t0+1m, never leaving it", c.Status, c.EndedAt)
+	}
+}
+
+func TestListCalls(t *testing.T) {
+	ctx := context.Background()
+	db, advance := newDB(t)
+	startCall(t, db, "CA_a")
+	advance(time.Second)
+	startCall(t, db, "CA_b")
+	if _, err := db.RecordCallStatus(ctx, "CA_a", "completed", t0); err != nil {
+		t.Fatal(err)
+	}
+	all, err := db.ListCalls(ctx, callrelay.CallFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0].CallSid != "CA_b" {
+		t.Errorf("calls = %d, first %q; want 2, newest first", len(all), all[0].CallSid)
+	}
+	done, err := db.ListCalls(ctx, callrelay.CallFilter{Status: "completed", Limit: 10})
+	if err != nil || len(done) != 1 || done[0].CallSid != "CA_a" {
+		t.Errorf("completed calls = %v, %v; want CA_a only", done, err)
+	}
+}
+
+func TestStartVoicemail(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	startCall(t, db, "CA_p")
+	if _, err := db.StartVoicemail(ctx, "CA_p"); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := db.GetCall(ctx, "CA_p")
+	if c.Status != callrelay.StatusVoicemail {
+		t.Errorf("status = %q, want voicemail", c.Status)
+	}
+	if _, err := db.StartVoicemail(ctx, "CA_none"); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+		t.Errorf("unknown call: err = %v, want not_found", err)
+	}
+}
+
+// Replicas start together: migrations from several at once must all succeed, once.
+func TestMigrate_Concurrent(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewEmptyURL(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			pool, err := pgxpool.New(ctx, url)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer pool.Close()
+			errs[i] = postgres.Migrate(ctx, pool)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("migrator %d: %v", i, err)
+		}
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := postgres.New(pool).Ready(ctx); err != nil {
+		t.Errorf("Ready after migrations: %v", err)
+	}
+}
+
+func TestReady_ErrSchemaBehind(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	if err := db.Ready(ctx); err != nil {
+		t.Fatalf("Ready = %v, want nil on a migrated database", err)
+	}
+	if _, err := db.Pool().Exec(ctx, `UPDATE schema_version SET version = 0`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Ready(ctx); err == nil {
+		t.Errorf("Ready = nil, want an error when the schema is behind")
+	}
+}
