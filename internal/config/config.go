@@ -1,0 +1,134 @@
+// Package config reads callrelay's configuration from the environment into one struct that is
+// passed explicitly to whatever needs it.
+package config
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Config is DESIGN.md's configuration table.
+type Config struct {
+	Addr                  string        `envconfig:"CALLRELAY_ADDR" default:":8080"`
+	DatabaseURL           Secret        `envconfig:"DATABASE_URL"`
+	PublicURL             URL           `envconfig:"CALLRELAY_PUBLIC_URL" default:"http://localhost:8080"`
+	TwilioAccountSID      string        `envconfig:"TWILIO_ACCOUNT_SID"`
+	TwilioAuthToken       Secret        `envconfig:"TWILIO_AUTH_TOKEN"`
+	TwilioAPIURL          URL           `envconfig:"TWILIO_API_URL" default:"https://api.twilio.com"`
+	OpsToken              Secret        `envconfig:"CALLRELAY_OPS_TOKEN"`
+	SMTPURL               Secret        `envconfig:"SMTP_URL"`
+	MailFrom              string        `envconfig:"CALLRELAY_MAIL_FROM" default:"callrelay@localhost"`
+	MailDir               string        `envconfig:"CALLRELAY_MAIL_DIR" default:".data/mail"`
+	TranscriptWait        time.Duration `envconfig:"CALLRELAY_TRANSCRIPT_WAIT" default:"90s"`
+	HoldMusicURL          URL           `envconfig:"CALLRELAY_HOLD_MUSIC_URL"`
+	LinkSecret            Secret        `envconfig:"CALLRELAY_LINK_SECRET"`
+	InsecureSkipSignature bool          `envconfig:"CALLRELAY_INSECURE_SKIP_SIGNATURE" default:"false"`
+}
+
+// Secret is a string that never prints: a Config can be logged whole.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// Value returns the secret itself.
+func (s Secret) Value() string { return string(s) }
+
+// URL is an absolute http(s) URL read from the environment.
+type URL struct{ *url.URL }
+
+// Decode implements envconfig.Decoder.
+func (u *URL) Decode(value string) error {
+	if value == "" {
+		return nil
+	}
+	p, err := url.Parse(value)
+	if err != nil {
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	if p.Scheme != "http" && p.Scheme != "https" || p.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", value)
+	}
+	if p.RawQuery != "" || p.Fragment != "" || p.User != nil {
+		return fmt.Errorf("%q must have no query, fragment or credentials", value)
+	}
+	u.URL = p
+	return nil
+}
+
+func (u URL) String() string {
+	if u.URL == nil {
+		return ""
+	}
+	return u.URL.String()
+}
+
+// Load reads the configuration from the environment. An error names the variable at fault, in
+// one line, so that a bad deployment says what to fix.
+func Load() (Config, error) {
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return Config{}, fmt.Errorf("config: %s: invalid value %q: %v", pe.KeyName, pe.Value, unwrapAll(pe.Err))
+		}
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func unwrapAll(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+func (c *Config) validate() error {
+	if c.Addr == "" {
+		return errors.New("config: CALLRELAY_ADDR: must not be empty")
+	}
+	if c.TwilioAuthToken == "" && !c.InsecureSkipSignature {
+		return errors.New("config: TWILIO_AUTH_TOKEN: required to check X-Twilio-Signature (set CALLRELAY_INSECURE_SKIP_SIGNATURE=true for local development only)")
+	}
+	if c.TranscriptWait <= 0 {
+		return errors.New("config: CALLRELAY_TRANSCRIPT_WAIT: must be positive")
+	}
+	if c.SMTPURL != "" {
+		u, err := url.Parse(c.SMTPURL.Value())
+		if err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Hostname() == "" {
+			return errors.New("config: SMTP_URL: must look like smtp://user:pass@host:port or smtps://…")
+		}
+	}
+	if c.DatabaseURL == "" {
+		return errors.New("config: DATABASE_URL: required (make run sets one up locally)")
+	}
+	if _, err := pgxpool.ParseConfig(c.DatabaseURL.Value()); err != nil {
+		// The parser's message may quote the URL, password included: say less.
+		return errors.New("config: DATABASE_URL: not a valid PostgreSQL URL or DSN")
+	}
+	if c.LinkSecret == "" && c.TwilioAuthToken != "" {
+		// Derived, not the token itself: a leaked link key must not sign webhooks.
+		m := hmac.New(sha256.New, []byte(c.TwilioAuthToken))
+		m.Write([]byte("callrelay voicemail links"))
+		c.LinkSecret = Secret(fmt.Sprintf("%x", m.Sum(nil)))
+	}
+	return nil
+}
