@@ -1,0 +1,160 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/postgres"
+)
+
+// numberJSON is a number as the ops API shows it: its routing, flattened, without secrets.
+type numberJSON struct {
+	Number string `json:"number"`
+	callrelay.Routing
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func toNumberJSON(n *callrelay.Number) numberJSON {
+	return numberJSON{Number: n.Number, Routing: n.Routing.Redacted(), CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt}
+}
+
+// pathNumber reads and checks the {number} of a route.
+func pathNumber(r *http.Request) (string, error) {
+	// chi hands over the escaped segment when the path was escaped: %2B15551230000 is +1555….
+	number, err := url.PathUnescape(r.PathValue("number"))
+	if err != nil || !callrelay.ValidNumber(number) {
+		return "", callrelay.Invalidf("number", "Number %q is not E.164, like +15551230000 (URL-encode + as %%2B).", number)
+	}
+	return number, nil
+}
+
+func handlePutNumber(db *postgres.DB, cache *routingCache) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		number, err := pathNumber(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			var tooLarge *http.MaxBytesError
+			if errors.As(err, &tooLarge) {
+				writeError(w, r, callrelay.Invalidf("", "Body is larger than %d bytes.", tooLarge.Limit))
+				return
+			}
+			writeError(w, r, callrelay.Invalidf("", "Cannot read body: %v.", err))
+			return
+		}
+		rt, err := callrelay.DecodeRouting(bytes.NewReader(body))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		n, created, err := db.PutNumber(r.Context(), number, rt)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		cache.put(number, rt)
+		status := http.StatusOK
+		if created {
+			status = http.StatusCreated
+		}
+		writeJSON(w, status, toNumberJSON(n))
+	})
+}
+
+func handleGetNumber(db *postgres.DB) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		number, err := pathNumber(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		n, err := db.GetNumber(r.Context(), number)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, toNumberJSON(n))
+	})
+}
+
+func handleListNumbers(db *postgres.DB) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ns, err := db.ListNumbers(r.Context())
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		out := make([]numberJSON, len(ns))
+		for i, n := range ns {
+			out[i] = toNumberJSON(n)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"numbers": out})
+	})
+}
+
+func handleDeleteNumber(db *postgres.DB, cache *routingCache) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		number, err := pathNumber(r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if err := db.DeleteNumber(r.Context(), number); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		cache.remove(number)
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// callStatuses are the statuses GET /api/calls?status= accepts.
+var callStatuses = append([]string{callrelay.StatusRinging, callrelay.StatusInProgress, callrelay.StatusVoicemail},
+	callrelay.TerminalStatuses...)
+
+func handleListCalls(db *postgres.DB) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f := callrelay.CallFilter{Status: q.Get("status")}
+		if f.Status != "" && !slices.Contains(callStatuses, f.Status) {
+			writeError(w, r, callrelay.Invalidf("status", "status %q is not a call status.", f.Status))
+			return
+		}
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > postgres.MaxCallLimit {
+				writeError(w, r, callrelay.Invalidf("limit", "limit must be a number from 1 to %d.", postgres.MaxCallLimit))
+				return
+			}
+			f.Limit = n
+		}
+		calls, err := db.ListCalls(r.Context(), f)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"calls": calls})
+	})
+}
+
+func handleGetCall(db *postgres.DB) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := db.GetCall(r.Context(), r.PathValue("callSid"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, c)
+	})
+}

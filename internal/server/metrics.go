@@ -1,0 +1,46 @@
+package server
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the server's Prometheus series, registered on the registry NewServer is given
+// (not the global one: tests build many servers).
+type metrics struct {
+	requests          *prometheus.CounterVec
+	duration          *prometheus.HistogramVec
+	signatureFailures *prometheus.CounterVec
+	fallbacks         *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callrelay_http_requests_total",
+			Help: "HTTP requests by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "callrelay_http_request_duration_seconds",
+			Help:    "HTTP request latency by route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+		signatureFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callrelay_twilio_signature_failures_total",
+			Help: "Webhooks refused for a missing or wrong X-Twilio-Signature, by path.",
+		}, []string{"path"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callrelay_webhook_fallbacks_total",
+			Help: "Webhooks answered without the database (cached routing or apology), by route and kind.",
+		}, []string{"route", "kind"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.signatureFailures, m.fallbacks)
+	return m
+}
+
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+}

@@ -1,0 +1,223 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/signature"
+	"github.com/callrelay/callrelay/twiml"
+)
+
+// Body limits. Twilio's webhook forms are a few KiB; SIP headers can add some.
+const (
+	maxWebhookBody = 64 << 10
+	maxAPIBody     = 256 << 10
+)
+
+type ctxKey int
+
+const loggerKey ctxKey = iota
+
+// logger returns the request's logger (with its request ID).
+func logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// withRequest gives each request an ID (X-Request-Id if the client sent a sane one) and a
+// logger carrying it, then logs the request and records its metrics once it is done.
+func withRequest(base *slog.Logger, m *metrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			id := r.Header.Get("X-Request-Id")
+			if !saneID(id) {
+				id = newID()
+			}
+			w.Header().Set("X-Request-Id", id)
+			l := base.With(slog.String("request_id", id))
+			r = r.WithContext(context.WithValue(r.Context(), loggerKey, l))
+			sw := &statusWriter{ResponseWriter: w}
+			next.ServeHTTP(sw, r)
+
+			route := "unmatched"
+			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+				route = rc.RoutePattern()
+			}
+			status := sw.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			elapsed := time.Since(start)
+			m.observe(route, r.Method, status, elapsed)
+			attrs := []any{slog.String("method", r.Method), slog.String("route", route),
+				slog.Int("status", status), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000)}
+			if sid := r.PostForm.Get("CallSid"); sid != "" {
+				attrs = append(attrs, slog.String("call_sid", sid))
+			}
+			l.Info("request", attrs...)
+		})
+	}
+}
+
+func saneID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// recoverPanics turns a panic into an answer the client can use: for Twilio an apology in
+// TwiML (never a 500 to a live caller), for others a JSON internal error.
+func recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			logger(r.Context()).Error("panic", slog.Any("panic", v), slog.String("call_sid", r.PostForm.Get("CallSid")),
+				slog.String("stack", string(debug.Stack())))
+			if strings.HasPrefix(r.URL.Path, "/twilio/") {
+				writeTwiML(w, twiml.Apology("", ""))
+				return
+			}
+			writeError(w, r, fmt.Errorf("panic: %v", v))
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// twilioSignature admits only requests signed by Twilio: it reads the (size-limited) body
+// once, checks X-Twilio-Signature against the public URL, and hands the parsed form on in
+// r.PostForm and r.Form. A forged or unsigned request gets 403 and reaches no handler.
+func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
+			if err != nil {
+				var tooLarge *http.MaxBytesError
+				if errors.As(err, &tooLarge) {
+					http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+					return
+				}
+				http.Error(w, "cannot read request body", http.StatusBadRequest)
+				return
+			}
+			var form map[string][]string
+			if skip {
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				if err := r.ParseForm(); err != nil {
+					http.Error(w, "malformed form body", http.StatusBadRequest)
+					return
+				}
+				next.ServeHTTP(w, r)
+				return
+			}
+			form, err = v.Verify(r, body)
+			if err != nil {
+				m.signatureFailures.WithLabelValues(r.URL.Path).Inc()
+				logger(r.Context()).Warn("webhook refused: bad signature", slog.String("path", r.URL.Path),
+					slog.String("reason", err.Error()))
+				http.Error(w, "invalid X-Twilio-Signature", http.StatusForbidden)
+				return
+			}
+			r.PostForm = form
+			r.Form = r.URL.Query()
+			for k, vs := range form {
+				r.Form[k] = append(r.Form[k], vs...)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// opsAuth admits requests bearing the ops token. With no token configured the API is closed
+// (503), never open. Tokens are compared by their hashes in constant time, so neither their
+// content nor their length leaks through timing.
+func opsAuth(token string) func(http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if token == "" {
+				writeErrorStatus(w, http.StatusServiceUnavailable, errorJSON{Code: callrelay.EUNAUTHORIZED,
+					Message: "The ops API is disabled: set CALLRELAY_OPS_TOKEN."})
+				return
+			}
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			sum := sha256.Sum256([]byte(got))
+			if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="callrelay"`)
+				writeError(w, r, callrelay.Errorf(callrelay.EUNAUTHORIZED, "A valid bearer token is required."))
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// formInt reads an optional integer form value; absent or malformed gives nil.
+func formInt(v string) *int {
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil
+	}
+	return &n
+}

@@ -1,0 +1,44 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/callrelay/callrelay/internal/signature"
+	"github.com/callrelay/callrelay/twiml"
+)
+
+// addRoutes maps every route of DESIGN.md. chi answers no route with a redirect (Twilio drops
+// the parameters on 301/302): /twilio/voice/ is a 404, not a redirect to /twilio/voice.
+func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signature.Validator, cache *routingCache) {
+	mux.Handle("GET /healthz", handleHealthz())
+	mux.Handle("GET /readyz", handleReadyz(d.DB))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
+
+	mux.Group(func(tw chi.Router) {
+		tw.Use(twilioSignature(v, d.Config.InsecureSkipSignature, m))
+		tw.Handle("POST /twilio/voice", handleVoice(d.DB, b, cache, m))
+		tw.Handle("POST /twilio/dial-outcome", handleDialOutcome(d.DB, b, cache, m))
+		tw.Handle("POST /twilio/call-status", handleCallStatus(d.DB, d.Now))
+		tw.Handle("POST /twilio/voicemail", handleVoicemail(d.DB, b, cache, m))
+		tw.Handle("POST /twilio/recording", handleRecording(d.DB, b))
+		tw.Handle("POST /twilio/recording-status", handleNoContent())
+		tw.Handle("POST /twilio/transcription", handleNoContent())
+	})
+
+	mux.Group(func(api chi.Router) {
+		api.Use(opsAuth(d.Config.OpsToken.Value()))
+		api.Handle("GET /api/numbers", handleListNumbers(d.DB))
+		api.Handle("PUT /api/numbers/{number}", handlePutNumber(d.DB, cache))
+		api.Handle("GET /api/numbers/{number}", handleGetNumber(d.DB))
+		api.Handle("DELETE /api/numbers/{number}", handleDeleteNumber(d.DB, cache))
+		api.Handle("GET /api/calls", handleListCalls(d.DB))
+		api.Handle("GET /api/calls/{callSid}", handleGetCall(d.DB))
+	})
+
+	mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeErrorStatus(w, http.StatusNotFound, errorJSON{Code: "not_found", Message: "No such route."})
+	})
+}

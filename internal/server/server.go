@@ -1,0 +1,47 @@
+// Package server is callrelay's HTTP surface: Twilio's signed webhooks, the ops API, health
+// and metrics. Every route is in routes.go.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/signature"
+	"github.com/callrelay/callrelay/twiml"
+)
+
+// Routing cache for webhooks answered while the database is down (see routingCache).
+const (
+	cacheTTL     = 10 * time.Minute
+	cacheEntries = 10000
+)
+
+// Deps are what the server needs from outside.
+type Deps struct {
+	Logger   *slog.Logger
+	Config   config.Config
+	DB       *postgres.DB
+	Registry *prometheus.Registry // metrics are registered and served from it
+	Now      func() time.Time
+}
+
+// NewServer returns callrelay's HTTP handler.
+func NewServer(d Deps) http.Handler {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	m := newMetrics(d.Registry)
+	mux := chi.NewRouter()
+	mux.Use(withRequest(d.Logger, m), recoverPanics)
+	addRoutes(mux, d, m,
+		twiml.NewBuilder(d.Config.PublicURL.URL),
+		signature.NewValidator(d.Config.TwilioAuthToken.Value(), d.Config.PublicURL.URL),
+		newRoutingCache(cacheTTL, cacheEntries, d.Now))
+	return mux
+}

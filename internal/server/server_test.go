@@ -1,0 +1,604 @@
+package server_test
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/postgres/pgtest"
+	"github.com/callrelay/callrelay/internal/server"
+	"github.com/callrelay/callrelay/internal/signature"
+	"github.com/callrelay/callrelay/twiml/twimltest"
+)
+
+const (
+	authToken = "testtoken123"
+	opsToken  = "opstoken456"
+	publicURL = "https://relay.example.com"
+	masked    = "+15551230000"
+	caller    = "+15559870000"
+)
+
+var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+
+type testServer struct {
+	t       *testing.T
+	handler http.Handler
+	db      *postgres.DB
+	cfg     config.Config
+}
+
+type option func(*config.Config)
+
+func newTestServer(t *testing.T, opts ...option) *testServer {
+	t.Helper()
+	u, _ := url.Parse(publicURL)
+	cfg := config.Config{
+		PublicURL:       config.URL{URL: u},
+		TwilioAuthToken: authToken,
+		OpsToken:        opsToken,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	db := postgres.New(pgtest.NewPool(t))
+	db.Now = func() time.Time { return t0 }
+	h := server.NewServer(server.Deps{
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Config:   cfg,
+		DB:       db,
+		Registry: prometheus.NewRegistry(),
+		Now:      func() time.Time { return t0 },
+	})
+	return &testServer{t: t, handler: h, db: db, cfg: cfg}
+}
+
+// twilio posts a webhook signed exactly as Twilio signs it: the public URL, path and query.
+func (s *testServer) twilio(pathAndQuery string, form url.Values) *httptest.ResponseRecorder {
+	s.t.Helper()
+	return s.twilioSigned(pathAndQuery, form, signature.Sign(authToken, publicURL+pathAndQuery, form))
+}
+
+func (s *testServer) twilioSigned(pathAndQuery string, form url.Values, sig string) *httptest.ResponseRecorder {
+	s.t.Helper()
+	req := httptest.NewRequest(http.MethodPost, pathAndQuery, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if sig != "" {
+		req.Header.Set("X-Twilio-Signature", sig)
+	}
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, req)
+	return rec
+}
+
+func (s *testServer) api(method, path, body string) *httptest.ResponseRecorder {
+	s.t.Helper()
+	return s.apiAs(method, path, body, "Bearer "+opsToken)
+}
+
+func (s *testServer) apiAs(method, path, body, auth string) *httptest.ResponseRecorder {
+	s.t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, req)
+	return rec
+}
+
+func (s *testServer) putNumber(number, body string) {
+	s.t.Helper()
+	if rec := s.api(http.MethodPut, "/api/numbers/"+url.PathEscape(number), body); rec.Code != http.StatusCreated && rec.Code != http.StatusOK {
+		s.t.Fatalf("PUT number: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// twiml checks a webhook answer: 200, text/xml, valid against Twilio's XSD, and parses it.
+func twiml(t *testing.T, rec *httptest.ResponseRecorder, gaps ...twimltest.Gap) *twimltest.Node {
+	t.Helper()
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status = %d, want 200 with TwiML; body %q", rec.Code, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/xml") {
+		t.Errorf("Content-Type = %q, want text/xml", ct)
+	}
+	twimltest.Validate(t, rec.Body.Bytes(), gaps...)
+	return twimltest.Parse(t, rec.Body.Bytes())
+}
+
+func inbound(sid string) url.Values {
+	return url.Values{
+		"AccountSid": {"AC00000000000000000000000000000000"}, "ApiVersion": {"2010-04-01"},
+		"CallSid": {sid}, "CallStatus": {"ringing"}, "Direction": {"inbound"},
+		"From": {caller}, "To": {masked}, "Caller": {caller}, "Called": {masked},
+	}
+}
+
+func getCall(t *testing.T, s *testServer, sid string) map[string]any {
+	t.Helper()
+	rec := s.api(http.MethodGet, "/api/calls/"+sid, "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET call %s: %d %s", sid, rec.Code, rec.Body)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+const threeTargets = `{"owner_email":"dana@example.com","timeout_seconds":15,"targets":[
+	{"type":"phone","to":"+15550001111"},
+	{"type":"sip","uri":"sip:dana@pbx.example.com","username":"dana","password":"s3cret","headers":{"x-team":"sales"},"transport":"tls","region":"ie1"},
+	{"type":"client","identity":"dana"}]}`
+
+func TestVoice_ForwardSimultaneous(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA100")))
+
+	if got := doc.ChildNames(); len(got) != 1 || got[0] != "Dial" {
+		t.Fatalf("verbs = %v, want Dial first and alone (answerOnBridge only works then)", got)
+	}
+	dial := doc.Child(0)
+	for attr, want := range map[string]string{
+		"action": publicURL + "/twilio/dial-outcome?attempt=0", "timeout": "15", "callerId": caller, "answerOnBridge": "true",
+	} {
+		if got := dial.Attr(attr); got != want {
+			t.Errorf("Dial %s = %q, want %q", attr, got, want)
+		}
+	}
+	if got := dial.ChildNames(); strings.Join(got, " ") != "Number Sip Client" {
+		t.Errorf("nouns = %v, want Number Sip Client", got)
+	}
+	for i, noun := range dial.Children {
+		if got, want := noun.Attr("statusCallback"), publicURL+"/twilio/call-status?target="+string(rune('0'+i)); got != want {
+			t.Errorf("%s statusCallback = %q, want %q", noun.Name, got, want)
+		}
+		if got := noun.Attr("statusCallbackEvent"); got != "initiated ringing answered completed" {
+			t.Errorf("%s statusCallbackEvent = %q", noun.Name, got)
+		}
+	}
+	if got := dial.Child(1).Text; got != "sip:dana@pbx.example.com;transport=tls;region=ie1?x-team=sales" {
+		t.Errorf("Sip URI = %q", got)
+	}
+
+	c := getCall(t, s, "CA100")
+	if c["status"] != "ringing" || c["number"] != masked || c["from"] != caller {
+		t.Errorf("stored call = %v", c)
+	}
+}
+
+func TestVoice_Greeting(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, `{"owner_email":"dana@example.com","greeting":"Please hold & wait.","voice":"Polly.Joanna","targets":[{"type":"phone","to":"+15550001111"}]}`)
+	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA101")))
+	if got := strings.Join(doc.ChildNames(), " "); got != "Say Dial" {
+		t.Fatalf("verbs = %q, want Say Dial", got)
+	}
+	if say := doc.Child(0); say.Text != "Please hold & wait." || say.Attr("voice") != "Polly.Joanna" || say.Attr("language") != "en-US" {
+		t.Errorf("Say = %+v", say)
+	}
+}
+
+func TestVoice_ForwardSequential(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, strings.Replace(threeTargets, `"timeout_seconds":15`, `"timeout_seconds":15,"ring":"sequential","caller_id":"number"`, 1))
+	dial := twiml(t, s.twilio("/twilio/voice", inbound("CA102"))).Find("Dial")
+	if got := dial.ChildNames(); len(got) != 1 || got[0] != "Number" {
+		t.Errorf("nouns = %v, want the first target only", got)
+	}
+	if got := dial.Attr("callerId"); got != masked {
+		t.Errorf("callerId = %q, want the masked number", got)
+	}
+
+	// Each unanswered attempt dials the next target, then voicemail.
+	outcome := func(attempt, dialStatus string) *twimltest.Node {
+		f := inbound("CA102")
+		f.Set("CallStatus", "in-progress")
+		f.Set("DialCallStatus", dialStatus)
+		return twiml(t, s.twilio("/twilio/dial-outcome?attempt="+attempt, f))
+	}
+	next := outcome("0", "no-answer").Find("Dial")
+	if next == nil || strings.Join(next.ChildNames(), " ") != "Sip" || next.Attr("action") != publicURL+"/twilio/dial-outcome?attempt=1" {
+		t.Fatalf("after attempt 0: Dial = %v, want the SIP target with attempt=1", next)
+	}
+	if next = outcome("1", "busy").Find("Dial"); next == nil || strings.Join(next.ChildNames(), " ") != "Client" {
+		t.Fatalf("after attempt 1: Dial = %v, want the client target", next)
+	}
+	vm := outcome("2", "failed")
+	rec := vm.Find("Record")
+	if rec == nil {
+		t.Fatalf("after the last target: %v, want voicemail", vm.ChildNames())
+	}
+	if c := getCall(t, s, "CA102"); c["status"] != "voicemail" {
+		t.Errorf("call status = %v, want voicemail", c["status"])
+	}
+}
+
+func TestVoice_UnknownNumber(t *testing.T) {
+	s := newTestServer(t)
+	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA103")))
+	if got := doc.ChildNames(); len(got) == 0 || got[0] != "Reject" {
+		t.Fatalf("verbs = %v, want Reject first (not billed)", got)
+	}
+	if rec := s.api(http.MethodGet, "/api/calls/CA103", ""); rec.Code != http.StatusNotFound {
+		t.Errorf("GET call = %d, want 404: nothing is stored for an unknown number", rec.Code)
+	}
+}
+
+func TestVoice_DisabledNumber(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, `{"owner_email":"dana@example.com","enabled":false,"targets":[{"type":"phone","to":"+15550001111"}]}`)
+	if doc := twiml(t, s.twilio("/twilio/voice", inbound("CA104"))); doc.Find("Record") == nil || doc.Find("Dial") != nil {
+		t.Errorf("disabled with voicemail: verbs %v, want voicemail", doc.ChildNames())
+	}
+	s.putNumber(masked, `{"owner_email":"dana@example.com","enabled":false,"voicemail":{"enabled":false},"targets":[{"type":"phone","to":"+15550001111"}]}`)
+	if doc := twiml(t, s.twilio("/twilio/voice", inbound("CA105"))); doc.ChildNames()[0] != "Reject" {
+		t.Errorf("disabled without voicemail: verbs %v, want Reject", doc.ChildNames())
+	}
+}
+
+func TestVoice_ErrBadSignature(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	form := inbound("CA106")
+	for name, sig := range map[string]string{
+		"missing":      "",
+		"wrong token":  signature.Sign("othertoken", publicURL+"/twilio/voice", form),
+		"other URL":    signature.Sign(authToken, "https://evil.example.com/twilio/voice", form),
+		"other params": signature.Sign(authToken, publicURL+"/twilio/voice", inbound("CA999")),
+		"garbage":      "bm90IGEgc2lnbmF0dXJl",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if rec := s.twilioSigned("/twilio/voice", form, sig); rec.Code != http.StatusForbidden {
+				t.Errorf("status = %d, want 403", rec.Code)
+			}
+		})
+	}
+	if rec := s.api(http.MethodGet, "/api/calls/CA106", ""); rec.Code != http.StatusNotFound {
+		t.Errorf("a forged webhook wrote a call: GET = %d", rec.Code)
+	}
+	// The Host header is not what is signed: a request to another host signed for the public
+	// URL passes.
+	req := httptest.NewRequest(http.MethodPost, "http://internal:8080/twilio/voice", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Twilio-Signature", signature.Sign(authToken, publicURL+"/twilio/voice", form))
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("signed for the public URL, sent to another Host: %d, want 200", rec.Code)
+	}
+}
+
+func TestVoice_PortForms(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	form := inbound("CA107")
+	rec := s.twilioSigned("/twilio/voice", form, signature.Sign(authToken, "https://relay.example.com:443/twilio/voice", form))
+	if rec.Code != http.StatusOK {
+		t.Errorf("signed with :443: status %d, want 200", rec.Code)
+	}
+}
+
+func TestVoice_DatabaseDown(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	twiml(t, s.twilio("/twilio/voice", inbound("CA108"))) // fills the routing cache
+	s.db.Pool().Close()
+
+	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA109")))
+	if dial := doc.Find("Dial"); dial == nil || len(dial.Children) != 3 {
+		t.Errorf("database down, number cached: verbs %v, want the cached forward", doc.ChildNames())
+	}
+	f := inbound("CA110")
+	f.Set("To", "+15551239999")
+	doc = twiml(t, s.twilio("/twilio/voice", f))
+	if doc.Find("Say") == nil || doc.Find("Hangup") == nil {
+		t.Errorf("database down, number not cached: verbs %v, want an apology and hang-up", doc.ChildNames())
+	}
+	for _, path := range []string{"/twilio/dial-outcome?attempt=0", "/twilio/voicemail", "/twilio/recording"} {
+		f := inbound("CA109")
+		f.Set("DialCallStatus", "no-answer")
+		twiml(t, s.twilio(path, f)) // valid TwiML, never a 500
+	}
+	if rec := s.twilio("/twilio/call-status", url.Values{"CallSid": {"CA1"}, "CallStatus": {"ringing"}, "ParentCallSid": {"CA109"}}); rec.Code < 500 {
+		t.Errorf("call-status with the database down: %d, want 5xx so that a retry can deliver it", rec.Code)
+	}
+}
+
+func TestDialOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name, dialStatus, callStatus string
+		wantVerb                     string
+	}{
+		{"answered and done", "completed", "in-progress", "Hangup"},
+		{"answered (conference style)", "answered", "in-progress", "Hangup"},
+		{"no answer", "no-answer", "in-progress", "Record"},
+		{"busy", "busy", "in-progress", "Record"},
+		{"failed", "failed", "in-progress", "Record"},
+		{"caller hung up", "canceled", "completed", "Hangup"},
+		{"caller hung up during no-answer", "no-answer", "canceled", "Hangup"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestServer(t)
+			s.putNumber(masked, threeTargets)
+			twiml(t, s.twilio("/twilio/voice", inbound("CA200")))
+			f := inbound("CA200")
+			f.Set("CallStatus", tc.callStatus)
+			f.Set("DialCallStatus", tc.dialStatus)
+			doc := twiml(t, s.twilio("/twilio/dial-outcome?attempt=0", f))
+			if doc.Find(tc.wantVerb) == nil {
+				t.Errorf("verbs = %v, want %s", doc.ChildNames(), tc.wantVerb)
+			}
+		})
+	}
+}
+
+func TestDialOutcome_SIPDetails(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, strings.Replace(threeTargets, `"timeout_seconds":15`, `"ring":"sequential"`, 1))
+	twiml(t, s.twilio("/twilio/voice", inbound("CA201")))
+	f := inbound("CA201")
+	f.Set("CallStatus", "in-progress")
+	f.Set("DialCallStatus", "failed")
+	f.Set("DialCallSid", "CA201child")
+	f.Set("DialSipResponseCode", "486")
+	f.Set("DialSipCallId", "abc123@pbx")
+	f.Set("DialSipHeader_X-Reason", "busy here")
+	twiml(t, s.twilio("/twilio/dial-outcome?attempt=0", f))
+	// A duplicate must not skip a target.
+	doc := twiml(t, s.twilio("/twilio/dial-outcome?attempt=0", f))
+	if n := doc.Find("Dial"); n == nil || n.ChildNames()[0] != "Sip" {
+		t.Errorf("duplicate outcome: %v, want the second target again", doc.ChildNames())
+	}
+	c := getCall(t, s, "CA201")
+	legs := c["legs"].([]any)
+	if len(legs) != 1 {
+		t.Fatalf("legs = %v, want 1", legs)
+	}
+	leg := legs[0].(map[string]any)
+	if leg["call_sid"] != "CA201child" || leg["sip_response_code"] != float64(486) || leg["sip_call_id"] != "abc123@pbx" {
+		t.Errorf("leg = %v, want SIP 486 and its call ID", leg)
+	}
+	var outcome map[string]any
+	for _, e := range c["events"].([]any) {
+		if e := e.(map[string]any); e["type"] == "dial-outcome" {
+			outcome = e
+		}
+	}
+	if hdr, _ := outcome["detail"].(map[string]any)["sip_headers"].(map[string]any); hdr["X-Reason"] != "busy here" {
+		t.Errorf("dial-outcome event = %v, want the SIP headers", outcome)
+	}
+}
+
+func TestCallStatus(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	twiml(t, s.twilio("/twilio/voice", inbound("CA300")))
+	leg := func(status, seq string) *httptest.ResponseRecorder {
+		return s.twilio("/twilio/call-status?target=1", url.Values{
+			"CallSid": {"CA300leg"}, "ParentCallSid": {"CA300"}, "CallStatus": {status},
+			"SequenceNumber": {seq}, "Timestamp": {"Sat, 21 Nov 2026 10:00:0" + seq + " +0000"},
+			"To": {"sip:dana@pbx.example.com"}, "CallbackSource": {"call-progress-events"},
+		})
+	}
+	for _, st := range [][2]string{{"initiated", "0"}, {"ringing", "1"}, {"completed", "3"}, {"in-progress", "2"}, {"completed", "3"}} {
+		if rec := leg(st[0], st[1]); rec.Code != http.StatusNoContent {
+			t.Fatalf("%s: status %d, want 204", st[0], rec.Code)
+		}
+	}
+	c := getCall(t, s, "CA300")
+	l := c["legs"].([]any)[0].(map[string]any)
+	if l["status"] != "completed" || l["answered_at"] != "2026-11-21T10:00:02Z" || l["target"] != "sip:dana@pbx.example.com" {
+		t.Errorf("leg = %v, want completed, answered at 10:00:02", l)
+	}
+	if rec := s.twilio("/twilio/call-status", url.Values{"CallStatus": {"ringing"}}); rec.Code != http.StatusBadRequest {
+		t.Errorf("without CallSid: %d, want 400", rec.Code)
+	}
+	// The caller's own status callback ends the call.
+	if rec := s.twilio("/twilio/call-status", url.Values{"CallSid": {"CA300"}, "CallStatus": {"completed"}}); rec.Code != http.StatusNoContent {
+		t.Fatalf("parent status: %d", rec.Code)
+	}
+	if c := getCall(t, s, "CA300"); c["status"] != "completed" || c["ended_at"] == nil {
+		t.Errorf("call = %v %v, want completed with ended_at", c["status"], c["ended_at"])
+	}
+}
+
+func TestVoicemailAndRecording(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, `{"owner_email":"dana@example.com","language":"fr-FR","voicemail":{"prompt":"Laissez un message.","max_length_seconds":60},"targets":[{"type":"phone","to":"+15550001111"}]}`)
+	twiml(t, s.twilio("/twilio/voice", inbound("CA400")))
+	doc := twiml(t, s.twilio("/twilio/voicemail", inbound("CA400")))
+	rec := doc.Find("Record")
+	if rec == nil || doc.Child(0).Text != "Laissez un message." {
+		t.Fatalf("voicemail = %v", doc.ChildNames())
+	}
+	if rec.Attr("maxLength") != "60" || rec.Attr("action") != publicURL+"/twilio/recording" || rec.HasAttr("transcribe") {
+		t.Errorf("Record = %v: want maxLength 60, absolute action, no transcription for fr-FR", rec.Attrs)
+	}
+	doc = twiml(t, s.twilio("/twilio/recording", inbound("CA400")))
+	if doc.Find("Say") == nil || doc.Find("Hangup") == nil {
+		t.Errorf("recording answer = %v, want thanks and Hangup", doc.ChildNames())
+	}
+	for _, path := range []string{"/twilio/recording-status", "/twilio/transcription"} {
+		if rec := s.twilio(path, inbound("CA400")); rec.Code != http.StatusNoContent {
+			t.Errorf("%s: %d, want 204", path, rec.Code)
+		}
+		if rec := s.twilioSigned(path, inbound("CA400"), ""); rec.Code != http.StatusForbidden {
+			t.Errorf("%s unsigned: %d, want 403", path, rec.Code)
+		}
+	}
+}
+
+func TestNumbersAPI(t *testing.T) {
+	s := newTestServer(t)
+	path := "/api/numbers/" + url.PathEscape(masked)
+	if rec := s.api(http.MethodPut, path, threeTargets); rec.Code != http.StatusCreated {
+		t.Fatalf("first PUT = %d %s, want 201", rec.Code, rec.Body)
+	}
+	rec := s.api(http.MethodPut, path, threeTargets)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("second PUT = %d, want 200", rec.Code)
+	}
+	if strings.Contains(rec.Body.String(), "s3cret") {
+		t.Errorf("PUT answer shows the SIP password: %s", rec.Body)
+	}
+	rec = s.api(http.MethodGet, path, "")
+	var n map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &n); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("GET = %d %s", rec.Code, rec.Body)
+	}
+	if strings.Contains(rec.Body.String(), "s3cret") || strings.Contains(rec.Body.String(), "password") {
+		t.Errorf("GET shows the SIP password: %s", rec.Body)
+	}
+	if n["number"] != masked || n["mode"] != "direct" || n["ring"] != "simultaneous" || n["caller_id"] != "caller" {
+		t.Errorf("GET = %v, want the number with defaults", n)
+	}
+	// curl users write + as %2B, or not at all.
+	for _, p := range []string{"/api/numbers/%2B15551230000", "/api/numbers/+15551230000"} {
+		if rec := s.api(http.MethodGet, p, ""); rec.Code != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", p, rec.Code)
+		}
+	}
+	if rec := s.api(http.MethodGet, "/api/numbers", ""); !strings.Contains(rec.Body.String(), masked) {
+		t.Errorf("list = %s", rec.Body)
+	}
+	if rec := s.api(http.MethodDelete, path, ""); rec.Code != http.StatusNoContent {
+		t.Errorf("DELETE = %d, want 204", rec.Code)
+	}
+	if rec := s.api(http.MethodDelete, path, ""); rec.Code != http.StatusNotFound {
+		t.Errorf("second DELETE = %d, want 404", rec.Code)
+	}
+}
+
+func TestNumbersAPI_ErrInvalid(t *testing.T) {
+	s := newTestServer(t)
+	for _, tc := range []struct {
+		number, body, field string
+	}{
+		{"5551230000", threeTargets, "number"},
+		{masked, `{"owner_email":"dana@example.com","targets":[]}`, "targets"},
+		{masked, `{"owner_email":"dana@example.com","targets":[{"type":"sip","uri":"sip:a@b.example.com","headers":{"X-Twilio-Evil":"1"}}]}`, "targets[0].headers.X-Twilio-Evil"},
+		{masked, `{"owner_email":"dana@example.com","timeout_seconds":3,"targets":[{"type":"phone","to":"+15550001111"}]}`, "timeout_seconds"},
+		{masked, `{"owner_email":"dana@example.com","colour":"red","targets":[{"type":"phone","to":"+15550001111"}]}`, "colour"},
+		{masked, `{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"+15550001111"}]`, ""},
+	} {
+		rec := s.api(http.MethodPut, "/api/numbers/"+url.PathEscape(tc.number), tc.body)
+		var e struct {
+			Error struct{ Code, Message, Field string } `json:"error"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil {
+			t.Fatalf("%s: %v: %s", tc.field, err, rec.Body)
+		}
+		if rec.Code != http.StatusBadRequest || e.Error.Code != "invalid" || e.Error.Field != tc.field || e.Error.Message == "" {
+			t.Errorf("got %d %+v, want 400 invalid naming %q", rec.Code, e.Error, tc.field)
+		}
+	}
+	if rec := s.api(http.MethodGet, "/api/numbers", ""); strings.Contains(rec.Body.String(), masked) {
+		t.Errorf("an invalid PUT wrote a number: %s", rec.Body)
+	}
+}
+
+func TestOpsAuth(t *testing.T) {
+	s := newTestServer(t)
+	for name, auth := range map[string]string{"missing": "", "wrong": "Bearer nope", "basic": "Basic b3BzOm9wcw=="} {
+		if rec := s.apiAs(http.MethodGet, "/api/numbers", "", auth); rec.Code != http.StatusUnauthorized {
+			t.Errorf("%s token: %d, want 401", name, rec.Code)
+		}
+	}
+	closed := newTestServer(t, func(c *config.Config) { c.OpsToken = "" })
+	if rec := closed.apiAs(http.MethodGet, "/api/numbers", "", "Bearer "); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("no token configured: %d, want 503", rec.Code)
+	}
+}
+
+func TestGetCall_Shape(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	twiml(t, s.twilio("/twilio/voice", inbound("CA500")))
+	s.twilio("/twilio/call-status?target=0", url.Values{"CallSid": {"CA500a"}, "ParentCallSid": {"CA500"}, "CallStatus": {"no-answer"}, "SequenceNumber": {"2"}, "To": {"+15550001111"}})
+	c := getCall(t, s, "CA500")
+	for _, k := range []string{"call_sid", "number", "from", "mode", "status", "started_at", "ended_at", "legs", "conference_sid", "hold", "events"} {
+		if _, ok := c[k]; !ok {
+			t.Errorf("call JSON lacks %q: %v", k, c)
+		}
+	}
+	if h, _ := c["hold"].(map[string]any); h["caller"] != false || h["callee"] != false {
+		t.Errorf("hold = %v, want both false", c["hold"])
+	}
+	leg := c["legs"].([]any)[0].(map[string]any)
+	for _, k := range []string{"call_sid", "target", "status", "sip_response_code", "answered_at"} {
+		if _, ok := leg[k]; !ok {
+			t.Errorf("leg JSON lacks %q: %v", k, leg)
+		}
+	}
+	ev := c["events"].([]any)[0].(map[string]any)
+	if _, ok := ev["at"]; !ok || ev["type"] != "inbound" {
+		t.Errorf("first event = %v, want inbound with at", ev)
+	}
+	if rec := s.api(http.MethodGet, "/api/calls?limit=0", ""); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"field":"limit"`) {
+		t.Errorf("limit=0: %d %s, want 400 naming limit", rec.Code, rec.Body)
+	}
+	if rec := s.api(http.MethodGet, "/api/calls?status=ringing&limit=5", ""); !strings.Contains(rec.Body.String(), "CA500") {
+		t.Errorf("list ringing calls: %s", rec.Body)
+	}
+}
+
+func TestNoRedirects(t *testing.T) {
+	s := newTestServer(t)
+	for _, path := range []string{"/twilio/voice/", "/api/numbers/", "/healthz/"} {
+		req := httptest.NewRequest(http.MethodPost, path, nil)
+		rec := httptest.NewRecorder()
+		s.handler.ServeHTTP(rec, req)
+		if rec.Code >= 300 && rec.Code < 400 {
+			t.Errorf("%s: %d redirect; Twilio drops parameters on redirects", path, rec.Code)
+		}
+	}
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	s := newTestServer(t)
+	get := func(path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		s.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec
+	}
+	if rec := get("/healthz"); rec.Code != http.StatusOK {
+		t.Errorf("healthz = %d", rec.Code)
+	}
+	if rec := get("/readyz"); rec.Code != http.StatusOK {
+		t.Errorf("readyz = %d %s", rec.Code, rec.Body)
+	}
+	s.twilioSigned("/twilio/voice", inbound("CA600"), "forged")
+	s.twilio("/twilio/voice", inbound("CA601"))
+	body := get("/metrics").Body.String()
+	for _, want := range []string{
+		`callrelay_http_requests_total{code="200",method="POST",route="/twilio/voice"} 1`,
+		`callrelay_http_requests_total{code="403",method="POST",route="/twilio/voice"} 1`,
+		`callrelay_twilio_signature_failures_total{path="/twilio/voice"} 1`,
+		`callrelay_http_request_duration_seconds_bucket{route="/twilio/voice"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if rec := get("/readyz"); rec.Header().Get("X-Request-Id") == "" {
+		t.Errorf("no X-Request-Id on the answer")
+	}
+	s.db.Pool().Close()
+	if rec := get("/readyz"); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("readyz with the database gone = %d, want 503", rec.Code)
+	}
+}

@@ -1,0 +1,208 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/twiml"
+)
+
+// A webhook that fails inside still answers TwiML: a live caller must never meet a 500 or an
+// empty body. Handlers answer from the call's stored routing, else from the routing cache,
+// else with an apology.
+
+// respondPlan renders a plan, or an apology if rendering fails.
+func respondPlan(w http.ResponseWriter, r *http.Request, b *twiml.Builder, rt callrelay.Routing, plan callrelay.Plan) {
+	doc, err := b.Respond(rt, plan, r.PostForm.Get("From"), r.PostForm.Get("To"))
+	if err != nil {
+		logger(r.Context()).Error("render twiml", slog.String("call_sid", r.PostForm.Get("CallSid")),
+			slog.String("error", err.Error()))
+		doc = twiml.Apology(rt.Language, rt.Voice)
+	}
+	writeTwiML(w, doc)
+}
+
+func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log := logger(r.Context())
+		sid, to, from := r.PostForm.Get("CallSid"), r.PostForm.Get("To"), r.PostForm.Get("From")
+		if sid == "" || to == "" {
+			log.Warn("voice webhook without CallSid or To: rejected", slog.String("call_sid", sid), slog.String("to", to))
+			writeTwiML(w, twiml.Reject())
+			return
+		}
+		rt, err := db.StartCall(r.Context(), postgres.InboundCall{CallSid: sid, Number: to, From: from})
+		switch {
+		case callrelay.ErrorCode(err) == callrelay.ENOTFOUND:
+			log.Warn("call to an unknown number: rejected", slog.String("call_sid", sid), slog.String("to", to))
+			writeTwiML(w, twiml.Reject())
+			return
+		case err != nil:
+			log.Error("voice webhook: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			cached, ok := cache.get(to)
+			if !ok {
+				m.fallbacks.WithLabelValues("/twilio/voice", "apology").Inc()
+				writeTwiML(w, twiml.Apology("", ""))
+				return
+			}
+			m.fallbacks.WithLabelValues("/twilio/voice", "cache").Inc()
+			rt = cached
+		default:
+			cache.put(to, rt)
+		}
+		plan := callrelay.PlanInbound(rt)
+		if plan.Action == callrelay.ActReject {
+			log.Info("call to a disabled number: rejected", slog.String("call_sid", sid), slog.String("to", to))
+		}
+		respondPlan(w, r, b, rt, plan)
+	})
+}
+
+func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log := logger(r.Context())
+		f := r.PostForm
+		attempt, _ := strconv.Atoi(r.URL.Query().Get("attempt"))
+		o := postgres.DialOutcome{
+			CallSid:         f.Get("CallSid"),
+			Attempt:         max(attempt, 0),
+			DialCallStatus:  f.Get("DialCallStatus"),
+			DialCallSid:     f.Get("DialCallSid"),
+			DurationSeconds: formInt(f.Get("DialCallDuration")),
+			SipResponseCode: formInt(f.Get("DialSipResponseCode")),
+			SipCallID:       f.Get("DialSipCallId"),
+			SipHeaders:      sipHeaders(f),
+			CallerStatus:    f.Get("CallStatus"),
+		}
+		decide := func(rt callrelay.Routing) callrelay.Plan {
+			return callrelay.PlanDialOutcome(rt, o.Attempt, o.DialCallStatus, o.CallerStatus)
+		}
+		rt, plan, err := db.RecordDialOutcome(r.Context(), o, decide)
+		if err != nil {
+			log.Error("dial outcome: store", slog.String("call_sid", o.CallSid), slog.String("error", err.Error()))
+			cached, ok := cache.get(f.Get("To"))
+			if !ok {
+				m.fallbacks.WithLabelValues("/twilio/dial-outcome", "apology").Inc()
+				if decide(callrelay.Routing{}).Action == callrelay.ActHangup {
+					writeTwiML(w, twiml.Hangup())
+				} else {
+					writeTwiML(w, twiml.Apology("", ""))
+				}
+				return
+			}
+			m.fallbacks.WithLabelValues("/twilio/dial-outcome", "cache").Inc()
+			rt, plan = cached, decide(cached)
+		}
+		respondPlan(w, r, b, rt, plan)
+	})
+}
+
+// sipHeaders collects DialSipHeader_<name> parameters: the headers of the SIP final response.
+func sipHeaders(f map[string][]string) map[string]string {
+	var h map[string]string
+	for k, v := range f {
+		if name, ok := strings.CutPrefix(k, "DialSipHeader_"); ok && name != "" && len(v) > 0 {
+			if h == nil {
+				h = make(map[string]string)
+			}
+			h[name] = v[0]
+		}
+	}
+	return h
+}
+
+func handleCallStatus(db *postgres.DB, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log := logger(r.Context())
+		f := r.PostForm
+		sid, status := f.Get("CallSid"), f.Get("CallStatus")
+		if sid == "" || status == "" {
+			http.Error(w, "CallSid and CallStatus are required", http.StatusBadRequest)
+			return
+		}
+		at := now()
+		if ts, err := time.Parse(time.RFC1123Z, f.Get("Timestamp")); err == nil {
+			at = ts
+		}
+		at = at.UTC()
+		var known bool
+		var err error
+		if parent := f.Get("ParentCallSid"); parent != "" {
+			seq := -1
+			if n := formInt(f.Get("SequenceNumber")); n != nil {
+				seq = *n
+			}
+			known, err = db.RecordLegProgress(r.Context(), postgres.LegProgress{
+				CallSid: sid, ParentCallSid: parent, Status: status, Sequence: seq, At: at,
+				Target: f.Get("To"), TargetIndex: formInt(r.URL.Query().Get("target")),
+				SipResponseCode: formInt(f.Get("SipResponseCode")), DurationSeconds: formInt(f.Get("CallDuration")),
+			})
+		} else {
+			known, err = db.RecordCallStatus(r.Context(), sid, status, at)
+		}
+		if err != nil {
+			// Not a live caller: an error status lets Twilio's retry (if configured) try again.
+			log.Error("call status: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if !known {
+			log.Warn("call status for an unknown call: ignored", slog.String("call_sid", sid),
+				slog.String("parent_call_sid", f.Get("ParentCallSid")), slog.String("status", status))
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sid, to := r.PostForm.Get("CallSid"), r.PostForm.Get("To")
+		rt, err := db.StartVoicemail(r.Context(), sid)
+		if err != nil {
+			logger(r.Context()).Error("voicemail: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			cached, ok := cache.get(to)
+			if !ok {
+				m.fallbacks.WithLabelValues("/twilio/voicemail", "apology").Inc()
+				writeTwiML(w, twiml.Apology("", ""))
+				return
+			}
+			m.fallbacks.WithLabelValues("/twilio/voicemail", "cache").Inc()
+			rt = cached
+		}
+		doc, err := b.Voicemail(rt)
+		if err != nil {
+			logger(r.Context()).Error("render voicemail", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			doc = twiml.Apology(rt.Language, rt.Voice)
+		}
+		writeTwiML(w, doc)
+	})
+}
+
+func handleRecording(db *postgres.DB, b *twiml.Builder) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sid := r.PostForm.Get("CallSid")
+		rt, err := db.CallRouting(r.Context(), sid)
+		if err != nil {
+			// The message is recorded either way; thank the caller in the default language.
+			logger(r.Context()).Warn("recording: routing", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			rt = callrelay.Routing{Language: callrelay.DefaultLanguage}
+		}
+		doc, err := b.RecordingThanks(rt)
+		if err != nil {
+			doc = twiml.Hangup()
+		}
+		writeTwiML(w, doc)
+	})
+}
+
+// handleNoContent acknowledges a callback that needs no answer (yet).
+func handleNoContent() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
