@@ -155,9 +155,15 @@ func (t Target) SIPURI() string {
 		}
 		b.WriteString(name)
 		b.WriteByte('=')
-		b.WriteString(url.QueryEscape(t.Headers[name]))
+		b.WriteString(escapeSIPHeaderValue(t.Headers[name]))
 	}
 	return b.String()
+}
+
+// escapeSIPHeaderValue percent-escapes a header value for a SIP URI. RFC 3261 reads '+' in a
+// header value as a plus, not a space, so a space is written %20, never '+'.
+func escapeSIPHeaderValue(v string) string {
+	return strings.ReplaceAll(url.QueryEscape(v), "+", "%20")
 }
 
 // routingInput mirrors Routing with pointers, so that a field left out can be told from a
@@ -192,7 +198,8 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 	if err := dec.Decode(&in); err != nil {
 		return Routing{}, jsonError(err)
 	}
-	if dec.More() {
+	// dec.More() would miss a trailing ']' or '}': only the end of the body may follow.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Routing{}, Invalidf("", "Body must hold one JSON object.")
 	}
 	rt := Routing{
@@ -220,6 +227,11 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 			Transcribe:       deref(vm.Transcribe, true),
 		}
 	}
+	for i := range rt.Targets {
+		if len(rt.Targets[i].Headers) == 0 {
+			rt.Targets[i].Headers = nil // "headers": {} is no headers, as it reads back once stored
+		}
+	}
 	if err := rt.Validate(); err != nil {
 		return Routing{}, err
 	}
@@ -238,6 +250,8 @@ func jsonError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return Invalidf("", "Body must be a JSON object, not a JSON %s.", typeErr.Value)
 	case errors.As(err, &typeErr):
 		return Invalidf(typeErr.Field, "Field %q must be a %s, not a JSON %s.", typeErr.Field, typeErr.Type, typeErr.Value)
 	case errors.As(err, &syntaxErr):
@@ -383,7 +397,7 @@ func (t Target) validateSIP(field string, stray func(...string) error) error {
 	if t.Region != "" && !slices.Contains(SIPRegions, t.Region) {
 		return Invalidf(field+".region", "region must be one of %s.", strings.Join(SIPRegions, " "))
 	}
-	total := 0
+	total := len(t.Headers) - 1 // the '&' between headers, as SIPURI writes them after the '?'
 	names := make([]string, 0, len(t.Headers))
 	for name := range t.Headers {
 		names = append(names, name)
@@ -403,7 +417,7 @@ func (t Target) validateSIP(field string, stray func(...string) error) error {
 		if v := t.Headers[name]; !utf8.ValidString(v) || strings.ContainsAny(v, "\r\n") {
 			return Invalidf(hf, "header value must be one line of valid UTF-8.")
 		}
-		total += len(name) + 1 + len(url.QueryEscape(t.Headers[name])) + 1
+		total += len(name) + 1 + len(escapeSIPHeaderValue(t.Headers[name]))
 	}
 	if total >= maxSIPHeadersLen {
 		return Invalidf(field+".headers", "headers together must be under %d characters.", maxSIPHeadersLen)
