@@ -27,6 +27,18 @@ func respondPlan(w http.ResponseWriter, r *http.Request, b *twiml.Builder, rt ca
 	writeTwiML(w, doc)
 }
 
+// fallbackRouting is what a webhook answers with when the store failed: this replica's cached
+// routing of the number, if it has one. It counts which fallback was taken.
+func fallbackRouting(cache *routingCache, m *metrics, route, number string) (callrelay.Routing, bool) {
+	rt, ok := cache.get(number)
+	kind := "apology"
+	if ok {
+		kind = "cache"
+	}
+	m.fallbacks.WithLabelValues(route, kind).Inc()
+	return rt, ok
+}
+
 func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
@@ -44,14 +56,11 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			return
 		case err != nil:
 			log.Error("voice webhook: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
-			cached, ok := cache.get(to)
-			if !ok {
-				m.fallbacks.WithLabelValues("/twilio/voice", "apology").Inc()
+			var ok bool
+			if rt, ok = fallbackRouting(cache, m, "/twilio/voice", to); !ok {
 				writeTwiML(w, twiml.Apology("", ""))
 				return
 			}
-			m.fallbacks.WithLabelValues("/twilio/voice", "cache").Inc()
-			rt = cached
 		default:
 			cache.put(to, rt)
 		}
@@ -85,9 +94,8 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 		rt, plan, err := db.RecordDialOutcome(r.Context(), o, decide)
 		if err != nil {
 			log.Error("dial outcome: store", slog.String("call_sid", o.CallSid), slog.String("error", err.Error()))
-			cached, ok := cache.get(f.Get("To"))
+			cached, ok := fallbackRouting(cache, m, "/twilio/dial-outcome", f.Get("To"))
 			if !ok {
-				m.fallbacks.WithLabelValues("/twilio/dial-outcome", "apology").Inc()
 				if decide(callrelay.Routing{}).Action == callrelay.ActHangup {
 					writeTwiML(w, twiml.Hangup())
 				} else {
@@ -95,7 +103,6 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 				}
 				return
 			}
-			m.fallbacks.WithLabelValues("/twilio/dial-outcome", "cache").Inc()
 			rt, plan = cached, decide(cached)
 		}
 		respondPlan(w, r, b, rt, plan)
@@ -165,14 +172,11 @@ func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *
 		rt, err := db.StartVoicemail(r.Context(), sid)
 		if err != nil {
 			logger(r.Context()).Error("voicemail: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
-			cached, ok := cache.get(to)
-			if !ok {
-				m.fallbacks.WithLabelValues("/twilio/voicemail", "apology").Inc()
+			var ok bool
+			if rt, ok = fallbackRouting(cache, m, "/twilio/voicemail", to); !ok {
 				writeTwiML(w, twiml.Apology("", ""))
 				return
 			}
-			m.fallbacks.WithLabelValues("/twilio/voicemail", "cache").Inc()
-			rt = cached
 		}
 		doc, err := b.Voicemail(rt)
 		if err != nil {
