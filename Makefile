@@ -13,7 +13,7 @@ PKG := ./cmd/callrelay
 # Where `make run` drops emails when SMTP_URL is unset (your environment wins).
 CALLRELAY_MAIL_DIR ?= .data/mail
 
-.PHONY: help run test testdb lint build migrate db db-stop clean distclean
+.PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,9 @@ db: ## start (if needed) the dev Postgres and print its DATABASE_URL
 
 db-stop: ## stop the private dev cluster under .data/pg
 	@scripts/devdb.sh stop
+
+loadtest: ## wrk load test of POST /twilio/voice vs the express and go-ceiling peers (DURATION=10s; scripts/loadtest.sh)
+	@GO="$(GO)" scripts/loadtest.sh
 
 clean: ## remove build and test output (keeps .data: dev database and secrets)
 	rm -rf bin
