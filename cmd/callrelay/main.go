@@ -22,8 +22,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/server"
+	"github.com/callrelay/callrelay/internal/voicemail"
 )
 
 func main() {
@@ -125,9 +128,27 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpo
 	if cfg.OpsToken == "" {
 		log.Warn("CALLRELAY_OPS_TOKEN is not set: the ops API answers 503")
 	}
+	db := postgres.New(pool)
+	media := recording.NewFetcher(cfg.TwilioAPIURL.URL, cfg.TwilioAccountSID, cfg.TwilioAuthToken.Value(), nil)
+	links := recording.NewLinks(cfg.PublicURL.URL, recording.ParseSecrets(cfg.LinkSecret.Value()), recording.DefaultTTL, time.Now)
+	sender, err := mail.New(cfg.SMTPURL.Value(), cfg.MailDir, mail.DefaultTimeout)
+	if err != nil {
+		return fmt.Errorf("config: SMTP_URL: %w", err)
+	}
+	log.Info("mail", slog.String("sender", fmt.Sprint(sender)))
+	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, log), voicemail.QueueOptions{Logger: log})
+	if err != nil {
+		return err
+	}
+	db.Jobs = queue
+	// Stopped explicitly after the HTTP server, not by the signal: webhooks in flight may still enqueue.
+	if err := queue.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("start job queue: %w", err)
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: postgres.New(pool), Registry: reg})
+	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
 		Handler:           handler,
@@ -158,6 +179,10 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpo
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	// Running jobs finish (or are cancelled and handed back to the queue for another replica).
+	if err := queue.Stop(sctx); err != nil {
+		log.Warn("job queue stop", slog.String("error", err.Error()))
 	}
 	log.Info("stopped")
 	return nil

@@ -57,17 +57,17 @@ type Number struct {
 
 // Routing is the body of PUT /api/numbers/{number}, with defaults applied.
 type Routing struct {
-	OwnerEmail     string    `json:"owner_email"`
-	Mode           string    `json:"mode"`
-	Ring           string    `json:"ring"`
-	TimeoutSeconds int       `json:"timeout_seconds"`
-	CallerID       string    `json:"caller_id"`
-	Greeting       string    `json:"greeting,omitempty"`
-	Language       string    `json:"language"`
-	Voice          string    `json:"voice,omitempty"`
-	Targets        []Target  `json:"targets"`
-	Voicemail      Voicemail `json:"voicemail"`
-	Enabled        bool      `json:"enabled"`
+	OwnerEmail     string            `json:"owner_email"`
+	Mode           string            `json:"mode"`
+	Ring           string            `json:"ring"`
+	TimeoutSeconds int               `json:"timeout_seconds"`
+	CallerID       string            `json:"caller_id"`
+	Greeting       string            `json:"greeting,omitempty"`
+	Language       string            `json:"language"`
+	Voice          string            `json:"voice,omitempty"`
+	Targets        []Target          `json:"targets"`
+	Voicemail      VoicemailSettings `json:"voicemail"`
+	Enabled        bool              `json:"enabled"`
 }
 
 // Target is one endpoint a call is forwarded to.
@@ -83,8 +83,8 @@ type Target struct {
 	Identity  string            `json:"identity,omitempty"`
 }
 
-// Voicemail is what happens when nobody answers.
-type Voicemail struct {
+// VoicemailSettings say what happens when nobody answers.
+type VoicemailSettings struct {
 	Enabled          bool   `json:"enabled"`
 	Prompt           string `json:"prompt,omitempty"`
 	MaxLengthSeconds int    `json:"max_length_seconds"`
@@ -213,14 +213,14 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 		Voice:          deref(in.Voice, ""),
 		Targets:        in.Targets,
 		Enabled:        deref(in.Enabled, true),
-		Voicemail: Voicemail{
+		Voicemail: VoicemailSettings{
 			Enabled:          true,
 			MaxLengthSeconds: DefaultMaxLengthSeconds,
 			Transcribe:       true,
 		},
 	}
 	if vm := in.Voicemail; vm != nil {
-		rt.Voicemail = Voicemail{
+		rt.Voicemail = VoicemailSettings{
 			Enabled:          deref(vm.Enabled, true),
 			Prompt:           deref(vm.Prompt, ""),
 			MaxLengthSeconds: deref(vm.MaxLengthSeconds, DefaultMaxLengthSeconds),

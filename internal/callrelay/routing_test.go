@@ -28,7 +28,7 @@ func defaultRouting() callrelay.Routing {
 		CallerID:       callrelay.CallerIDCaller,
 		Language:       "en-US",
 		Targets:        []callrelay.Target{{Type: callrelay.TargetPhone, To: "+15550001111"}},
-		Voicemail:      callrelay.Voicemail{Enabled: true, MaxLengthSeconds: 120, Transcribe: true},
+		Voicemail:      callrelay.VoicemailSettings{Enabled: true, MaxLengthSeconds: 120, Transcribe: true},
 		Enabled:        true,
 	}
 }

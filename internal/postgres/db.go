@@ -5,10 +5,15 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
 
 	"github.com/callrelay/callrelay/migrations"
 )
@@ -21,6 +26,8 @@ type DB struct {
 	pool *pgxpool.Pool
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+	// Jobs enqueues the voicemail emails; set once the job queue exists (it needs the DB).
+	Jobs Jobs
 }
 
 // New returns a store on pool.
@@ -33,14 +40,22 @@ func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
 func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond) }
 
-// Migrate applies the embedded migrations. tern holds a Postgres advisory lock while it works,
-// so replicas starting together apply each migration once.
+// migrateLock serialises whole migration runs (ours, then River's) across replicas.
+const migrateLock = 7272740
+
+// Migrate applies the embedded migrations, then River's (the job queue's tables). A session
+// advisory lock is held throughout, so replicas starting together apply each migration once.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("migrate: acquire connection: %w", err)
 	}
 	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrateLock); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrateLock) //nolint:errcheck // released with the session anyway
+
 	m, err := migrate.NewMigrator(ctx, conn.Conn(), versionTable)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -51,7 +66,36 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := m.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
+	rm, err := riverMigrator(pool)
+	if err != nil {
+		return err
+	}
+	if _, err := rm.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("migrate river: %w", err)
+	}
 	return nil
+}
+
+func riverMigrator(pool *pgxpool.Pool) (*rivermigrate.Migrator[pgx.Tx], error) {
+	rm, err := rivermigrate.New(riverpgxv5.New(pool), &rivermigrate.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, fmt.Errorf("migrate river: %w", err)
+	}
+	return rm, nil
+}
+
+// SchemaID names the complete schema this binary migrates to (ours and River's), for tests
+// that cache a migrated template database.
+func SchemaID() (string, error) {
+	names, err := migrate.FindMigrations(migrations.FS)
+	if err != nil {
+		return "", err
+	}
+	rm, err := riverMigrator(nil)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s river=%d", strings.Join(names, ","), len(rm.AllVersions())), nil
 }
 
 // LatestVersion is the number of the newest embedded migration.

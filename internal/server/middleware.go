@@ -141,6 +141,20 @@ func recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
+// webhookTimeout bounds the work behind one webhook; Twilio itself waits 15 s at most.
+const webhookTimeout = 10 * time.Second
+
+// detach keeps a webhook's work going when Twilio drops the connection: the call exists
+// whether or not Twilio waits for our answer, and a half-recorded call is worse than a late
+// one. The work stays bounded by webhookTimeout.
+func detach(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), webhookTimeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
 // twilioSignature admits only requests signed by Twilio: it reads the (size-limited) body
 // once, checks X-Twilio-Signature against the public URL, and hands the parsed form on in
 // r.PostForm and r.Form. A forged or unsigned request gets 403 and reaches no handler.

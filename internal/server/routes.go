@@ -18,14 +18,14 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 
 	mux.Group(func(tw chi.Router) {
-		tw.Use(twilioSignature(v, d.Config.InsecureSkipSignature, m))
+		tw.Use(twilioSignature(v, d.Config.InsecureSkipSignature, m), detach)
 		tw.Handle("POST /twilio/voice", handleVoice(d.DB, b, cache, m))
 		tw.Handle("POST /twilio/dial-outcome", handleDialOutcome(d.DB, b, cache, m))
 		tw.Handle("POST /twilio/call-status", handleCallStatus(d.DB, d.Now))
 		tw.Handle("POST /twilio/voicemail", handleVoicemail(d.DB, b, cache, m))
 		tw.Handle("POST /twilio/recording", handleRecording(d.DB, b))
-		tw.Handle("POST /twilio/recording-status", handleNoContent())
-		tw.Handle("POST /twilio/transcription", handleNoContent())
+		tw.Handle("POST /twilio/recording-status", handleRecordingStatus(d.DB, d.Config.TranscriptWait))
+		tw.Handle("POST /twilio/transcription", handleTranscription(d.DB))
 	})
 
 	mux.Group(func(api chi.Router) {
@@ -36,7 +36,13 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		api.Handle("DELETE /api/numbers/{number}", handleDeleteNumber(d.DB, cache))
 		api.Handle("GET /api/calls", handleListCalls(d.DB))
 		api.Handle("GET /api/calls/{callSid}", handleGetCall(d.DB))
+		api.Handle("GET /api/voicemails", handleListVoicemails(d.DB))
+		api.Handle("GET /api/voicemails/{id}", handleGetVoicemail(d.DB))
+		api.Handle("GET /api/voicemails/{id}/audio", handleVoicemailAudio(d.DB, d.Media))
 	})
+
+	// For owners, from their email: signed and expiring instead of a token.
+	mux.Handle("GET /voicemails/{id}/audio", handlePublicAudio(d.DB, d.Media, d.Links))
 
 	mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeErrorStatus(w, http.StatusNotFound, errorJSON{Code: "not_found", Message: "No such route."})

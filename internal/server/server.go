@@ -12,6 +12,7 @@ import (
 
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/twiml"
 )
@@ -28,6 +29,8 @@ type Deps struct {
 	Config   config.Config
 	DB       *postgres.DB
 	Registry *prometheus.Registry // metrics are registered and served from it
+	Media    *recording.Fetcher   // recordings, fetched from Twilio with the account's credentials
+	Links    *recording.Links     // the signed audio links in voicemail emails
 	Now      func() time.Time
 }
 

@@ -203,10 +203,3 @@ func handleRecording(db *postgres.DB, b *twiml.Builder) http.Handler {
 		writeTwiML(w, doc)
 	})
 }
-
-// handleNoContent acknowledges a callback that needs no answer (yet).
-func handleNoContent() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
-	})
-}

@@ -160,7 +160,12 @@ func ensureTemplate(ctx context.Context) (string, error) {
 
 func migrationsHash() (string, error) {
 	h := sha256.New()
-	err := fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
+	id, err := postgres.SchemaID()
+	if err != nil {
+		return "", err
+	}
+	h.Write([]byte(id))
+	err = fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}

@@ -1,0 +1,99 @@
+package callrelay
+
+import "time"
+
+// Transcript statuses of a voicemail: pending (asked, not arrived), completed, failed, or why
+// none was asked.
+const (
+	TranscriptPending   = "pending"
+	TranscriptCompleted = "completed"
+	TranscriptFailed    = "failed"
+	TranscriptOff       = "off"       // the number's voicemail.transcribe is false
+	TranscriptLanguage  = "language"  // Twilio transcribes American English (en-US) only
+	TranscriptTooShort  = "too_short" // Twilio does not transcribe 2 s or less
+	TranscriptTooLong   = "too_long"  // nor 120 s or more
+)
+
+// Notification statuses of a voicemail's email.
+const (
+	NotifyPending = "pending"
+	NotifySending = "sending"
+	NotifySent    = "sent"
+	NotifyFailed  = "failed"
+)
+
+// TranscriptExpectation says whether Twilio will send a transcript for a recording of the
+// given length under routing r, or why not. Twilio sends no transcribeCallback at all outside
+// these bounds, so waiting for one would only delay the email.
+func TranscriptExpectation(r Routing, durationSeconds int) string {
+	switch {
+	case !r.Voicemail.Transcribe:
+		return TranscriptOff
+	case r.Language != "en-US":
+		return TranscriptLanguage
+	case durationSeconds <= 2:
+		return TranscriptTooShort
+	case durationSeconds >= 120:
+		return TranscriptTooLong
+	}
+	return TranscriptPending
+}
+
+// TranscriptReason explains in a sentence for the owner why an email carries no transcript.
+func TranscriptReason(status string) string {
+	switch status {
+	case TranscriptPending:
+		return "The transcript did not arrive in time."
+	case TranscriptFailed:
+		return "Twilio could not transcribe this message."
+	case TranscriptOff:
+		return "Transcription is turned off for this number."
+	case TranscriptLanguage:
+		return "Twilio transcribes American English (en-US) only."
+	case TranscriptTooShort:
+		return "The message is too short to transcribe (2 seconds or less)."
+	case TranscriptTooLong:
+		return "The message is too long to transcribe (2 minutes or more)."
+	}
+	return ""
+}
+
+// Voicemail is a recorded message and the state of its email.
+type Voicemail struct {
+	ID               int64      `json:"id"`
+	CallSid          string     `json:"call_sid"`
+	Number           string     `json:"number"`
+	From             string     `json:"from"`
+	OwnerEmail       string     `json:"owner_email"`
+	RecordingSid     string     `json:"recording_sid"`
+	RecordingURL     string     `json:"-"` // fetched with the account's credentials; shown as audio_url
+	DurationSeconds  int        `json:"duration_seconds"`
+	RecordedAt       time.Time  `json:"recorded_at"`
+	TranscriptStatus string     `json:"transcript_status"`
+	Transcript       *string    `json:"transcript"`
+	Notification     Notify     `json:"notification"`
+	CreatedAt        time.Time  `json:"created_at"`
+	TranscribedAt    *time.Time `json:"transcribed_at,omitempty"`
+}
+
+// Notify is the delivery state of a voicemail's one email.
+type Notify struct {
+	Status    string     `json:"status"`
+	Attempts  int        `json:"attempts"`
+	LastError *string    `json:"last_error"`
+	SentAt    *time.Time `json:"sent_at"`
+}
+
+// VoicemailFilter selects voicemails for GET /api/voicemails.
+type VoicemailFilter struct {
+	Number string
+	Limit  int
+}
+
+// NotifyVoicemail is the durable job that emails a voicemail to its owner.
+type NotifyVoicemail struct {
+	VoicemailID int64 `json:"voicemail_id"`
+}
+
+// Kind names the job in the queue.
+func (NotifyVoicemail) Kind() string { return "notify_voicemail" }

@@ -1,0 +1,327 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+)
+
+// Jobs enqueues background work in the caller's transaction, so that a job exists exactly when
+// the change that asked for it commits. River's client implements it.
+type Jobs interface {
+	InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	JobRetryTx(ctx context.Context, tx pgx.Tx, id int64) (*rivertype.JobRow, error)
+}
+
+// notifyMaxAttempts is high on purpose: the worker gives up by age (about a day), not by count.
+const notifyMaxAttempts = 200
+
+// Recording is a recording-status callback.
+type Recording struct {
+	CallSid         string
+	RecordingSid    string
+	RecordingURL    string
+	Status          string // completed, absent, failed
+	DurationSeconds int
+	StartedAt       *time.Time
+}
+
+// RecordRecording applies a recording-status callback. A completed recording becomes a
+// voicemail and, in the same transaction, a job to email it: at once when no transcript will
+// come (or one already came), else after transcriptWait. Absent and failed recordings are kept
+// on the call's timeline only. A repeated callback changes nothing and returns the voicemail
+// written the first time; nil for a recording that is not a voicemail.
+func (db *DB) RecordRecording(ctx context.Context, rec Recording, transcriptWait time.Duration) (*callrelay.Voicemail, error) {
+	if db.Jobs == nil {
+		return nil, errors.New("record recording: no job queue configured")
+	}
+	var vm *callrelay.Voicemail
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var err error
+		vm, err = db.recordRecording(ctx, tx, rec, transcriptWait)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record recording %s of %s: %w", rec.RecordingSid, rec.CallSid, err)
+	}
+	return vm, nil
+}
+
+func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, transcriptWait time.Duration) (*callrelay.Voicemail, error) {
+	now := db.now()
+	var number, from string
+	var routingJSON []byte
+	err := tx.QueryRow(ctx, `SELECT number, from_number, routing FROM calls WHERE call_sid = $1`, rec.CallSid).
+		Scan(&number, &from, &routingJSON)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", rec.CallSid)
+	} else if err != nil {
+		return nil, err
+	}
+	var routing callrelay.Routing
+	if err := json.Unmarshal(routingJSON, &routing); err != nil {
+		return nil, err
+	}
+	detail := map[string]any{"recording_sid": rec.RecordingSid, "duration_seconds": rec.DurationSeconds}
+	if err := insertEvent(ctx, tx, rec.CallSid, now, "recording", "caller", "twilio", rec.Status, detail, "recording:"+rec.RecordingSid); err != nil {
+		return nil, err
+	}
+	if rec.Status != "completed" {
+		return nil, nil
+	}
+
+	recordedAt := now
+	if rec.StartedAt != nil {
+		recordedAt = rec.StartedAt.UTC()
+	}
+	expect := callrelay.TranscriptExpectation(routing, rec.DurationSeconds)
+	var id int64
+	err = tx.QueryRow(ctx, `
+		INSERT INTO voicemails (call_sid, recording_sid, recording_url, number, from_number, owner_email,
+			duration_seconds, recorded_at, transcript_status, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+		ON CONFLICT (recording_sid) DO NOTHING
+		RETURNING id`,
+		rec.CallSid, rec.RecordingSid, rec.RecordingURL, number, from, routing.OwnerEmail,
+		rec.DurationSeconds, recordedAt, expect, now).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return getVoicemail(ctx, tx, `recording_sid = $1`, rec.RecordingSid) // a repeated callback
+	} else if err != nil {
+		return nil, err
+	}
+
+	// A transcription that overtook its recording-status is applied now.
+	tag, err := tx.Exec(ctx, `
+		WITH early AS (
+			DELETE FROM early_transcriptions WHERE recording_sid = $1
+			RETURNING status, transcript, transcription_sid, received_at
+		)
+		UPDATE voicemails v SET transcript_status = early.status, transcript = early.transcript,
+			transcription_sid = early.transcription_sid, transcribed_at = early.received_at
+		FROM early WHERE v.id = $2`, rec.RecordingSid, id)
+	if err != nil {
+		return nil, err
+	}
+	// The queue schedules on the wall clock, not on db.Now; the zero time means now.
+	var sendAt time.Time
+	if tag.RowsAffected() == 0 && expect == callrelay.TranscriptPending {
+		sendAt = time.Now().Add(transcriptWait)
+	}
+	res, err := db.Jobs.InsertTx(ctx, tx, callrelay.NotifyVoicemail{VoicemailID: id}, &river.InsertOpts{
+		ScheduledAt: sendAt,
+		MaxAttempts: notifyMaxAttempts,
+		UniqueOpts:  river.UniqueOpts{ByArgs: true},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("enqueue email: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE voicemails SET job_id = $1 WHERE id = $2`, res.Job.ID, id); err != nil {
+		return nil, err
+	}
+	return getVoicemail(ctx, tx, `id = $1`, id)
+}
+
+// Transcription is a transcribeCallback.
+type Transcription struct {
+	CallSid          string
+	RecordingSid     string
+	TranscriptionSid string
+	Status           string // completed or failed
+	Text             string
+}
+
+// RecordTranscription stores a transcript (or its failure) on its voicemail and, if the email
+// has not gone yet, makes it due now. A transcription that arrives before its recording-status
+// is kept until the voicemail exists. A late transcript is stored but sends nothing.
+func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
+	if t.Status != callrelay.TranscriptCompleted && t.Status != callrelay.TranscriptFailed {
+		return callrelay.Invalidf("TranscriptionStatus", "TranscriptionStatus %q is not completed or failed.", t.Status)
+	}
+	var text *string
+	if t.Status == callrelay.TranscriptCompleted {
+		text = &t.Text
+	}
+	now := db.now()
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		detail := map[string]any{"recording_sid": t.RecordingSid}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO call_events (call_sid, at, type, party, by, outcome, detail, dedupe_key)
+			SELECT call_sid, $2, 'transcription', 'caller', 'twilio', $3, $4, 'transcription:' || $5
+			FROM calls WHERE call_sid = $1
+			ON CONFLICT (call_sid, dedupe_key) DO NOTHING`,
+			t.CallSid, now, t.Status, detail, t.RecordingSid); err != nil {
+			return err
+		}
+		var jobID *int64
+		var notify string
+		err := tx.QueryRow(ctx, `
+			UPDATE voicemails SET transcript_status = $2, transcript = $3, transcription_sid = $4,
+				transcribed_at = $5, updated_at = $5
+			WHERE recording_sid = $1 AND transcript_status NOT IN ('completed', 'failed')
+			RETURNING job_id, notify_status`,
+			t.RecordingSid, t.Status, text, t.TranscriptionSid, now).Scan(&jobID, &notify)
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Either a duplicate, or the recording-status has not come yet: keep it for then.
+			_, err = tx.Exec(ctx, `
+				INSERT INTO early_transcriptions (recording_sid, call_sid, status, transcript, transcription_sid, received_at)
+				SELECT $1, $2, $3, $4, $5, $6
+				WHERE NOT EXISTS (SELECT 1 FROM voicemails WHERE recording_sid = $1)
+				ON CONFLICT (recording_sid) DO NOTHING`,
+				t.RecordingSid, t.CallSid, t.Status, text, t.TranscriptionSid, now)
+			return err
+		} else if err != nil {
+			return err
+		}
+		if notify == callrelay.NotifyPending && jobID != nil {
+			if _, err := db.Jobs.JobRetryTx(ctx, tx, *jobID); err != nil && !errors.Is(err, river.ErrNotFound) {
+				return fmt.Errorf("make email due: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record transcription of %s: %w", t.RecordingSid, err)
+	}
+	return nil
+}
+
+// ClaimNotification claims a voicemail's email for one sender. It answers ECONFLICT when the
+// email was sent, has failed for good, or is being sent by another worker whose claim is
+// younger than lease (a claim older than that is taken over: its worker died mid-send).
+func (db *DB) ClaimNotification(ctx context.Context, id int64, lease time.Duration) (*callrelay.Voicemail, error) {
+	now := db.now()
+	var claimed bool
+	err := db.pool.QueryRow(ctx, `
+		UPDATE voicemails SET notify_status = 'sending', notify_claimed_at = $2,
+			notify_attempts = notify_attempts + 1, updated_at = $2
+		WHERE id = $1 AND (notify_status = 'pending' OR (notify_status = 'sending' AND notify_claimed_at < $3))
+		RETURNING true`, id, now, now.Add(-lease)).Scan(&claimed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		vm, err := db.GetVoicemail(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return nil, callrelay.Errorf(callrelay.ECONFLICT, "Voicemail %d email is %s.", id, vm.Notification.Status)
+	} else if err != nil {
+		return nil, fmt.Errorf("claim voicemail %d: %w", id, err)
+	}
+	return db.GetVoicemail(ctx, id)
+}
+
+// FinishNotification records the outcome of a send: sent, or failed with sendErr — for good
+// when final, else back to pending for the next try. Each attempt is on the call's timeline.
+func (db *DB) FinishNotification(ctx context.Context, id int64, sendErr error, final bool) error {
+	now := db.now()
+	status, outcome, lastErr := callrelay.NotifySent, "sent", (*string)(nil)
+	if sendErr != nil {
+		msg := sendErr.Error()
+		status, outcome, lastErr = callrelay.NotifyPending, "retry", &msg
+		if final {
+			status, outcome = callrelay.NotifyFailed, "failed"
+		}
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var callSid, owner string
+		var attempts int
+		err := tx.QueryRow(ctx, `
+			UPDATE voicemails SET notify_status = $2, notify_last_error = $3,
+				notified_at = CASE WHEN $2 = 'sent' THEN $4 ELSE notified_at END, updated_at = $4
+			WHERE id = $1 RETURNING call_sid, owner_email, notify_attempts`,
+			id, status, lastErr, now).Scan(&callSid, &owner, &attempts)
+		if err != nil {
+			return err
+		}
+		detail := map[string]any{"voicemail_id": id, "to": owner, "attempt": attempts}
+		if lastErr != nil {
+			detail["error"] = *lastErr
+		}
+		return insertEvent(ctx, tx, callSid, now, "voicemail-email", "", "callrelay", outcome, detail, "")
+	})
+	if err != nil {
+		return fmt.Errorf("finish voicemail %d email: %w", id, err)
+	}
+	return nil
+}
+
+// GetVoicemail returns a voicemail, or ENOTFOUND.
+func (db *DB) GetVoicemail(ctx context.Context, id int64) (*callrelay.Voicemail, error) {
+	return getVoicemail(ctx, db.pool, `id = $1`, id)
+}
+
+// Voicemail list limits.
+const (
+	DefaultVoicemailLimit = 50
+	MaxVoicemailLimit     = 500
+)
+
+// ListVoicemails returns the newest voicemails first, of one number or all.
+func (db *DB) ListVoicemails(ctx context.Context, f callrelay.VoicemailFilter) ([]*callrelay.Voicemail, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultVoicemailLimit
+	}
+	rows, err := db.pool.Query(ctx, voicemailSelect+`
+		WHERE ($1 = '' OR number = $1) ORDER BY created_at DESC, id DESC LIMIT $2`, f.Number, min(limit, MaxVoicemailLimit))
+	if err != nil {
+		return nil, fmt.Errorf("list voicemails: %w", err)
+	}
+	vms, err := pgx.CollectRows(rows, scanVoicemail)
+	if err != nil {
+		return nil, fmt.Errorf("list voicemails: %w", err)
+	}
+	return vms, nil
+}
+
+const voicemailSelect = `
+	SELECT id, call_sid, number, from_number, owner_email, recording_sid, recording_url, duration_seconds,
+		recorded_at, transcript_status, transcript, transcribed_at, notify_status, notify_attempts,
+		notify_last_error, notified_at, created_at
+	FROM voicemails`
+
+// querier is what both a pool and a transaction can do.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func getVoicemail(ctx context.Context, q querier, where string, arg any) (*callrelay.Voicemail, error) {
+	rows, err := q.Query(ctx, voicemailSelect+` WHERE `+where, arg)
+	if err != nil {
+		return nil, fmt.Errorf("get voicemail %v: %w", arg, err)
+	}
+	vm, err := pgx.CollectExactlyOneRow(rows, scanVoicemail)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, callrelay.Errorf(callrelay.ENOTFOUND, "Voicemail %v is unknown.", arg)
+	} else if err != nil {
+		return nil, fmt.Errorf("get voicemail %v: %w", arg, err)
+	}
+	return vm, nil
+}
+
+func scanVoicemail(row pgx.CollectableRow) (*callrelay.Voicemail, error) {
+	var v callrelay.Voicemail
+	err := row.Scan(&v.ID, &v.CallSid, &v.Number, &v.From, &v.OwnerEmail, &v.RecordingSid, &v.RecordingURL,
+		&v.DurationSeconds, &v.RecordedAt, &v.TranscriptStatus, &v.Transcript, &v.TranscribedAt,
+		&v.Notification.Status, &v.Notification.Attempts, &v.Notification.LastError, &v.Notification.SentAt,
+		&v.CreatedAt)
+	v.RecordedAt, v.CreatedAt = v.RecordedAt.UTC(), v.CreatedAt.UTC()
+	v.TranscribedAt, v.Notification.SentAt = utc(v.TranscribedAt), utc(v.Notification.SentAt)
+	return &v, err
+}
+
+// insertEvent adds an entry to a call's timeline; a non-empty dedupeKey makes it once only.
+func insertEvent(ctx context.Context, tx pgx.Tx, callSid string, at time.Time, typ, party, by, outcome string, detail map[string]any, dedupeKey string) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO call_events (call_sid, at, type, party, by, outcome, detail, dedupe_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, nullif($8, ''))
+		ON CONFLICT (call_sid, dedupe_key) DO NOTHING`,
+		callSid, at, typ, party, by, outcome, detail, dedupeKey)
+	return err
+}

@@ -1,0 +1,305 @@
+// Package recording downloads voicemail recordings from Twilio and signs the expiring audio
+// links that callrelay puts in the owner's email.
+//
+// Two rules shape it. The account's credentials (TWILIO_ACCOUNT_SID:TWILIO_AUTH_TOKEN, HTTP
+// basic auth) are sent to TWILIO_API_URL's origin only — same scheme, host and port — and never
+// follow a redirect elsewhere: Twilio answers a media request with a redirect to a pre-signed URL
+// on its media host, which needs no credentials. And the public link
+// /voicemails/{id}/audio?expires=…&sig=… is an HMAC-SHA256 of the voicemail id and its expiry,
+// keyed by CALLRELAY_LINK_SECRET, so that owners can listen without credentials.
+package recording
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultTimeout bounds a whole fetch, body included, when NewFetcher is given no client.
+const DefaultTimeout = 30 * time.Second
+
+// maxRedirects is how many redirects a fetch follows (net/http's own default).
+const maxRedirects = 10
+
+var (
+	// ErrForeignHost: the RecordingUrl is not on TWILIO_API_URL's origin (scheme, host and port),
+	// so it is not fetched at all: the credentials would go to someone else.
+	ErrForeignHost = errors.New("recording: URL is not on the Twilio API host")
+	// ErrInvalidURL: the RecordingUrl is on the API host but is not a recording's media
+	// (/2010-04-01/Accounts/AC…/Recordings/RE…[.mp3|.wav]), or is not a URL at all. The fetcher
+	// is not a credentialed proxy to the rest of the REST API.
+	ErrInvalidURL = errors.New("recording: not a Twilio recording URL")
+	// ErrTooLarge: the recording is larger than the caller's limit.
+	ErrTooLarge = errors.New("recording: recording too large")
+	// ErrNotFound: Twilio (or its media host) answered 404. The error is a *TwilioError too,
+	// carrying Twilio's code (20404) when Twilio sent one.
+	ErrNotFound = errors.New("recording: recording not found")
+)
+
+// TwilioError is a non-2xx answer to a media request. Code and Message come from Twilio's JSON
+// error body ({"code":20404,"message":"…","more_info":"…","status":404}) and are zero when the
+// body was something else (a media host's XML, a proxy's HTML page).
+type TwilioError struct {
+	Status   int    // HTTP status
+	Code     int    // Twilio error code, e.g. 20404, 20003
+	Message  string // Twilio's message
+	MoreInfo string // link to Twilio's error page
+}
+
+func (e *TwilioError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "recording: twilio answered %d %s", e.Status, http.StatusText(e.Status))
+	if e.Code != 0 {
+		fmt.Fprintf(&b, ": code %d", e.Code)
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %s", e.Message)
+	}
+	return b.String()
+}
+
+// Is makes a 404 match ErrNotFound.
+func (e *TwilioError) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
+}
+
+// Media is an open recording download. The caller copies Body to its response and closes it.
+type Media struct {
+	Body        io.ReadCloser
+	ContentType string // as Twilio sent it, else from the extension (audio/mpeg, audio/x-wav)
+	Size        int64  // Content-Length, or -1 when unknown
+}
+
+// Fetcher downloads recordings from Twilio with the account's credentials. It is safe for
+// concurrent use.
+type Fetcher struct {
+	api        origin
+	apiPrefix  string // TWILIO_API_URL's path without its trailing slash ("" for Twilio itself)
+	accountSID string
+	authToken  string
+	client     *http.Client
+}
+
+// NewFetcher returns a Fetcher for TWILIO_API_URL (apiURL) and the account's credentials. A nil
+// client means one with DefaultTimeout. A given client is copied, not modified: the copy's
+// redirect policy strips the credentials from every hop that leaves the API origin, then runs
+// the client's own CheckRedirect, if any. It panics when apiURL is not an absolute http(s) URL
+// (config.Load checks TWILIO_API_URL).
+func NewFetcher(apiURL *url.URL, accountSID, authToken string, client *http.Client) *Fetcher {
+	if apiURL == nil {
+		panic("recording: NewFetcher: nil API URL")
+	}
+	api, ok := originOf(apiURL)
+	if !ok {
+		panic(fmt.Sprintf("recording: NewFetcher: API URL %q is not an absolute http(s) URL", apiURL.Redacted()))
+	}
+	var c http.Client
+	if client != nil {
+		c = *client
+	} else {
+		c.Timeout = DefaultTimeout
+	}
+	f := &Fetcher{
+		api:        api,
+		apiPrefix:  strings.TrimSuffix(apiURL.EscapedPath(), "/"),
+		accountSID: accountSID,
+		authToken:  authToken,
+	}
+	c.CheckRedirect = f.checkRedirect(c.CheckRedirect)
+	f.client = &c
+	return f
+}
+
+// origin is a URL's scheme, host and port, normalised: lower case, default port made explicit.
+type origin struct{ scheme, host, port string }
+
+func originOf(u *url.URL) (origin, bool) {
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" || u.Host == "" || u.Opaque != "" {
+		return origin{}, false
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	if host == "" {
+		return origin{}, false
+	}
+	return origin{scheme, host, port}, true
+}
+
+func (o origin) String() string { return o.scheme + "://" + net.JoinHostPort(o.host, o.port) }
+
+// checkRedirect is the copied client's redirect policy. net/http itself keeps Authorization on a
+// redirect to the same host name on another port, to a subdomain, and from https to http on the
+// same host: all of which would hand the credentials to something that is not TWILIO_API_URL.
+// So: credentials only while every hop so far is on the API origin (once the chain has left it,
+// a hop back does not get them again); no https → http downgrade (the audio is private too).
+func (f *Fetcher) checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("recording: stopped after %d redirects", maxRedirects)
+		}
+		prev := via[len(via)-1].URL
+		if strings.EqualFold(prev.Scheme, "https") && !strings.EqualFold(req.URL.Scheme, "https") {
+			return fmt.Errorf("recording: refusing redirect from https to %s://%s", req.URL.Scheme, req.URL.Host)
+		}
+		onAPI := f.onAPI(req.URL)
+		for _, r := range via {
+			onAPI = onAPI && f.onAPI(r.URL)
+		}
+		if !onAPI {
+			req.Header.Del("Authorization")
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+}
+
+func (f *Fetcher) onAPI(u *url.URL) bool {
+	o, ok := originOf(u)
+	return ok && o == f.api && u.User == nil
+}
+
+// recordingPath is the path of a recording's media under the API prefix: Twilio's RecordingUrl
+// (no extension: WAV), or with .mp3 (audio/mpeg) or .wav (audio/x-wav) appended.
+var recordingPath = regexp.MustCompile(`^/2010-04-01/Accounts/AC[0-9A-Za-z]+/Recordings/RE[0-9A-Za-z]+(\.mp3|\.wav)?$`)
+
+// MediaURL checks that recordingURL (Twilio's RecordingUrl) is a recording on the API origin and
+// returns the URL to GET: with ".mp3" appended unless it already ends in .mp3 or .wav (Twilio
+// serves audio/x-wav without an extension, audio/mpeg with .mp3: compressed, for the email).
+// ErrForeignHost when it is on another scheme, host or port; ErrInvalidURL when it is not a
+// URL, carries user info, or is not a recording's media path.
+func (f *Fetcher) MediaURL(recordingURL string) (string, error) {
+	u, err := url.Parse(recordingURL)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalidURL, err)
+	}
+	o, ok := originOf(u)
+	if !ok {
+		return "", fmt.Errorf("%w: %q is not an absolute http(s) URL", ErrInvalidURL, u.Redacted())
+	}
+	if o != f.api {
+		return "", fmt.Errorf("%w: %s is not %s", ErrForeignHost, o, f.api)
+	}
+	if u.User != nil {
+		return "", fmt.Errorf("%w: user info in the URL", ErrInvalidURL)
+	}
+	p := u.EscapedPath()
+	rest, ok := strings.CutPrefix(p, f.apiPrefix)
+	if !ok || !recordingPath.MatchString(rest) {
+		return "", fmt.Errorf("%w: path %q", ErrInvalidURL, p)
+	}
+	if path.Ext(rest) == "" {
+		u.Path += ".mp3"
+		u.RawPath = ""
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String(), nil
+}
+
+// Fetch downloads the recording whole: at most maxBytes of it (ErrTooLarge past that), with its
+// content type (audio/mpeg unless Twilio says otherwise).
+func (f *Fetcher) Fetch(ctx context.Context, recordingURL string, maxBytes int64) (data []byte, contentType string, err error) {
+	if maxBytes < 0 {
+		return nil, "", fmt.Errorf("recording: negative maxBytes %d", maxBytes)
+	}
+	m, err := f.Open(ctx, recordingURL)
+	if err != nil {
+		return nil, "", err
+	}
+	defer m.Body.Close()
+	if m.Size > maxBytes {
+		return nil, "", fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, m.Size, maxBytes)
+	}
+	// One byte more than allowed tells "exactly maxBytes" from "more".
+	data, err = io.ReadAll(io.LimitReader(m.Body, maxBytes+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("recording: reading %s: %w", redactedURL(recordingURL), err)
+	}
+	if int64(len(data)) > maxBytes {
+		return nil, "", fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
+	}
+	return data, m.ContentType, nil
+}
+
+// Open starts the download and returns the body to stream. The caller closes Media.Body.
+func (f *Fetcher) Open(ctx context.Context, recordingURL string) (*Media, error) {
+	mediaURL, err := f.MediaURL(recordingURL)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, mediaURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidURL, err)
+	}
+	if f.accountSID != "" || f.authToken != "" {
+		req.SetBasicAuth(f.accountSID, f.authToken)
+	}
+	req.Header.Set("Accept", "audio/mpeg, audio/*;q=0.9, */*;q=0.1")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		// *url.Error would print the last hop's URL, a pre-signed media URL's signature included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("recording: fetching %s: %w", redactedURL(mediaURL), err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		return nil, twilioError(resp)
+	}
+	ct := resp.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); ct == "" || err != nil || mt == "application/octet-stream" || mt == "binary/octet-stream" {
+		ct = contentTypeFor(mediaURL)
+	}
+	return &Media{Body: resp.Body, ContentType: ct, Size: resp.ContentLength}, nil
+}
+
+func contentTypeFor(mediaURL string) string {
+	if u, err := url.Parse(mediaURL); err == nil && strings.EqualFold(path.Ext(u.Path), ".wav") {
+		return "audio/x-wav"
+	}
+	return "audio/mpeg"
+}
+
+// twilioError reads a failed answer: Twilio's JSON error when that is what it is.
+func twilioError(resp *http.Response) error {
+	e := &TwilioError{Status: resp.StatusCode}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var j struct {
+		Code     int    `json:"code"`
+		Message  string `json:"message"`
+		MoreInfo string `json:"more_info"`
+	}
+	if json.Unmarshal(body, &j) == nil {
+		e.Code, e.Message, e.MoreInfo = j.Code, j.Message, j.MoreInfo
+	}
+	return e
+}
+
+// redactedURL drops a URL's query (a pre-signed media URL's signature lives there) and password
+// for error messages and logs.
+func redactedURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return strconv.Quote(s)
+	}
+	u.RawQuery, u.Fragment, u.RawFragment = "", "", ""
+	return u.Redacted()
+}

@@ -1,0 +1,217 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/recording"
+)
+
+// Callbacks that cannot be stored answer 503: not a live caller, and an error status lets a
+// retry (Twilio's connection overrides) deliver them again. Nothing is half-written: each
+// store method is one transaction.
+
+func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := r.PostForm
+		rec := postgres.Recording{
+			CallSid:      f.Get("CallSid"),
+			RecordingSid: f.Get("RecordingSid"),
+			RecordingURL: f.Get("RecordingUrl"),
+			Status:       f.Get("RecordingStatus"),
+		}
+		if rec.CallSid == "" || rec.RecordingSid == "" || rec.Status == "" {
+			http.Error(w, "CallSid, RecordingSid and RecordingStatus are required", http.StatusBadRequest)
+			return
+		}
+		if rec.Status == "completed" && rec.RecordingURL == "" {
+			http.Error(w, "RecordingUrl is required for a completed recording", http.StatusBadRequest)
+			return
+		}
+		if d := formInt(f.Get("RecordingDuration")); d != nil {
+			rec.DurationSeconds = max(*d, 0)
+		}
+		if t, err := time.Parse(time.RFC1123Z, f.Get("RecordingStartTime")); err == nil {
+			rec.StartedAt = &t
+		}
+		log := logger(r.Context()).With(slog.String("call_sid", rec.CallSid), slog.String("recording_sid", rec.RecordingSid))
+		vm, err := db.RecordRecording(r.Context(), rec, transcriptWait)
+		switch {
+		case callrelay.ErrorCode(err) == callrelay.ENOTFOUND:
+			log.Warn("recording of an unknown call: ignored", slog.String("status", rec.Status))
+		case err != nil:
+			log.Error("recording status: store", slog.String("error", err.Error()))
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		case vm != nil:
+			log.Info("voicemail stored", slog.Int64("voicemail_id", vm.ID), slog.String("transcript", vm.TranscriptStatus))
+		default:
+			log.Info("recording without a message", slog.String("status", rec.Status))
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+func handleTranscription(db *postgres.DB) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := r.PostForm
+		t := postgres.Transcription{
+			CallSid:          f.Get("CallSid"),
+			RecordingSid:     f.Get("RecordingSid"),
+			TranscriptionSid: f.Get("TranscriptionSid"),
+			Status:           f.Get("TranscriptionStatus"),
+			Text:             f.Get("TranscriptionText"),
+		}
+		if t.CallSid == "" || t.RecordingSid == "" {
+			http.Error(w, "CallSid and RecordingSid are required", http.StatusBadRequest)
+			return
+		}
+		err := db.RecordTranscription(r.Context(), t)
+		switch {
+		case callrelay.ErrorCode(err) == callrelay.EINVALID:
+			http.Error(w, callrelay.ErrorMessage(err), http.StatusBadRequest)
+			return
+		case err != nil:
+			logger(r.Context()).Error("transcription: store", slog.String("call_sid", t.CallSid), slog.String("error", err.Error()))
+			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// voicemailJSON adds where ops fetch the audio.
+type voicemailJSON struct {
+	*callrelay.Voicemail
+	AudioURL string `json:"audio_url"`
+}
+
+func toVoicemailJSON(vm *callrelay.Voicemail) voicemailJSON {
+	return voicemailJSON{Voicemail: vm, AudioURL: fmt.Sprintf("/api/voicemails/%d/audio", vm.ID)}
+}
+
+func handleListVoicemails(db *postgres.DB) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f := callrelay.VoicemailFilter{Number: q.Get("number")}
+		if f.Number != "" && !callrelay.ValidNumber(f.Number) {
+			writeError(w, r, callrelay.Invalidf("number", "number %q is not E.164, like +15551230000 (URL-encode + as %%2B).", f.Number))
+			return
+		}
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > postgres.MaxVoicemailLimit {
+				writeError(w, r, callrelay.Invalidf("limit", "limit must be a number from 1 to %d.", postgres.MaxVoicemailLimit))
+				return
+			}
+			f.Limit = n
+		}
+		vms, err := db.ListVoicemails(r.Context(), f)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		out := make([]voicemailJSON, len(vms))
+		for i, vm := range vms {
+			out[i] = toVoicemailJSON(vm)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"voicemails": out})
+	})
+}
+
+// pathVoicemail loads the voicemail of the {id} in the path.
+func pathVoicemail(db *postgres.DB, r *http.Request) (*callrelay.Voicemail, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return nil, callrelay.Invalidf("id", "Voicemail id %q is not a positive number.", r.PathValue("id"))
+	}
+	return db.GetVoicemail(r.Context(), id)
+}
+
+func handleGetVoicemail(db *postgres.DB) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		vm, err := pathVoicemail(db, r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, toVoicemailJSON(vm))
+	})
+}
+
+// handleVoicemailAudio streams a recording to ops, fetched from Twilio with the account's
+// credentials.
+func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		vm, err := pathVoicemail(db, r)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if err := streamAudio(w, r, media, vm); err != nil {
+			writeError(w, r, err)
+		}
+	})
+}
+
+// handlePublicAudio serves the link in the owner's email: no credentials, but an HMAC over
+// the voicemail and the link's expiry. Every refusal is the same 403, so a prober learns
+// nothing about which voicemails exist.
+func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, links *recording.Links) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if err := links.Verify(r.PathValue("id"), q.Get("expires"), q.Get("sig")); err != nil {
+			http.Error(w, "This link is invalid or has expired.", http.StatusForbidden)
+			return
+		}
+		vm, err := pathVoicemail(db, r)
+		if err != nil {
+			status := statusOf[callrelay.ErrorCode(err)]
+			http.Error(w, http.StatusText(status), status)
+			return
+		}
+		if err := streamAudio(w, r, media, vm); err != nil {
+			status := statusOf[callrelay.ErrorCode(err)]
+			http.Error(w, "The recording is not available right now.", status)
+		}
+	})
+}
+
+// streamAudio copies the recording to w. It returns an error only before anything is written.
+func streamAudio(w http.ResponseWriter, r *http.Request, media *recording.Fetcher, vm *callrelay.Voicemail) error {
+	m, err := media.Open(r.Context(), vm.RecordingURL)
+	if err != nil {
+		logger(r.Context()).Warn("recording fetch", slog.Int64("voicemail_id", vm.ID), slog.String("error", err.Error()))
+		var te *recording.TwilioError
+		switch {
+		case errors.Is(err, recording.ErrNotFound):
+			return callrelay.Errorf(callrelay.ENOTFOUND, "Twilio has no recording %s (deleted?).", vm.RecordingSid)
+		case errors.As(err, &te):
+			return &callrelay.Error{Code: callrelay.EUPSTREAM, Message: "Twilio refused the recording.",
+				TwilioCode: te.Code, TwilioMessage: te.Message}
+		case errors.Is(err, recording.ErrForeignHost), errors.Is(err, recording.ErrInvalidURL):
+			// Credentials go to TWILIO_API_URL's recordings only; this stored URL is elsewhere.
+			return fmt.Errorf("voicemail %d: recording URL refused: %w", vm.ID, err)
+		}
+		return callrelay.Errorf(callrelay.EUPSTREAM, "Cannot fetch the recording from Twilio.")
+	}
+	defer m.Body.Close()
+	w.Header().Set("Content-Type", m.ContentType)
+	if m.Size >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(m.Size, 10))
+	}
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`inline; filename="voicemail-%d.mp3"`, vm.ID))
+	w.Header().Set("Cache-Control", "private, no-store")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, m.Body); err != nil {
+		logger(r.Context()).Warn("recording stream cut", slog.Int64("voicemail_id", vm.ID), slog.String("error", err.Error()))
+	}
+	return nil
+}

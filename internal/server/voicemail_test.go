@@ -1,0 +1,508 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	netmail "net/mail"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/mail/mailtest"
+	"github.com/callrelay/callrelay/internal/postgres/pgtest"
+	"github.com/callrelay/callrelay/internal/recording"
+)
+
+// mediaStandIn serves recordings as Twilio does, only with the account's basic auth.
+type mediaStandIn struct {
+	srv      *httptest.Server
+	audio    []byte
+	requests atomic.Int32
+	refused  atomic.Int32
+}
+
+func newMediaStandIn(t *testing.T) *mediaStandIn {
+	m := &mediaStandIn{audio: append([]byte("ID3\x04\x00"), bytes.Repeat([]byte{0xff, 0xfb, 0x90, 0x44}, 512)...)}
+	prefix := "/2010-04-01/Accounts/" + accountSID + "/Recordings/"
+	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.requests.Add(1)
+		if u, p, ok := r.BasicAuth(); !ok || u != accountSID || p != authToken {
+			m.refused.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"code":20003,"message":"Authenticate","status":401}`)
+			return
+		}
+		sid, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, prefix), ".mp3")
+		if !strings.HasPrefix(r.URL.Path, prefix) || !ok || !strings.HasPrefix(sid, "RE") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"code":20404,"message":"The requested resource was not found","status":404}`)
+			return
+		}
+		w.Header().Set("Content-Type", "audio/mpeg")
+		_, _ = w.Write(m.audio)
+	}))
+	t.Cleanup(m.srv.Close)
+	return m
+}
+
+func (m *mediaStandIn) recordingURL(sid string) string {
+	return m.srv.URL + "/2010-04-01/Accounts/" + accountSID + "/Recordings/" + sid
+}
+
+func recSid(n int) string { return fmt.Sprintf("RE%032x", n) }
+
+// toVoicemail brings a call to the voicemail prompt: nobody answered.
+func toVoicemail(t *testing.T, s *testServer, callSid string) {
+	t.Helper()
+	twiml(t, s.twilio("/twilio/voice", inbound(callSid)))
+	f := inbound(callSid)
+	f.Set("CallStatus", "in-progress")
+	f.Set("DialCallStatus", "no-answer")
+	if doc := twiml(t, s.twilio("/twilio/dial-outcome?attempt=0", f)); doc.Find("Record") == nil {
+		t.Fatalf("no voicemail after no-answer: %v", doc.ChildNames())
+	}
+}
+
+func recordingStatus(t *testing.T, s *testServer, callSid, sid, status string, seconds int) {
+	t.Helper()
+	f := url.Values{
+		"AccountSid": {accountSID}, "CallSid": {callSid}, "RecordingSid": {sid},
+		"RecordingUrl": {s.media.recordingURL(sid)}, "RecordingStatus": {status},
+		"RecordingDuration": {fmt.Sprint(seconds)}, "RecordingChannels": {"1"}, "RecordingSource": {"RecordVerb"},
+		"RecordingStartTime": {"Sat, 21 Nov 2026 10:00:30 +0000"},
+	}
+	if rec := s.twilio("/twilio/recording-status", f); rec.Code != http.StatusNoContent {
+		t.Fatalf("recording-status: %d %s", rec.Code, rec.Body)
+	}
+}
+
+func transcription(t *testing.T, s *testServer, callSid, sid, status, text string) {
+	t.Helper()
+	f := url.Values{
+		"AccountSid": {accountSID}, "CallSid": {callSid}, "RecordingSid": {sid},
+		"TranscriptionSid": {"TR" + sid[2:]}, "TranscriptionStatus": {status}, "TranscriptionText": {text},
+		"TranscriptionType": {"fast"}, "RecordingUrl": {s.media.recordingURL(sid)},
+	}
+	if rec := s.twilio("/twilio/transcription", f); rec.Code != http.StatusNoContent {
+		t.Fatalf("transcription: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// email is a delivered message taken apart.
+type email struct {
+	header      netmail.Header
+	text, html  string
+	attachments map[string][]byte
+	contentType map[string]string
+}
+
+func parseEmail(t *testing.T, raw []byte) email {
+	t.Helper()
+	msg, err := netmail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("parse email: %v", err)
+	}
+	e := email{header: msg.Header, attachments: map[string][]byte{}, contentType: map[string]string{}}
+	var walk func(ct string, body io.Reader, encoding, disposition string)
+	walk = func(ct string, body io.Reader, encoding, disposition string) {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil {
+			t.Fatalf("content type %q: %v", ct, err)
+		}
+		if strings.HasPrefix(mt, "multipart/") {
+			mr := multipart.NewReader(body, params["boundary"])
+			for {
+				p, err := mr.NextPart()
+				if err == io.EOF {
+					return
+				} else if err != nil {
+					t.Fatalf("multipart: %v", err)
+				}
+				walk(p.Header.Get("Content-Type"), p, p.Header.Get("Content-Transfer-Encoding"), p.Header.Get("Content-Disposition"))
+			}
+		}
+		if strings.EqualFold(encoding, "base64") {
+			body = base64.NewDecoder(base64.StdEncoding, body)
+		}
+		data, err := io.ReadAll(body)
+		if err != nil {
+			t.Fatalf("part %s: %v", mt, err)
+		}
+		if _, dp, err := mime.ParseMediaType(disposition); err == nil && strings.HasPrefix(disposition, "attachment") {
+			e.attachments[dp["filename"]] = data
+			e.contentType[dp["filename"]] = mt
+			return
+		}
+		switch mt {
+		case "text/plain":
+			e.text = string(data)
+		case "text/html":
+			e.html = string(data)
+		}
+	}
+	walk(msg.Header.Get("Content-Type"), msg.Body, msg.Header.Get("Content-Transfer-Encoding"), "")
+	return e
+}
+
+func getVoicemail(t *testing.T, s *testServer, id string) map[string]any {
+	t.Helper()
+	rec := s.api(http.MethodGet, "/api/voicemails/"+id, "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET voicemail %s: %d %s", id, rec.Code, rec.Body)
+	}
+	var vm map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &vm); err != nil {
+		t.Fatal(err)
+	}
+	return vm
+}
+
+// awaitJob waits for the queue to report a job event of kind, failing after timeout.
+func awaitJob(t *testing.T, events <-chan *river.Event, kind river.EventKind, timeout time.Duration) *river.Event {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s job event within %s", kind, timeout)
+			return nil
+		}
+	}
+}
+
+// jobCount counts the voicemail email jobs ever enqueued.
+func jobCount(t *testing.T, s *testServer) int {
+	t.Helper()
+	var n int
+	if err := s.db.Pool().QueryRow(context.Background(), `SELECT count(*) FROM river_job WHERE kind = 'notify_voicemail'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestVoicemail_EmailWithTranscript(t *testing.T) {
+	smtp := mailtest.Start(t)
+	s := newTestServer(t, withMail(smtp.URL()))
+	s.putNumber(masked, threeTargets)
+	events, cancel := s.queue.Subscribe(river.EventKindJobCompleted)
+	defer cancel()
+
+	toVoicemail(t, s, "CA700")
+	recordingStatus(t, s, "CA700", recSid(700), "completed", 30)
+	transcription(t, s, "CA700", recSid(700), "completed", "Hi Dana, call me back <soon> & thanks.")
+
+	e := parseEmail(t, smtp.Next(20*time.Second).Data)
+	if got := e.header.Get("To"); !strings.Contains(got, "dana@example.com") {
+		t.Errorf("To = %q, want the owner", got)
+	}
+	if subj := e.header.Get("Subject"); !strings.Contains(subj, caller) {
+		t.Errorf("Subject = %q, want the caller's number", subj)
+	}
+	for _, want := range []string{caller, masked, "Sat, 21 Nov 2026 10:00:30 UTC", "0:30", "Hi Dana, call me back <soon> & thanks.", publicURL + "/voicemails/1/audio?"} {
+		if !strings.Contains(e.text, want) {
+			t.Errorf("text part lacks %q:\n%s", want, e.text)
+		}
+	}
+	if !strings.Contains(e.html, "call me back &lt;soon&gt; &amp; thanks.") {
+		t.Errorf("HTML part lacks the escaped transcript:\n%s", e.html)
+	}
+	if got := e.attachments["voicemail-1.mp3"]; !bytes.Equal(got, s.media.audio) || e.contentType["voicemail-1.mp3"] != "audio/mpeg" {
+		t.Errorf("attachment = %d bytes (%s), want the recording's %d bytes", len(got), e.contentType["voicemail-1.mp3"], len(s.media.audio))
+	}
+	awaitJob(t, events, river.EventKindJobCompleted, 10*time.Second)
+
+	vm := getVoicemail(t, s, "1")
+	n := vm["notification"].(map[string]any)
+	if n["status"] != "sent" || n["attempts"] != float64(1) || vm["transcript"] != "Hi Dana, call me back <soon> & thanks." {
+		t.Errorf("voicemail = %v, want transcript and notification sent after one attempt", vm)
+	}
+	if s.media.refused.Load() != 0 {
+		t.Errorf("the media stand-in refused %d requests: credentials missing", s.media.refused.Load())
+	}
+
+	// The owner's link works without credentials; a tampered or foreign one does not.
+	link := e.text[strings.Index(e.text, publicURL+"/voicemails/"):]
+	link = strings.TrimPrefix(strings.Fields(link)[0], publicURL)
+	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, link, nil))
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), s.media.audio) {
+		t.Errorf("audio link: %d, %d bytes; want 200 with the recording", rec.Code, rec.Body.Len())
+	}
+	for _, bad := range []string{
+		strings.Replace(link, "/voicemails/1/", "/voicemails/2/", 1),
+		strings.Replace(link, "expires=", "expires=1", 1),
+		link[:len(link)-2] + "xx",
+		"/voicemails/1/audio",
+	} {
+		rec := httptest.NewRecorder()
+		s.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, bad, nil))
+		if rec.Code != http.StatusForbidden {
+			t.Errorf("tampered link %s: %d, want 403", bad, rec.Code)
+		}
+	}
+
+	// A late duplicate transcript is stored, not sent again.
+	transcription(t, s, "CA700", recSid(700), "completed", "Hi Dana, call me back <soon> & thanks.")
+	if got := jobCount(t, s); got != 1 {
+		t.Errorf("email jobs = %d, want 1", got)
+	}
+}
+
+func TestVoicemail_ExpiredLink(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	toVoicemail(t, s, "CA705")
+	recordingStatus(t, s, "CA705", recSid(705), "completed", 30)
+	u, _ := url.Parse(publicURL)
+	monthAgo := func() time.Time { return time.Now().Add(-31 * 24 * time.Hour) }
+	old := recording.NewLinks(u, []string{"linksecret"}, recording.DefaultTTL, monthAgo)
+	for _, l := range []*recording.Links{old, s.links} {
+		rec := httptest.NewRecorder()
+		s.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, strings.TrimPrefix(l.URL("1"), publicURL), nil))
+		if want := map[bool]int{true: http.StatusForbidden, false: http.StatusOK}[l == old]; rec.Code != want {
+			t.Errorf("link %s: %d, want %d", l.URL("1"), rec.Code, want)
+		}
+	}
+}
+
+// Callbacks come twice and out of order: still one email, with the transcript.
+func TestVoicemail_DuplicateAndReordered(t *testing.T) {
+	smtp := mailtest.Start(t)
+	s := newTestServer(t, withMail(smtp.URL()))
+	s.putNumber(masked, threeTargets)
+	events, cancel := s.queue.Subscribe(river.EventKindJobCompleted)
+	defer cancel()
+
+	toVoicemail(t, s, "CA710")
+	transcription(t, s, "CA710", recSid(710), "completed", "Before the recording.")
+	transcription(t, s, "CA710", recSid(710), "completed", "Before the recording.")
+	recordingStatus(t, s, "CA710", recSid(710), "completed", 12)
+	recordingStatus(t, s, "CA710", recSid(710), "completed", 12)
+
+	e := parseEmail(t, smtp.Next(20*time.Second).Data)
+	if !strings.Contains(e.text, "Before the recording.") {
+		t.Errorf("email lacks the early transcript:\n%s", e.text)
+	}
+	awaitJob(t, events, river.EventKindJobCompleted, 10*time.Second)
+	if got := jobCount(t, s); got != 1 {
+		t.Errorf("email jobs = %d, want 1", got)
+	}
+	if got := len(smtp.Received()); got != 1 {
+		t.Errorf("emails = %d, want 1", got)
+	}
+}
+
+func TestVoicemail_NoTranscript(t *testing.T) {
+	for _, tc := range []struct {
+		name, routing string
+		seconds       int
+		transcript    string // "" for none coming
+		wantReason    string
+	}{
+		{"failed", threeTargets, 30, "failed", "could not transcribe"},
+		{"too short", threeTargets, 2, "", "too short"},
+		{"too long", threeTargets, 120, "", "too long"},
+		{"language", strings.Replace(threeTargets, `"timeout_seconds":15`, `"language":"fr-FR"`, 1), 30, "", "American English"},
+		{"off", strings.Replace(threeTargets, `"timeout_seconds":15`, `"voicemail":{"transcribe":false}`, 1), 30, "", "turned off"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			smtp := mailtest.Start(t)
+			s := newTestServer(t, withMail(smtp.URL()))
+			s.putNumber(masked, tc.routing)
+			toVoicemail(t, s, "CA720")
+			recordingStatus(t, s, "CA720", recSid(720), "completed", tc.seconds)
+			if tc.transcript != "" {
+				transcription(t, s, "CA720", recSid(720), tc.transcript, "")
+			}
+			// The transcript wait is an hour: an email now proves nobody waited for it.
+			e := parseEmail(t, smtp.Next(20*time.Second).Data)
+			if !strings.Contains(e.text, tc.wantReason) || !strings.Contains(e.html, tc.wantReason) {
+				t.Errorf("email does not say %q:\n%s", tc.wantReason, e.text)
+			}
+		})
+	}
+}
+
+func TestVoicemail_TranscriptWaitExpires(t *testing.T) {
+	smtp := mailtest.Start(t)
+	s := newTestServer(t, withMail(smtp.URL()), withConfig(func(c *config.Config) { c.TranscriptWait = 500 * time.Millisecond }))
+	s.putNumber(masked, threeTargets)
+	toVoicemail(t, s, "CA730")
+	recordingStatus(t, s, "CA730", recSid(730), "completed", 30)
+	// River's scheduler looks for due jobs every 5 s.
+	e := parseEmail(t, smtp.Next(20*time.Second).Data)
+	if !strings.Contains(e.text, "did not arrive in time") {
+		t.Errorf("email does not say the transcript is late:\n%s", e.text)
+	}
+}
+
+func TestVoicemail_Absent(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	toVoicemail(t, s, "CA740")
+	recordingStatus(t, s, "CA740", recSid(740), "absent", 0)
+	recordingStatus(t, s, "CA740", recSid(740), "absent", 0)
+	if rec := s.api(http.MethodGet, "/api/voicemails", ""); !strings.Contains(rec.Body.String(), `"voicemails":[]`) {
+		t.Errorf("voicemails after an absent recording: %s, want none", rec.Body)
+	}
+	if got := jobCount(t, s); got != 0 {
+		t.Errorf("email jobs = %d, want 0", got)
+	}
+	c := getCall(t, s, "CA740")
+	n := 0
+	for _, e := range c["events"].([]any) {
+		if e := e.(map[string]any); e["type"] == "recording" && e["outcome"] == "absent" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("absent recording events = %d, want 1 on the timeline", n)
+	}
+}
+
+func TestVoicemail_SMTPDownThenUp(t *testing.T) {
+	smtp := mailtest.StartDown(t)
+	s := newTestServer(t, withMail(smtp.URL()))
+	s.putNumber(masked, threeTargets)
+	events, cancel := s.queue.Subscribe(river.EventKindJobFailed, river.EventKindJobCompleted)
+	defer cancel()
+
+	toVoicemail(t, s, "CA750")
+	recordingStatus(t, s, "CA750", recSid(750), "completed", 2) // no transcript: due at once
+	failed := awaitJob(t, events, river.EventKindJobFailed, 20*time.Second)
+
+	vm := getVoicemail(t, s, "1")
+	n := vm["notification"].(map[string]any)
+	if n["status"] != "pending" || n["attempts"] != float64(1) || n["last_error"] == nil {
+		t.Errorf("after a failed send: notification %v, want pending with the error", n)
+	}
+	if failed.Job.ScheduledAt.Before(time.Now().Add(20 * time.Second)) {
+		t.Errorf("retry scheduled at %v, want a backoff of about 30 s", failed.Job.ScheduledAt)
+	}
+
+	// SMTP comes back; retry now rather than wait out the backoff.
+	smtp.Up()
+	if _, err := s.queue.JobRetry(context.Background(), failed.Job.ID); err != nil {
+		t.Fatal(err)
+	}
+	smtp.Next(20 * time.Second)
+	awaitJob(t, events, river.EventKindJobCompleted, 10*time.Second)
+	if got := len(smtp.Received()); got != 1 {
+		t.Errorf("emails = %d, want 1", got)
+	}
+	vm = getVoicemail(t, s, "1")
+	if n := vm["notification"].(map[string]any); n["status"] != "sent" || n["attempts"] != float64(2) {
+		t.Errorf("notification = %v, want sent on the second attempt", n)
+	}
+}
+
+// Two replicas on one database, callbacks split and repeated across both: one email.
+func TestVoicemail_TwoReplicas(t *testing.T) {
+	smtp := mailtest.Start(t)
+	pool := pgtest.NewPool(t)
+	media := newMediaStandIn(t)
+	a := newTestServer(t, withMail(smtp.URL()), withPool(pool), withMedia(media))
+	b := newTestServer(t, withMail(smtp.URL()), withPool(pool), withMedia(media))
+	a.putNumber(masked, threeTargets)
+	eventsA, cancelA := a.queue.Subscribe(river.EventKindJobCompleted)
+	defer cancelA()
+	eventsB, cancelB := b.queue.Subscribe(river.EventKindJobCompleted)
+	defer cancelB()
+
+	toVoicemail(t, a, "CA760")
+	recordingStatus(t, b, "CA760", recSid(760), "completed", 20)
+	recordingStatus(t, a, "CA760", recSid(760), "completed", 20)
+	transcription(t, a, "CA760", recSid(760), "completed", "Two replicas.")
+	transcription(t, b, "CA760", recSid(760), "completed", "Two replicas.")
+
+	smtp.Next(20 * time.Second)
+	select {
+	case <-eventsA:
+	case <-eventsB:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no job completed")
+	}
+	if got := jobCount(t, a); got != 1 {
+		t.Errorf("email jobs = %d, want 1", got)
+	}
+	vm := getVoicemail(t, b, "1")
+	if n := vm["notification"].(map[string]any); n["status"] != "sent" || n["attempts"] != float64(1) {
+		t.Errorf("notification = %v, want sent once", n)
+	}
+	if got := len(smtp.Received()); got != 1 {
+		t.Errorf("emails = %d, want 1", got)
+	}
+}
+
+func TestVoicemailsAPI(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	toVoicemail(t, s, "CA770")
+	recordingStatus(t, s, "CA770", recSid(770), "completed", 30)
+
+	rec := s.api(http.MethodGet, "/api/voicemails?number=%2B15551230000&limit=10", "")
+	var list struct {
+		Voicemails []map[string]any `json:"voicemails"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || len(list.Voicemails) != 1 {
+		t.Fatalf("list: %d %s", rec.Code, rec.Body)
+	}
+	vm := list.Voicemails[0]
+	if vm["call_sid"] != "CA770" || vm["from"] != caller || vm["transcript_status"] != "pending" || vm["audio_url"] != "/api/voicemails/1/audio" {
+		t.Errorf("voicemail = %v", vm)
+	}
+	if strings.Contains(rec.Body.String(), s.media.srv.URL) {
+		t.Errorf("the Twilio recording URL is exposed: %s", rec.Body)
+	}
+	for path, want := range map[string]int{
+		"/api/voicemails?number=5551230000": http.StatusBadRequest,
+		"/api/voicemails?limit=0":           http.StatusBadRequest,
+		"/api/voicemails/99":                http.StatusNotFound,
+		"/api/voicemails/abc":               http.StatusBadRequest,
+	} {
+		if rec := s.api(http.MethodGet, path, ""); rec.Code != want {
+			t.Errorf("%s: %d, want %d", path, rec.Code, want)
+		}
+	}
+	rec = s.api(http.MethodGet, "/api/voicemails/1/audio", "")
+	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), s.media.audio) || rec.Header().Get("Content-Type") != "audio/mpeg" {
+		t.Errorf("audio: %d %q %d bytes", rec.Code, rec.Header().Get("Content-Type"), rec.Body.Len())
+	}
+	if rec := s.apiAs(http.MethodGet, "/api/voicemails/1/audio", "", ""); rec.Code != http.StatusUnauthorized {
+		t.Errorf("audio without the ops token: %d, want 401", rec.Code)
+	}
+}
+
+func TestRecordingCallbacks_ErrInvalid(t *testing.T) {
+	s := newTestServer(t)
+	for path, form := range map[string]url.Values{
+		"/twilio/recording-status": {"CallSid": {"CA1"}},
+		"/twilio/transcription":    {"CallSid": {"CA1"}, "RecordingSid": {"RE1"}, "TranscriptionStatus": {"maybe"}},
+	} {
+		if rec := s.twilio(path, form); rec.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", path, rec.Code)
+		}
+		if rec := s.twilioSigned(path, form, ""); rec.Code != http.StatusForbidden {
+			t.Errorf("%s unsigned: %d, want 403", path, rec.Code)
+		}
+	}
+}

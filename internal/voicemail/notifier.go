@@ -1,0 +1,164 @@
+// Package voicemail delivers each voicemail to its owner: one email, with the transcript (or
+// why there is none), a signed link to the audio and the audio attached, sent by a durable job
+// in Postgres that survives restarts, retries while SMTP fails, and gives up after about a day.
+package voicemail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/mail"
+	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/recording"
+)
+
+// Delivery policy.
+const (
+	// MaxAttachment is the largest recording attached; a larger one is sent as the link alone.
+	// About 10 minutes of Twilio's MP3, and well under common mail size limits.
+	MaxAttachment = 10 << 20
+	// GiveUpAfter: a voicemail not delivered this long after it was recorded is marked failed.
+	GiveUpAfter = 24 * time.Hour
+	// claimLease: a send claimed longer ago than this was cut off (the worker died) and may be
+	// retried. Longer than a send can take (the job timeout).
+	claimLease = 5 * time.Minute
+	jobTimeout = 2 * time.Minute
+	minBackoff = 30 * time.Second
+	maxBackoff = 30 * time.Minute
+)
+
+// Notifier is the job worker that emails voicemails.
+type Notifier struct {
+	river.WorkerDefaults[callrelay.NotifyVoicemail]
+
+	db    *postgres.DB
+	mail  mail.Sender
+	media *recording.Fetcher
+	links *recording.Links
+	from  string
+	log   *slog.Logger
+}
+
+// NewNotifier returns the worker. from is the sender address (CALLRELAY_MAIL_FROM).
+func NewNotifier(db *postgres.DB, sender mail.Sender, media *recording.Fetcher, links *recording.Links, from string, log *slog.Logger) *Notifier {
+	return &Notifier{db: db, mail: sender, media: media, links: links, from: from, log: log}
+}
+
+// Work sends one voicemail's email, at most once: the claim in the database, not the job,
+// decides who sends, so that a duplicate job or a second replica sends nothing.
+func (n *Notifier) Work(ctx context.Context, job *river.Job[callrelay.NotifyVoicemail]) error {
+	id := job.Args.VoicemailID
+	log := n.log.With(slog.Int64("voicemail_id", id), slog.Int("attempt", job.Attempt))
+	vm, err := n.db.ClaimNotification(ctx, id, claimLease)
+	switch callrelay.ErrorCode(err) {
+	case "":
+	case callrelay.ECONFLICT:
+		log.Info("voicemail email: nothing to do", slog.String("reason", callrelay.ErrorMessage(err)))
+		return nil
+	case callrelay.ENOTFOUND:
+		return river.JobCancel(err)
+	default:
+		return err
+	}
+	log = log.With(slog.String("call_sid", vm.CallSid))
+
+	link := n.links.URL(strconv.FormatInt(vm.ID, 10))
+	msg, err := compose(vm, n.from, link, linkExpiry(link), n.fetchAudio(ctx, log, vm))
+	if err == nil {
+		err = n.mail.Send(ctx, msg)
+	}
+	if err == nil {
+		if ferr := n.db.FinishNotification(context.WithoutCancel(ctx), id, nil, false); ferr != nil {
+			// Sent but not marked: the claim's lease expires and a retry may send it again;
+			// the stable Message-ID lets the mailbox tell.
+			return fmt.Errorf("mark voicemail %d sent: %w", id, ferr)
+		}
+		log.Info("voicemail email sent", slog.String("to", vm.OwnerEmail))
+		return nil
+	}
+	final := mail.IsPermanent(err) || time.Since(vm.CreatedAt) > GiveUpAfter
+	if ferr := n.db.FinishNotification(context.WithoutCancel(ctx), id, err, final); ferr != nil {
+		return errors.Join(err, ferr)
+	}
+	if final {
+		log.Error("voicemail email failed for good", slog.String("error", err.Error()))
+		return river.JobCancel(err)
+	}
+	log.Warn("voicemail email failed; will retry", slog.String("error", err.Error()))
+	return err
+}
+
+// linkExpiry reads the expiry a signed link carries.
+func linkExpiry(link string) time.Time {
+	u, err := url.Parse(link)
+	if err != nil {
+		return time.Time{}
+	}
+	unix, _ := strconv.ParseInt(u.Query().Get("expires"), 10, 64)
+	return time.Unix(unix, 0)
+}
+
+// fetchAudio downloads the recording to attach. Any failure leaves the email with the link
+// alone and a note: the owner hears the message either way, and a Twilio hiccup must not hold
+// the email back.
+func (n *Notifier) fetchAudio(ctx context.Context, log *slog.Logger, vm *callrelay.Voicemail) audio {
+	data, contentType, err := n.media.Fetch(ctx, vm.RecordingURL, MaxAttachment)
+	switch {
+	case err == nil:
+		return audio{data: data, contentType: contentType}
+	case errors.Is(err, recording.ErrTooLarge):
+		return audio{note: "The recording is too large to attach; use the link."}
+	}
+	log.Warn("voicemail email: recording not attached", slog.String("error", err.Error()))
+	return audio{note: "The recording could not be attached; use the link."}
+}
+
+// NextRetry backs off exponentially, from 30 s to 30 min between tries.
+func (n *Notifier) NextRetry(job *river.Job[callrelay.NotifyVoicemail]) time.Time {
+	d := minBackoff << min(job.Attempt-1, 10)
+	return time.Now().Add(min(d, maxBackoff))
+}
+
+// Timeout bounds one attempt: the audio download and the SMTP conversation.
+func (n *Notifier) Timeout(*river.Job[callrelay.NotifyVoicemail]) time.Duration { return jobTimeout }
+
+// QueueOptions tune the job queue; zero values are River's defaults. Tests shorten the poll.
+type QueueOptions struct {
+	FetchPollInterval time.Duration
+	Logger            *slog.Logger
+}
+
+// NewQueue returns River's client, working the notifier's jobs when started. It also enqueues
+// them (postgres.DB.Jobs).
+func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client[pgx.Tx], error) {
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, n); err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
+		Workers:           workers,
+		FetchPollInterval: opts.FetchPollInterval,
+		JobTimeout:        jobTimeout,
+		Logger:            logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	return client, nil
+}
