@@ -40,7 +40,7 @@ const (
 var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 
 type testServer struct {
-	t       *testing.T
+	t       testing.TB
 	handler http.Handler
 	db      *postgres.DB
 	cfg     config.Config
@@ -55,6 +55,7 @@ type setup struct {
 	pool       *pgxpool.Pool // shared by two servers in replica tests
 	media      *mediaStandIn
 	startQueue bool // work voicemail jobs (send email) in this server
+	queueOpts  voicemail.QueueOptions
 }
 
 type option func(*setup)
@@ -70,7 +71,7 @@ func withPool(p *pgxpool.Pool) option { return func(s *setup) { s.pool = p } }
 
 func withMedia(m *mediaStandIn) option { return func(s *setup) { s.media = m } }
 
-func newTestServer(t *testing.T, opts ...option) *testServer {
+func newTestServer(t testing.TB, opts ...option) *testServer {
 	t.Helper()
 	u, _ := url.Parse(publicURL)
 	st := setup{cfg: config.Config{
@@ -81,7 +82,7 @@ func newTestServer(t *testing.T, opts ...option) *testServer {
 		MailFrom:         "callrelay@relay.example.com",
 		MailDir:          t.TempDir(),
 		TranscriptWait:   time.Hour,
-	}}
+	}, queueOpts: voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond}}
 	for _, o := range opts {
 		o(&st)
 	}
@@ -104,7 +105,7 @@ func newTestServer(t *testing.T, opts ...option) *testServer {
 		t.Fatal(err)
 	}
 	queue, err := voicemail.NewQueue(st.pool, voicemail.NewNotifier(db, sender, media, links, st.cfg.MailFrom, logger),
-		voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond})
+		st.queueOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func (s *testServer) putNumber(number, body string) {
 }
 
 // twiml checks a webhook answer: 200, text/xml, valid against Twilio's XSD, and parses it.
-func twiml(t *testing.T, rec *httptest.ResponseRecorder, gaps ...twimltest.Gap) *twimltest.Node {
+func twiml(t testing.TB, rec *httptest.ResponseRecorder, gaps ...twimltest.Gap) *twimltest.Node {
 	t.Helper()
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status = %d, want 200 with TwiML; body %q", rec.Code, rec.Body)
@@ -195,7 +196,7 @@ func inbound(sid string) url.Values {
 	}
 }
 
-func getCall(t *testing.T, s *testServer, sid string) map[string]any {
+func getCall(t testing.TB, s *testServer, sid string) map[string]any {
 	t.Helper()
 	rec := s.api(http.MethodGet, "/api/calls/"+sid, "")
 	if rec.Code != http.StatusOK {

@@ -24,6 +24,7 @@ import (
 	"github.com/callrelay/callrelay/internal/mail/mailtest"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 	"github.com/callrelay/callrelay/internal/recording"
+	"github.com/callrelay/callrelay/internal/voicemail"
 )
 
 // mediaStandIn serves recordings as Twilio does, only with the account's basic auth.
@@ -34,7 +35,7 @@ type mediaStandIn struct {
 	refused  atomic.Int32
 }
 
-func newMediaStandIn(t *testing.T) *mediaStandIn {
+func newMediaStandIn(t testing.TB) *mediaStandIn {
 	m := &mediaStandIn{audio: append([]byte("ID3\x04\x00"), bytes.Repeat([]byte{0xff, 0xfb, 0x90, 0x44}, 512)...)}
 	prefix := "/2010-04-01/Accounts/" + accountSID + "/Recordings/"
 	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -67,7 +68,7 @@ func (m *mediaStandIn) recordingURL(sid string) string {
 func recSid(n int) string { return fmt.Sprintf("RE%032x", n) }
 
 // toVoicemail brings a call to the voicemail prompt: nobody answered.
-func toVoicemail(t *testing.T, s *testServer, callSid string) {
+func toVoicemail(t testing.TB, s *testServer, callSid string) {
 	t.Helper()
 	twiml(t, s.twilio("/twilio/voice", inbound(callSid)))
 	f := inbound(callSid)
@@ -78,7 +79,7 @@ func toVoicemail(t *testing.T, s *testServer, callSid string) {
 	}
 }
 
-func recordingStatus(t *testing.T, s *testServer, callSid, sid, status string, seconds int) {
+func recordingStatus(t testing.TB, s *testServer, callSid, sid, status string, seconds int) {
 	t.Helper()
 	f := url.Values{
 		"AccountSid": {accountSID}, "CallSid": {callSid}, "RecordingSid": {sid},
@@ -91,7 +92,7 @@ func recordingStatus(t *testing.T, s *testServer, callSid, sid, status string, s
 	}
 }
 
-func transcription(t *testing.T, s *testServer, callSid, sid, status, text string) {
+func transcription(t testing.TB, s *testServer, callSid, sid, status, text string) {
 	t.Helper()
 	f := url.Values{
 		"AccountSid": {accountSID}, "CallSid": {callSid}, "RecordingSid": {sid},
@@ -111,7 +112,7 @@ type email struct {
 	contentType map[string]string
 }
 
-func parseEmail(t *testing.T, raw []byte) email {
+func parseEmail(t testing.TB, raw []byte) email {
 	t.Helper()
 	msg, err := netmail.ReadMessage(bytes.NewReader(raw))
 	if err != nil {
@@ -159,7 +160,7 @@ func parseEmail(t *testing.T, raw []byte) email {
 	return e
 }
 
-func getVoicemail(t *testing.T, s *testServer, id string) map[string]any {
+func getVoicemail(t testing.TB, s *testServer, id string) map[string]any {
 	t.Helper()
 	rec := s.api(http.MethodGet, "/api/voicemails/"+id, "")
 	if rec.Code != http.StatusOK {
@@ -173,7 +174,7 @@ func getVoicemail(t *testing.T, s *testServer, id string) map[string]any {
 }
 
 // awaitJob waits for the queue to report a job event of kind, failing after timeout.
-func awaitJob(t *testing.T, events <-chan *river.Event, kind river.EventKind, timeout time.Duration) *river.Event {
+func awaitJob(t testing.TB, events <-chan *river.Event, kind river.EventKind, timeout time.Duration) *river.Event {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -190,7 +191,7 @@ func awaitJob(t *testing.T, events <-chan *river.Event, kind river.EventKind, ti
 }
 
 // jobCount counts the voicemail email jobs ever enqueued.
-func jobCount(t *testing.T, s *testServer) int {
+func jobCount(t testing.TB, s *testServer) int {
 	t.Helper()
 	var n int
 	if err := s.db.Pool().QueryRow(context.Background(), `SELECT count(*) FROM river_job WHERE kind = 'notify_voicemail'`).Scan(&n); err != nil {
@@ -504,5 +505,24 @@ func TestRecordingCallbacks_ErrInvalid(t *testing.T) {
 		if rec := s.twilioSigned(path, form, ""); rec.Code != http.StatusForbidden {
 			t.Errorf("%s unsigned: %d, want 403", path, rec.Code)
 		}
+	}
+}
+
+// BenchmarkVoicemailDelivery measures the time from Twilio's recording-status callback to the
+// email accepted by an SMTP server over TCP, one voicemail at a time, with the queue's
+// production settings. The audio is fetched from a local stand-in, so Twilio's own media
+// latency is not included. Run: go test -run x -bench VoicemailDelivery ./internal/server/
+func BenchmarkVoicemailDelivery(b *testing.B) {
+	smtp := mailtest.Start(b)
+	s := newTestServer(b, withMail(smtp.URL()), func(st *setup) { st.queueOpts = voicemail.QueueOptions{} })
+	s.putNumber(masked, threeTargets)
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		sid := fmt.Sprintf("CA%032x", i)
+		toVoicemail(b, s, sid)
+		b.StartTimer()
+		// 2 s: too short to transcribe, so the email is due at once.
+		recordingStatus(b, s, sid, recSid(i), "completed", 2)
+		smtp.Next(30 * time.Second)
 	}
 }
