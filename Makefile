@@ -48,6 +48,7 @@ build: ## static binary in bin/callrelay
 migrate: ## apply migrations to the dev database (DATABASE_URL, else scripts/devdb.sh)
 	@set -euo pipefail; \
 	DATABASE_URL="$$(scripts/devdb.sh)"; export DATABASE_URL; \
+	eval "$$(scripts/devenv.sh env)"; \
 	$(GO) run $(PKG) migrate
 
 db: ## start (if needed) the dev Postgres and print its DATABASE_URL

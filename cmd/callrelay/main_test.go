@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -103,9 +104,11 @@ func TestRun_Serve(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("voice webhook: %d, want 200", resp.StatusCode)
+	// An apology or a <Reject/> is a 200 too: look for the forward.
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "<Dial") || !strings.Contains(string(body), "+15550001111") {
+		t.Errorf("voice webhook: %d %s, want a <Dial> to the target", resp.StatusCode, body)
 	}
 
 	cancel()

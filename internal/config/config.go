@@ -5,8 +5,10 @@ package config
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"time"
 
@@ -41,6 +43,12 @@ func (s Secret) String() string {
 	}
 	return "[redacted]"
 }
+
+// LogValue keeps the secret out of structured logs.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON keeps the secret out of JSON.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
 
 // Value returns the secret itself.
 func (s Secret) Value() string { return string(s) }
@@ -104,6 +112,13 @@ func unwrapAll(err error) error {
 func (c *Config) validate() error {
 	if c.Addr == "" {
 		return errors.New("config: CALLRELAY_ADDR: must not be empty")
+	}
+	// envconfig applies a default only to an unset variable, not an empty one.
+	if c.PublicURL.URL == nil {
+		return errors.New("config: CALLRELAY_PUBLIC_URL: must not be empty (default http://localhost:8080 when unset)")
+	}
+	if c.TwilioAPIURL.URL == nil {
+		return errors.New("config: TWILIO_API_URL: must not be empty (default https://api.twilio.com when unset)")
 	}
 	if c.TwilioAuthToken == "" && !c.InsecureSkipSignature {
 		return errors.New("config: TWILIO_AUTH_TOKEN: required to check X-Twilio-Signature (set CALLRELAY_INSECURE_SKIP_SIGNATURE=true for local development only)")

@@ -1,7 +1,9 @@
 package config_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -91,6 +93,7 @@ func TestLoad_ErrInvalid(t *testing.T) {
 		{map[string]string{"DATABASE_URL": ""}, "DATABASE_URL"},
 		{map[string]string{"DATABASE_URL": "postgres://u:hunter2@[::1"}, "DATABASE_URL"},
 		{map[string]string{"CALLRELAY_INSECURE_SKIP_SIGNATURE": "maybe"}, "CALLRELAY_INSECURE_SKIP_SIGNATURE"},
+		{map[string]string{"CALLRELAY_PUBLIC_URL": "="}, "CALLRELAY_PUBLIC_URL"},
 	} {
 		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
 			setenv(t, tc.env)
@@ -120,10 +123,22 @@ func TestLoad_InsecureWithoutToken(t *testing.T) {
 	}
 }
 
-func TestSecret_String(t *testing.T) {
-	c := config.Config{TwilioAuthToken: "supersecret", OpsToken: "ops"}
-	if s := fmt.Sprintf("%v %+v", c.TwilioAuthToken, c); strings.Contains(s, "supersecret") || strings.Contains(s, "ops}") {
-		t.Errorf("formatted config %q shows a secret", s)
+func TestSecret_Redacted(t *testing.T) {
+	c := config.Config{TwilioAuthToken: "supersecret", OpsToken: "opstoken", DatabaseURL: "postgres://u:dbpass@h/db"}
+	js, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", slog.Any("cfg", c), slog.Any("token", c.OpsToken))
+	for name, out := range map[string]string{
+		"fmt %v": fmt.Sprintf("%v", c), "fmt %+v": fmt.Sprintf("%+v", c), "json": string(js), "slog": logged.String(),
+	} {
+		for _, secret := range []string{"supersecret", "opstoken", "dbpass"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s output shows %q: %s", name, secret, out)
+			}
+		}
 	}
 }
 

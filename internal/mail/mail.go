@@ -8,9 +8,9 @@
 // attachment and a filename.
 //
 // Rendering is deterministic: the same Message (with Date and MessageID set)
-// gives the same bytes, MIME boundaries included, so a retried send of a
-// voicemail is byte-identical and a dropped file is overwritten with the same
-// content.
+// gives the same bytes, MIME boundaries included. A retried voicemail keeps its
+// Message-ID (and so its drop-folder file name), though its audio link, signed
+// anew, differs.
 package mail
 
 import (

@@ -25,7 +25,8 @@ type InboundCall struct {
 // StartCall records a new inbound call and returns its number's routing, or ENOTFOUND for a
 // number that is not configured (then nothing is written). It is one round trip: lookup, insert
 // and timeline entry in one statement. A repeated webhook for the same CallSid writes nothing
-// again. The initial status follows callrelay.PlanInbound (a test holds the two together).
+// again and returns the routing the call started with. The initial status follows
+// callrelay.PlanInbound (a test holds the two together).
 func (db *DB) StartCall(ctx context.Context, in InboundCall) (callrelay.Routing, error) {
 	var routing []byte
 	err := db.pool.QueryRow(ctx, `
@@ -47,16 +48,20 @@ func (db *DB) StartCall(ctx context.Context, in InboundCall) (callrelay.Routing,
 			SELECT call_sid, $4, 'inbound', 'twilio', status, jsonb_build_object('from', $3::text, 'to', $2::text), 'inbound'
 			FROM ins
 		)
-		SELECT routing FROM n`,
+		-- A repeated webhook answers with the routing the call started with, even if the number
+		-- has changed (or gone) since. The snapshot does not see the row inserted above.
+		SELECT routing FROM calls WHERE call_sid = $1
+		UNION ALL
+		SELECT routing FROM n WHERE NOT EXISTS (SELECT 1 FROM calls WHERE call_sid = $1)`,
 		in.CallSid, in.Number, in.From, db.now()).Scan(&routing)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return callrelay.Routing{}, callrelay.Errorf(callrelay.ENOTFOUND, "Number %s is not configured.", in.Number)
 	} else if err != nil {
 		return callrelay.Routing{}, fmt.Errorf("start call %s: %w", in.CallSid, err)
 	}
-	var r callrelay.Routing
-	if err := json.Unmarshal(routing, &r); err != nil {
-		return callrelay.Routing{}, fmt.Errorf("start call %s: decode routing: %w", in.CallSid, err)
+	r, err := decodeRouting(routing)
+	if err != nil {
+		return callrelay.Routing{}, fmt.Errorf("start call %s: %w", in.CallSid, err)
 	}
 	return r, nil
 }
@@ -70,8 +75,8 @@ func (db *DB) CallRouting(ctx context.Context, callSid string) (callrelay.Routin
 	} else if err != nil {
 		return callrelay.Routing{}, fmt.Errorf("call routing %s: %w", callSid, err)
 	}
-	var r callrelay.Routing
-	if err := json.Unmarshal(routing, &r); err != nil {
+	r, err := decodeRouting(routing)
+	if err != nil {
 		return callrelay.Routing{}, fmt.Errorf("call routing %s: %w", callSid, err)
 	}
 	return r, nil
@@ -213,13 +218,15 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (bool, error
 				ended_at = coalesce(legs.ended_at, excluded.ended_at),
 				updated_at = excluded.updated_at
 			WHERE legs.parent_call_sid = excluded.parent_call_sid
+			RETURNING parent_call_sid
 		), ev AS (
+			-- Only for a leg that is this call's: a CallSid claimed by another call changes nothing.
 			INSERT INTO call_events (call_sid, at, type, party, by, outcome, detail, dedupe_key)
-			SELECT call_sid, $13, 'leg', 'callee', 'twilio', $5, $12, 'leg:' || $1 || ':' || $5 FROM parent
+			SELECT parent_call_sid, $13, 'leg', 'callee', 'twilio', $5, $12, 'leg:' || $1 || ':' || $5 FROM leg
 			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
 		), c AS (
 			UPDATE calls SET status = 'in-progress', updated_at = $11
-			WHERE call_sid = $2 AND status = 'ringing' AND $5 = 'in-progress'
+			WHERE call_sid IN (SELECT parent_call_sid FROM leg) AND status = 'ringing' AND $5 = 'in-progress'
 		)
 		SELECT count(*) > 0 FROM parent`,
 		p.CallSid, p.ParentCallSid, p.Target, p.TargetIndex, p.Status, p.Sequence,
@@ -276,8 +283,8 @@ func (db *DB) StartVoicemail(ctx context.Context, callSid string) (callrelay.Rou
 	} else if err != nil {
 		return callrelay.Routing{}, fmt.Errorf("start voicemail %s: %w", callSid, err)
 	}
-	var r callrelay.Routing
-	if err := json.Unmarshal(routing, &r); err != nil {
+	r, err := decodeRouting(routing)
+	if err != nil {
 		return callrelay.Routing{}, fmt.Errorf("start voicemail %s: %w", callSid, err)
 	}
 	return r, nil
@@ -333,7 +340,9 @@ func (db *DB) queryCalls(ctx context.Context, where string, args ...any) ([]*cal
 		}
 		c.StartedAt = c.StartedAt.UTC()
 		c.EndedAt = utc(c.EndedAt)
-		return c, json.Unmarshal(routing, &c.Routing)
+		var err error
+		c.Routing, err = decodeRouting(routing)
+		return c, err
 	})
 	if err != nil || len(calls) == 0 {
 		return calls, err
@@ -384,6 +393,15 @@ func (db *DB) queryCalls(ctx context.Context, where string, args ...any) ([]*cal
 		return nil, fmt.Errorf("events: %w", err)
 	}
 	return calls, nil
+}
+
+// decodeRouting reads a routing stored as JSON.
+func decodeRouting(b []byte) (callrelay.Routing, error) {
+	var r callrelay.Routing
+	if err := json.Unmarshal(b, &r); err != nil {
+		return callrelay.Routing{}, fmt.Errorf("decode routing: %w", err)
+	}
+	return r, nil
 }
 
 func utc(t *time.Time) *time.Time {

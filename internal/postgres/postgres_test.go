@@ -449,3 +449,48 @@ func TestReady_ErrSchemaBehind(t *testing.T) {
 		t.Errorf("Ready = nil, want an error when the schema is behind")
 	}
 }
+
+// A repeated voice webhook answers with the routing the call started with, even after the
+// number was changed or deleted.
+func TestStartCall_RepeatKeepsRouting(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	startCall(t, db, "CA_rep")
+	if err := db.DeleteNumber(ctx, "+15551230000"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA_rep", Number: "+15551230000", From: "+15559870000"})
+	if err != nil {
+		t.Fatalf("repeat after delete: %v, want the call's routing", err)
+	}
+	if r.Ring != callrelay.RingSequential {
+		t.Errorf("routing = %+v, want the call's (sequential)", r)
+	}
+}
+
+// A leg CallSid already owned by another call is not moved, and adds nothing to this call.
+func TestRecordLegProgress_OtherCallsLeg(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	startCall(t, db, "CA_one")
+	startCall(t, db, "CA_two")
+	leg := postgres.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_one", Status: "ringing", Sequence: 1, At: t0}
+	if _, err := db.RecordLegProgress(ctx, leg); err != nil {
+		t.Fatal(err)
+	}
+	leg.ParentCallSid, leg.Status, leg.Sequence = "CA_two", "in-progress", 2
+	if _, err := db.RecordLegProgress(ctx, leg); err != nil {
+		t.Fatal(err)
+	}
+	two, err := db.GetCall(ctx, "CA_two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(two.Legs) != 0 || two.Status != callrelay.StatusRinging || len(two.Events) != 1 {
+		t.Errorf("CA_two = %s, legs %v, %d events; want untouched", two.Status, two.Legs, len(two.Events))
+	}
+	one, _ := db.GetCall(ctx, "CA_one")
+	if one.Legs[0].Status != "ringing" {
+		t.Errorf("CA_one's leg = %s, want ringing", one.Legs[0].Status)
+	}
+}

@@ -108,7 +108,16 @@ func NewFetcher(apiURL *url.URL, accountSID, authToken string, client *http.Clie
 	if client != nil {
 		c = *client
 	} else {
-		c.Timeout = DefaultTimeout
+		// No overall Timeout: it would cut off a long recording streamed to a slow owner. Twilio
+		// must answer within DefaultTimeout; the body is bounded by the caller's context.
+		c.Transport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: DefaultTimeout,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConns:          10,
+		}
 	}
 	f := &Fetcher{
 		api:        api,

@@ -23,7 +23,8 @@ func handleReadyz(db *postgres.DB) http.Handler {
 		defer cancel()
 		if err := db.Ready(ctx); err != nil {
 			logger(r.Context()).Warn("not ready", slog.String("error", err.Error()))
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			// The detail (user, database, host) is for the log, not for whoever asks.
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -72,6 +72,17 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 	})
 }
 
+// adoptCall records a call the store does not know: it arrived while the database was down
+// and was forwarded from the cache. Without it, the voicemail that follows would be lost.
+func adoptCall(db *postgres.DB, r *http.Request) error {
+	f := r.PostForm
+	_, err := db.StartCall(r.Context(), postgres.InboundCall{CallSid: f.Get("CallSid"), Number: f.Get("To"), From: f.Get("From")})
+	if err == nil {
+		logger(r.Context()).Warn("call unknown to the store: recorded late", slog.String("call_sid", f.Get("CallSid")))
+	}
+	return err
+}
+
 func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
@@ -92,6 +103,9 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 			return callrelay.PlanDialOutcome(rt, o.Attempt, o.DialCallStatus, o.CallerStatus)
 		}
 		rt, plan, err := db.RecordDialOutcome(r.Context(), o, decide)
+		if callrelay.ErrorCode(err) == callrelay.ENOTFOUND && adoptCall(db, r) == nil {
+			rt, plan, err = db.RecordDialOutcome(r.Context(), o, decide)
+		}
 		if err != nil {
 			log.Error("dial outcome: store", slog.String("call_sid", o.CallSid), slog.String("error", err.Error()))
 			cached, ok := fallbackRouting(cache, m, "/twilio/dial-outcome", f.Get("To"))
@@ -170,6 +184,9 @@ func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sid, to := r.PostForm.Get("CallSid"), r.PostForm.Get("To")
 		rt, err := db.StartVoicemail(r.Context(), sid)
+		if callrelay.ErrorCode(err) == callrelay.ENOTFOUND && adoptCall(db, r) == nil {
+			rt, err = db.StartVoicemail(r.Context(), sid)
+		}
 		if err != nil {
 			logger(r.Context()).Error("voicemail: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
 			var ok bool

@@ -184,6 +184,9 @@ func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, links *recordi
 	})
 }
 
+// streamTimeout bounds one audio download to a client.
+const streamTimeout = 30 * time.Minute
+
 // streamAudio copies the recording to w. It returns an error only before anything is written.
 func streamAudio(w http.ResponseWriter, r *http.Request, media *recording.Fetcher, vm *callrelay.Voicemail) error {
 	m, err := media.Open(r.Context(), vm.RecordingURL)
@@ -203,6 +206,10 @@ func streamAudio(w http.ResponseWriter, r *http.Request, media *recording.Fetche
 		return callrelay.Errorf(callrelay.EUPSTREAM, "Cannot fetch the recording from Twilio.")
 	}
 	defer m.Body.Close()
+	// The server's write timeout is sized for webhooks; an hour of audio to a phone is slower.
+	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout)); err != nil {
+		logger(r.Context()).Warn("recording stream: cannot extend the write deadline", slog.String("error", err.Error()))
+	}
 	w.Header().Set("Content-Type", m.ContentType)
 	if m.Size >= 0 {
 		w.Header().Set("Content-Length", strconv.FormatInt(m.Size, 10))

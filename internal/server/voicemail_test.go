@@ -526,3 +526,23 @@ func BenchmarkVoicemailDelivery(b *testing.B) {
 		smtp.Next(30 * time.Second)
 	}
 }
+
+// A call forwarded from the cache while the database was down has no row; when nobody answers,
+// its voicemail must still be kept and emailed.
+func TestVoicemail_CallMissedByStore(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, threeTargets)
+	f := inbound("CA780") // no /twilio/voice stored this call
+	f.Set("CallStatus", "in-progress")
+	f.Set("DialCallStatus", "no-answer")
+	if doc := twiml(t, s.twilio("/twilio/dial-outcome?attempt=0", f)); doc.Find("Record") == nil {
+		t.Fatalf("dial-outcome of an unknown call: %v, want voicemail", doc.ChildNames())
+	}
+	recordingStatus(t, s, "CA780", recSid(780), "completed", 30)
+	if got := jobCount(t, s); got != 1 {
+		t.Errorf("email jobs = %d, want 1", got)
+	}
+	if vm := getVoicemail(t, s, "1"); vm["call_sid"] != "CA780" || vm["number"] != masked {
+		t.Errorf("voicemail = %v", vm)
+	}
+}
