@@ -57,6 +57,9 @@ func (db *DB) RecordRecording(ctx context.Context, rec Recording, transcriptWait
 
 func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, transcriptWait time.Duration) (*callrelay.Voicemail, error) {
 	now := db.now()
+	if err := lockRecording(ctx, tx, rec.RecordingSid); err != nil {
+		return nil, err
+	}
 	var number, from string
 	var routingJSON []byte
 	err := tx.QueryRow(ctx, `SELECT number, from_number, routing FROM calls WHERE call_sid = $1`, rec.CallSid).
@@ -129,6 +132,18 @@ func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, tra
 	return getVoicemail(ctx, tx, `id = $1`, id)
 }
 
+// recordingLock is the advisory-lock namespace of lockRecording.
+const recordingLock = 7272741
+
+// lockRecording serialises, until tx ends, the transactions that touch one recording's
+// voicemail and early transcription. Without it a transcription racing its recording-status
+// sees no voicemail yet and parks itself in early_transcriptions, while the recording-status,
+// not seeing that uncommitted row, never applies it: the transcript is lost.
+func lockRecording(ctx context.Context, tx pgx.Tx, recordingSid string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, recordingLock, recordingSid)
+	return err
+}
+
 // Transcription is a transcribeCallback.
 type Transcription struct {
 	CallSid          string
@@ -151,6 +166,9 @@ func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
 	}
 	now := db.now()
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := lockRecording(ctx, tx, t.RecordingSid); err != nil {
+			return err
+		}
 		detail := map[string]any{"recording_sid": t.RecordingSid}
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO call_events (call_sid, at, type, party, by, outcome, detail, dedupe_key)

@@ -32,10 +32,11 @@ const (
 	GiveUpAfter = 24 * time.Hour
 	// claimLease: a send claimed longer ago than this was cut off (the worker died) and may be
 	// retried. Longer than a send can take (the job timeout).
-	claimLease = 5 * time.Minute
-	jobTimeout = 2 * time.Minute
-	minBackoff = 30 * time.Second
-	maxBackoff = 30 * time.Minute
+	claimLease    = 5 * time.Minute
+	jobTimeout    = 2 * time.Minute
+	finishTimeout = 10 * time.Second
+	minBackoff    = 30 * time.Second
+	maxBackoff    = 30 * time.Minute
 )
 
 // Notifier is the job worker that emails voicemails.
@@ -64,6 +65,12 @@ func (n *Notifier) Work(ctx context.Context, job *river.Job[callrelay.NotifyVoic
 	switch callrelay.ErrorCode(err) {
 	case "":
 	case callrelay.ECONFLICT:
+		if cur, gerr := n.db.GetVoicemail(ctx, id); gerr == nil && cur.Notification.Status == callrelay.NotifySending {
+			// Another attempt holds the claim, or died holding it (then its lease runs out):
+			// look again after the lease instead of completing the job with nothing sent.
+			log.Info("voicemail email: claimed elsewhere; snoozing")
+			return river.JobSnooze(claimLease)
+		}
 		log.Info("voicemail email: nothing to do", slog.String("reason", callrelay.ErrorMessage(err)))
 		return nil
 	case callrelay.ENOTFOUND:
@@ -78,8 +85,11 @@ func (n *Notifier) Work(ctx context.Context, job *river.Job[callrelay.NotifyVoic
 	if err == nil {
 		err = n.mail.Send(ctx, msg)
 	}
+	// Record the outcome even if the job's time ran out meanwhile, but not forever.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
 	if err == nil {
-		if ferr := n.db.FinishNotification(context.WithoutCancel(ctx), id, nil, false); ferr != nil {
+		if ferr := n.db.FinishNotification(fctx, id, nil, false); ferr != nil {
 			// Sent but not marked: the claim's lease expires and a retry may send it again;
 			// the stable Message-ID lets the mailbox tell.
 			return fmt.Errorf("mark voicemail %d sent: %w", id, ferr)
@@ -88,7 +98,7 @@ func (n *Notifier) Work(ctx context.Context, job *river.Job[callrelay.NotifyVoic
 		return nil
 	}
 	final := mail.IsPermanent(err) || time.Since(vm.CreatedAt) > GiveUpAfter
-	if ferr := n.db.FinishNotification(context.WithoutCancel(ctx), id, err, final); ferr != nil {
+	if ferr := n.db.FinishNotification(fctx, id, err, final); ferr != nil {
 		return errors.Join(err, ferr)
 	}
 	if final {
