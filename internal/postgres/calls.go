@@ -302,20 +302,23 @@ func (db *DB) GetCall(ctx context.Context, callSid string) (*callrelay.Call, err
 	return calls[0], nil
 }
 
-// Call list limits.
+// List limits of calls and voicemails.
 const (
-	DefaultCallLimit = 50
-	MaxCallLimit     = 500
+	DefaultListLimit = 50
+	MaxListLimit     = 500
 )
+
+// listLimit applies the default and the maximum to a requested limit.
+func listLimit(n int) int {
+	if n <= 0 {
+		return DefaultListLimit
+	}
+	return min(n, MaxListLimit)
+}
 
 // ListCalls returns the newest calls first, with legs and timelines.
 func (db *DB) ListCalls(ctx context.Context, f callrelay.CallFilter) ([]*callrelay.Call, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultCallLimit
-	}
-	limit = min(limit, MaxCallLimit)
-	calls, err := db.queryCalls(ctx, `WHERE ($1 = '' OR status = $1) ORDER BY started_at DESC, call_sid DESC LIMIT $2`, f.Status, limit)
+	calls, err := db.queryCalls(ctx, `WHERE ($1 = '' OR status = $1) ORDER BY started_at DESC, call_sid DESC LIMIT $2`, f.Status, listLimit(f.Limit))
 	if err != nil {
 		return nil, fmt.Errorf("list calls: %w", err)
 	}

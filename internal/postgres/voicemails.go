@@ -274,20 +274,10 @@ func (db *DB) GetVoicemail(ctx context.Context, id int64) (*callrelay.Voicemail,
 	return getVoicemail(ctx, db.pool, `id = $1`, id)
 }
 
-// Voicemail list limits.
-const (
-	DefaultVoicemailLimit = 50
-	MaxVoicemailLimit     = 500
-)
-
 // ListVoicemails returns the newest voicemails first, of one number or all.
 func (db *DB) ListVoicemails(ctx context.Context, f callrelay.VoicemailFilter) ([]*callrelay.Voicemail, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = DefaultVoicemailLimit
-	}
 	rows, err := db.pool.Query(ctx, voicemailSelect+`
-		WHERE ($1 = '' OR number = $1) ORDER BY created_at DESC, id DESC LIMIT $2`, f.Number, min(limit, MaxVoicemailLimit))
+		WHERE ($1 = '' OR number = $1) ORDER BY created_at DESC, id DESC LIMIT $2`, f.Number, listLimit(f.Limit))
 	if err != nil {
 		return nil, fmt.Errorf("list voicemails: %w", err)
 	}

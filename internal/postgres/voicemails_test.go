@@ -787,7 +787,7 @@ func TestListVoicemails(t *testing.T) {
 		{"other number", callrelay.VoicemailFilter{Number: other}, []string{"CA9"}},
 		{"all", callrelay.VoicemailFilter{}, []string{"CA9", "CA4", "CA3", "CA2", "CA1"}},
 		{"all, limit 1", callrelay.VoicemailFilter{Limit: 1}, []string{"CA9"}},
-		{"limit above max", callrelay.VoicemailFilter{Limit: postgres.MaxVoicemailLimit + 1}, []string{"CA9", "CA4", "CA3", "CA2", "CA1"}},
+		{"limit above max", callrelay.VoicemailFilter{Limit: postgres.MaxListLimit + 1}, []string{"CA9", "CA4", "CA3", "CA2", "CA1"}},
 		{"unknown number", callrelay.VoicemailFilter{Number: "+15550000000"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

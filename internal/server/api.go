@@ -131,13 +131,10 @@ func handleListCalls(db *postgres.DB) http.Handler {
 			writeError(w, r, callrelay.Invalidf("status", "status %q is not a call status.", f.Status))
 			return
 		}
-		if s := q.Get("limit"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 || n > postgres.MaxCallLimit {
-				writeError(w, r, callrelay.Invalidf("limit", "limit must be a number from 1 to %d.", postgres.MaxCallLimit))
-				return
-			}
-			f.Limit = n
+		var err error
+		if f.Limit, err = queryLimit(r); err != nil {
+			writeError(w, r, err)
+			return
 		}
 		calls, err := db.ListCalls(r.Context(), f)
 		if err != nil {
@@ -146,6 +143,19 @@ func handleListCalls(db *postgres.DB) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"calls": calls})
 	})
+}
+
+// queryLimit reads ?limit=, 0 when absent (the store's default).
+func queryLimit(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > postgres.MaxListLimit {
+		return 0, callrelay.Invalidf("limit", "limit must be a number from 1 to %d.", postgres.MaxListLimit)
+	}
+	return n, nil
 }
 
 func handleGetCall(db *postgres.DB) http.Handler {

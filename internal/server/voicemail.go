@@ -105,13 +105,10 @@ func handleListVoicemails(db *postgres.DB) http.Handler {
 			writeError(w, r, callrelay.Invalidf("number", "number %q is not E.164, like +15551230000 (URL-encode + as %%2B).", f.Number))
 			return
 		}
-		if s := q.Get("limit"); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 1 || n > postgres.MaxVoicemailLimit {
-				writeError(w, r, callrelay.Invalidf("limit", "limit must be a number from 1 to %d.", postgres.MaxVoicemailLimit))
-				return
-			}
-			f.Limit = n
+		var err error
+		if f.Limit, err = queryLimit(r); err != nil {
+			writeError(w, r, err)
+			return
 		}
 		vms, err := db.ListVoicemails(r.Context(), f)
 		if err != nil {

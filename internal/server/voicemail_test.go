@@ -3,15 +3,10 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
-	netmail "net/mail"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -104,62 +99,6 @@ func transcription(t testing.TB, s *testServer, callSid, sid, status, text strin
 	}
 }
 
-// email is a delivered message taken apart.
-type email struct {
-	header      netmail.Header
-	text, html  string
-	attachments map[string][]byte
-	contentType map[string]string
-}
-
-func parseEmail(t testing.TB, raw []byte) email {
-	t.Helper()
-	msg, err := netmail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("parse email: %v", err)
-	}
-	e := email{header: msg.Header, attachments: map[string][]byte{}, contentType: map[string]string{}}
-	var walk func(ct string, body io.Reader, encoding, disposition string)
-	walk = func(ct string, body io.Reader, encoding, disposition string) {
-		mt, params, err := mime.ParseMediaType(ct)
-		if err != nil {
-			t.Fatalf("content type %q: %v", ct, err)
-		}
-		if strings.HasPrefix(mt, "multipart/") {
-			mr := multipart.NewReader(body, params["boundary"])
-			for {
-				p, err := mr.NextPart()
-				if err == io.EOF {
-					return
-				} else if err != nil {
-					t.Fatalf("multipart: %v", err)
-				}
-				walk(p.Header.Get("Content-Type"), p, p.Header.Get("Content-Transfer-Encoding"), p.Header.Get("Content-Disposition"))
-			}
-		}
-		if strings.EqualFold(encoding, "base64") {
-			body = base64.NewDecoder(base64.StdEncoding, body)
-		}
-		data, err := io.ReadAll(body)
-		if err != nil {
-			t.Fatalf("part %s: %v", mt, err)
-		}
-		if _, dp, err := mime.ParseMediaType(disposition); err == nil && strings.HasPrefix(disposition, "attachment") {
-			e.attachments[dp["filename"]] = data
-			e.contentType[dp["filename"]] = mt
-			return
-		}
-		switch mt {
-		case "text/plain":
-			e.text = string(data)
-		case "text/html":
-			e.html = string(data)
-		}
-	}
-	walk(msg.Header.Get("Content-Type"), msg.Body, msg.Header.Get("Content-Transfer-Encoding"), "")
-	return e
-}
-
 func getVoicemail(t testing.TB, s *testServer, id string) map[string]any {
 	t.Helper()
 	rec := s.api(http.MethodGet, "/api/voicemails/"+id, "")
@@ -211,23 +150,23 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 	recordingStatus(t, s, "CA700", recSid(700), "completed", 30)
 	transcription(t, s, "CA700", recSid(700), "completed", "Hi Dana, call me back <soon> & thanks.")
 
-	e := parseEmail(t, smtp.Next(20*time.Second).Data)
-	if got := e.header.Get("To"); !strings.Contains(got, "dana@example.com") {
+	e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
+	if got := e.Header.Get("To"); !strings.Contains(got, "dana@example.com") {
 		t.Errorf("To = %q, want the owner", got)
 	}
-	if subj := e.header.Get("Subject"); !strings.Contains(subj, caller) {
+	if subj := e.Header.Get("Subject"); !strings.Contains(subj, caller) {
 		t.Errorf("Subject = %q, want the caller's number", subj)
 	}
 	for _, want := range []string{caller, masked, "Sat, 21 Nov 2026 10:00:30 UTC", "0:30", "Hi Dana, call me back <soon> & thanks.", publicURL + "/voicemails/1/audio?"} {
-		if !strings.Contains(e.text, want) {
-			t.Errorf("text part lacks %q:\n%s", want, e.text)
+		if !strings.Contains(e.Text, want) {
+			t.Errorf("text part lacks %q:\n%s", want, e.Text)
 		}
 	}
-	if !strings.Contains(e.html, "call me back &lt;soon&gt; &amp; thanks.") {
-		t.Errorf("HTML part lacks the escaped transcript:\n%s", e.html)
+	if !strings.Contains(e.HTML, "call me back &lt;soon&gt; &amp; thanks.") {
+		t.Errorf("HTML part lacks the escaped transcript:\n%s", e.HTML)
 	}
-	if got := e.attachments["voicemail-1.mp3"]; !bytes.Equal(got, s.media.audio) || e.contentType["voicemail-1.mp3"] != "audio/mpeg" {
-		t.Errorf("attachment = %d bytes (%s), want the recording's %d bytes", len(got), e.contentType["voicemail-1.mp3"], len(s.media.audio))
+	if got := e.Attachments["voicemail-1.mp3"]; !bytes.Equal(got, s.media.audio) || e.ContentType["voicemail-1.mp3"] != "audio/mpeg" {
+		t.Errorf("attachment = %d bytes (%s), want the recording's %d bytes", len(got), e.ContentType["voicemail-1.mp3"], len(s.media.audio))
 	}
 	awaitJob(t, events, river.EventKindJobCompleted, 10*time.Second)
 
@@ -241,7 +180,7 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 	}
 
 	// The owner's link works without credentials; a tampered or foreign one does not.
-	link := e.text[strings.Index(e.text, publicURL+"/voicemails/"):]
+	link := e.Text[strings.Index(e.Text, publicURL+"/voicemails/"):]
 	link = strings.TrimPrefix(strings.Fields(link)[0], publicURL)
 	rec := httptest.NewRecorder()
 	s.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, link, nil))
@@ -299,9 +238,9 @@ func TestVoicemail_DuplicateAndReordered(t *testing.T) {
 	recordingStatus(t, s, "CA710", recSid(710), "completed", 12)
 	recordingStatus(t, s, "CA710", recSid(710), "completed", 12)
 
-	e := parseEmail(t, smtp.Next(20*time.Second).Data)
-	if !strings.Contains(e.text, "Before the recording.") {
-		t.Errorf("email lacks the early transcript:\n%s", e.text)
+	e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
+	if !strings.Contains(e.Text, "Before the recording.") {
+		t.Errorf("email lacks the early transcript:\n%s", e.Text)
 	}
 	awaitJob(t, events, river.EventKindJobCompleted, 10*time.Second)
 	if got := jobCount(t, s); got != 1 {
@@ -335,9 +274,9 @@ func TestVoicemail_NoTranscript(t *testing.T) {
 				transcription(t, s, "CA720", recSid(720), tc.transcript, "")
 			}
 			// The transcript wait is an hour: an email now proves nobody waited for it.
-			e := parseEmail(t, smtp.Next(20*time.Second).Data)
-			if !strings.Contains(e.text, tc.wantReason) || !strings.Contains(e.html, tc.wantReason) {
-				t.Errorf("email does not say %q:\n%s", tc.wantReason, e.text)
+			e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
+			if !strings.Contains(e.Text, tc.wantReason) || !strings.Contains(e.HTML, tc.wantReason) {
+				t.Errorf("email does not say %q:\n%s", tc.wantReason, e.Text)
 			}
 		})
 	}
@@ -350,9 +289,9 @@ func TestVoicemail_TranscriptWaitExpires(t *testing.T) {
 	toVoicemail(t, s, "CA730")
 	recordingStatus(t, s, "CA730", recSid(730), "completed", 30)
 	// River's scheduler looks for due jobs every 5 s.
-	e := parseEmail(t, smtp.Next(20*time.Second).Data)
-	if !strings.Contains(e.text, "did not arrive in time") {
-		t.Errorf("email does not say the transcript is late:\n%s", e.text)
+	e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
+	if !strings.Contains(e.Text, "did not arrive in time") {
+		t.Errorf("email does not say the transcript is late:\n%s", e.Text)
 	}
 }
 

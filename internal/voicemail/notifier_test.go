@@ -3,16 +3,12 @@ package voicemail_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	netmail "net/mail"
 	"net/url"
 	"strconv"
 	"strings"
@@ -180,63 +176,6 @@ func deref(s *string) string {
 	return *s
 }
 
-// email is a delivered message taken apart.
-type email struct {
-	header      netmail.Header
-	text, html  string
-	attachments map[string][]byte
-	contentType map[string]string
-}
-
-func parseEmail(t *testing.T, raw []byte) email {
-	t.Helper()
-	msg, err := netmail.ReadMessage(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("parse email: %v", err)
-	}
-	e := email{header: msg.Header, attachments: map[string][]byte{}, contentType: map[string]string{}}
-	var walk func(ct string, body io.Reader, encoding, disposition string)
-	walk = func(ct string, body io.Reader, encoding, disposition string) {
-		mt, params, err := mime.ParseMediaType(ct)
-		if err != nil {
-			t.Fatalf("content type %q: %v", ct, err)
-		}
-		if strings.HasPrefix(mt, "multipart/") {
-			mr := multipart.NewReader(body, params["boundary"])
-			for {
-				p, err := mr.NextPart()
-				if err == io.EOF {
-					return
-				} else if err != nil {
-					t.Fatalf("multipart: %v", err)
-				}
-				// multipart.Part decodes quoted-printable itself and drops the header.
-				walk(p.Header.Get("Content-Type"), p, p.Header.Get("Content-Transfer-Encoding"), p.Header.Get("Content-Disposition"))
-			}
-		}
-		if strings.EqualFold(encoding, "base64") {
-			body = base64.NewDecoder(base64.StdEncoding, body)
-		}
-		data, err := io.ReadAll(body)
-		if err != nil {
-			t.Fatalf("part %s: %v", mt, err)
-		}
-		if _, dp, err := mime.ParseMediaType(disposition); err == nil && strings.HasPrefix(disposition, "attachment") {
-			e.attachments[dp["filename"]] = data
-			e.contentType[dp["filename"]] = mt
-			return
-		}
-		switch mt {
-		case "text/plain":
-			e.text = string(data)
-		case "text/html":
-			e.html = string(data)
-		}
-	}
-	walk(msg.Header.Get("Content-Type"), msg.Body, msg.Header.Get("Content-Transfer-Encoding"), "")
-	return e
-}
-
 func serveAudio(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "audio/mpeg")
 	_, _ = w.Write(testAudio)
@@ -253,17 +192,17 @@ func TestNotifier_OK(t *testing.T) {
 	if len(msg.To) != 1 || msg.To[0] != owner {
 		t.Errorf("RCPT TO %v, want %s", msg.To, owner)
 	}
-	e := parseEmail(t, msg.Data)
+	e := mailtest.Parse(t, msg.Data)
 	file := fmt.Sprintf("voicemail-%d.mp3", vm.ID)
-	if got := e.attachments[file]; !bytes.Equal(got, testAudio) || e.contentType[file] != "audio/mpeg" {
-		t.Errorf("attachment %s = %d bytes (%s), want the recording's %d bytes", file, len(got), e.contentType[file], len(testAudio))
+	if got := e.Attachments[file]; !bytes.Equal(got, testAudio) || e.ContentType[file] != "audio/mpeg" {
+		t.Errorf("attachment %s = %d bytes (%s), want the recording's %d bytes", file, len(got), e.ContentType[file], len(testAudio))
 	}
-	if want := fmt.Sprintf("<voicemail-%d.%s@example.com>", vm.ID, recSid); e.header.Get("Message-Id") != want {
-		t.Errorf("Message-ID = %q, want %q", e.header.Get("Message-Id"), want)
+	if want := fmt.Sprintf("<voicemail-%d.%s@example.com>", vm.ID, recSid); e.Header.Get("Message-Id") != want {
+		t.Errorf("Message-ID = %q, want %q", e.Header.Get("Message-Id"), want)
 	}
 	for _, want := range []string{"The recording is attached.", "too short to transcribe", fmt.Sprintf("%s/voicemails/%d/audio?expires=", publicURL, vm.ID)} {
-		if !strings.Contains(e.text, want) {
-			t.Errorf("text part lacks %q:\n%s", want, e.text)
+		if !strings.Contains(e.Text, want) {
+			t.Errorf("text part lacks %q:\n%s", want, e.Text)
 		}
 	}
 	got := h.voicemail(t, vm.ID)
@@ -386,13 +325,13 @@ func TestNotifier_PermanentSMTPError(t *testing.T) {
 // assertLinkOnly checks an email delivered without the audio: the link and a note instead.
 func assertLinkOnly(t *testing.T, h *harness, smtpSrv *mailtest.Server, vm *callrelay.Voicemail, note string) {
 	t.Helper()
-	e := parseEmail(t, smtpSrv.Next(15*time.Second).Data)
+	e := mailtest.Parse(t, smtpSrv.Next(15*time.Second).Data)
 	h.await(t, river.EventKindJobCompleted)
-	if len(e.attachments) != 0 {
-		t.Errorf("attachments = %d, want none", len(e.attachments))
+	if len(e.Attachments) != 0 {
+		t.Errorf("attachments = %d, want none", len(e.Attachments))
 	}
 	link := fmt.Sprintf("%s/voicemails/%d/audio?expires=", publicURL, vm.ID)
-	for part, body := range map[string]string{"text": e.text, "html": e.html} {
+	for part, body := range map[string]string{"text": e.Text, "html": e.HTML} {
 		if !strings.Contains(body, note) || !strings.Contains(body, link) {
 			t.Errorf("%s part lacks the note %q or the link %s:\n%s", part, note, link, body)
 		}
