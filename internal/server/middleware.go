@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -157,7 +157,7 @@ func detach(next http.Handler) http.Handler {
 
 // twilioSignature admits only requests signed by Twilio: it reads the (size-limited) body
 // once, checks X-Twilio-Signature against the public URL, and hands the parsed form on in
-// r.PostForm and r.Form. A forged or unsigned request gets 403 and reaches no handler.
+// r.PostForm. A forged or unsigned request gets 403 and reaches no handler.
 func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -171,29 +171,24 @@ func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Ha
 				http.Error(w, "cannot read request body", http.StatusBadRequest)
 				return
 			}
-			var form map[string][]string
+			var form url.Values
 			if skip {
-				r.Body = io.NopCloser(bytes.NewReader(body))
-				if err := r.ParseForm(); err != nil {
+				if form, err = url.ParseQuery(string(body)); err != nil {
 					http.Error(w, "malformed form body", http.StatusBadRequest)
 					return
 				}
-				next.ServeHTTP(w, r)
-				return
-			}
-			form, err = v.Verify(r, body)
-			if err != nil {
+			} else if form, err = v.Verify(r, body); err != nil {
 				m.signatureFailures.WithLabelValues(r.URL.Path).Inc()
 				logger(r.Context()).Warn("webhook refused: bad signature", slog.String("path", r.URL.Path),
 					slog.String("reason", err.Error()))
 				http.Error(w, "invalid X-Twilio-Signature", http.StatusForbidden)
 				return
 			}
-			r.PostForm = form
-			r.Form = r.URL.Query()
-			for k, vs := range form {
-				r.Form[k] = append(r.Form[k], vs...)
+			if form == nil {
+				form = url.Values{} // a JSON body: no parameters, and none to parse later
 			}
+			// r.Form is left to ParseForm, which builds it from this and the query if asked.
+			r.PostForm = form
 			next.ServeHTTP(w, r)
 		})
 	}

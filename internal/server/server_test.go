@@ -682,3 +682,15 @@ func TestVoice_ClientGone(t *testing.T) {
 		t.Errorf("call = %v, want it recorded although the client left", c)
 	}
 }
+
+// Local development only: with the insecure flag, unsigned webhooks are served.
+func TestVoice_InsecureSkipSignature(t *testing.T) {
+	s := newTestServer(t, withConfig(func(c *config.Config) { c.InsecureSkipSignature = true }))
+	s.putNumber(masked, threeTargets)
+	if doc := twiml(t, s.twilioSigned("/twilio/voice", inbound("CA112"), "")); doc.Find("Dial") == nil {
+		t.Errorf("unsigned webhook with the insecure flag: %v, want the forward", doc.ChildNames())
+	}
+	if c := getCall(t, s, "CA112"); c["from"] != caller {
+		t.Errorf("call = %v, want it recorded from the form", c)
+	}
+}
