@@ -1,0 +1,501 @@
+// Package twiliofake is a fake of Twilio's REST API (2010-04-01) for tests and a local
+// simulator. It refuses exactly what Twilio's OpenAPI spec (shared/reference/twilio-openapi)
+// says Twilio would refuse, read from the spec file rather than written out per field, so a
+// test that passes against the fake sends requests Twilio accepts. It keeps a little state
+// (calls, conferences and their participants, queues and their members) for the operations
+// callrelay uses, records every request, and answers the others that exist in the spec with
+// 501 after validating them.
+//
+// Start gives a test a fake on a local port that fails the test, at cleanup, for every request
+// Twilio would have refused.
+package twiliofake
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Credentials of a Fake whose Options leave them empty. twilio-go refuses credentials that are
+// not alphanumeric, so both are.
+const (
+	DefaultAccountSID = "ACfa4efa4efa4efa4efa4efa4efa4efa4e"
+	DefaultAuthToken  = "testtoken123"
+)
+
+// Twilio error codes the fake answers besides the validation ones (CodeInvalidParameter,
+// CodeInvalidURL). Each is from Twilio's error dictionary (twilio.com/docs/errors/<code>)
+// unless its comment says otherwise.
+const (
+	// CodeAuthenticate (401, message "Authenticate"): missing or wrong credentials, or
+	// credentials used on another account's path.
+	CodeAuthenticate = 20003
+	// CodeMethodNotAllowed (405): the resource exists but not with this HTTP method.
+	CodeMethodNotAllowed = 20004
+	// CodeQueueNotEmpty (400) answers DeleteQueue on a queue with members. The spec says only
+	// "Remove an empty queue" and Twilio documents no code for it: this is the closest
+	// documented one ("Cannot delete this resource before it is complete"). Unverified.
+	CodeQueueNotEmpty = 20009
+	// CodeNotFound (404): "The requested resource <path> was not found".
+	CodeNotFound = 20404
+	// CodeNotImplemented (501) answers a valid request for an operation the fake does not
+	// implement. Twilio has no such answer; 20500 is its generic internal-error code.
+	CodeNotImplemented = 20500
+	// CodeInvalidCallState (400) "Invalid call state": a realtime operation (redirect, hang
+	// up) on a call that is not in progress.
+	CodeInvalidCallState = 21220
+	// CodeLabelInvalid (400): a participant Label longer than 128 characters, containing '/',
+	// or looking like a call SID.
+	CodeLabelInvalid = 16024
+	// CodeLabelInUse (400): a participant Label already used by an active participant of the
+	// conference.
+	CodeLabelInUse = 16026
+)
+
+// maxBody bounds a request body; Twilio's largest form bodies are far smaller.
+const maxBody = 1 << 20
+
+// Options configures a Fake. The zero value is a fake with the default credentials and spec.
+type Options struct {
+	AccountSID string // DefaultAccountSID when empty
+	AuthToken  string // DefaultAuthToken when empty
+	Spec       *Spec  // DefaultSpec() when nil
+	// NewSid returns a new SID with prefix ("CA", "CF", "QU"); nil: prefix + 32 random hex.
+	NewSid func(prefix string) string
+	// Now is the fake's clock (recorded times, date fields); nil: time.Now.
+	Now func() time.Time
+}
+
+// Failure is a Twilio error Fail makes the fake answer instead of handling a request.
+type Failure struct {
+	Status  int    // HTTP status; 400 when zero
+	Code    int    // Twilio error code
+	Message string // "injected failure" when empty
+	Times   int    // how many requests answer it; 1 when zero
+}
+
+// Request is a request the fake received.
+type Request struct {
+	Operation  string            // operationId; "" when the path matched none
+	Method     string            // HTTP method
+	Path       string            // the path, unescaped
+	PathParams map[string]string // the template's parameters, e.g. "CallSid"
+	Form       url.Values        // the body for operations that take one, else the query
+	Status     int               // the status answered; 0 while the request is being handled
+	At         time.Time         // when it arrived, by Options.Now
+}
+
+// Fake is a fake Twilio REST API. It is an http.Handler, safe for concurrent use.
+type Fake struct {
+	URL        string // base URL, e.g. http://127.0.0.1:PORT (set by Start)
+	AccountSID string
+	AuthToken  string
+
+	spec   *Spec
+	newSid func(prefix string) string
+	now    func() time.Time
+
+	mu               sync.Mutex
+	requests         []*Request
+	violations       []Violation
+	expectViolations bool
+	failures         map[string][]*Failure
+	hooks            []func(Request)
+	calls            map[string]*call
+	conferences      map[string]*conference
+	queues           map[string]*queue
+	queueOrder       []*queue // creation order, for ListQueue
+}
+
+var (
+	accountSIDPattern = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
+	alphanumeric      = regexp.MustCompile(`^[a-zA-Z0-9]+$`)
+)
+
+// New returns a Fake with no listener: serve it with an http.Server or httptest, and set URL if
+// something needs it. It fails when the spec cannot be loaded (the error wraps ErrSpecNotFound
+// when the file is missing) or the credentials are ones twilio-go would refuse.
+func New(opts Options) (*Fake, error) {
+	f := &Fake{
+		AccountSID:  opts.AccountSID,
+		AuthToken:   opts.AuthToken,
+		spec:        opts.Spec,
+		newSid:      opts.NewSid,
+		now:         opts.Now,
+		failures:    map[string][]*Failure{},
+		calls:       map[string]*call{},
+		conferences: map[string]*conference{},
+		queues:      map[string]*queue{},
+	}
+	if f.AccountSID == "" {
+		f.AccountSID = DefaultAccountSID
+	}
+	if f.AuthToken == "" {
+		f.AuthToken = DefaultAuthToken
+	}
+	if !accountSIDPattern.MatchString(f.AccountSID) {
+		return nil, fmt.Errorf("twiliofake: account SID %q does not match %s", f.AccountSID, accountSIDPattern)
+	}
+	if !alphanumeric.MatchString(f.AuthToken) {
+		return nil, errors.New("twiliofake: the auth token must be alphanumeric (twilio-go refuses others)")
+	}
+	if f.spec == nil {
+		s, err := DefaultSpec()
+		if err != nil {
+			return nil, fmt.Errorf("twiliofake: %w", err)
+		}
+		f.spec = s
+	}
+	if f.newSid == nil {
+		f.newSid = randomSid
+	}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	return f, nil
+}
+
+// Start returns a Fake served on 127.0.0.1 for the test's lifetime. At cleanup it fails the
+// test with every Violation recorded, unless ExpectViolations was called. When the spec file is
+// missing it skips the test, or fails it when $CI is "true".
+func Start(tb testing.TB, opts Options) *Fake {
+	tb.Helper()
+	f, err := New(opts)
+	if err != nil {
+		if errors.Is(err, ErrSpecNotFound) && os.Getenv("CI") != "true" {
+			tb.Skipf("twiliofake: %v", err)
+		}
+		tb.Fatal(err)
+	}
+	srv := httptest.NewServer(f)
+	f.URL = srv.URL
+	tb.Cleanup(func() {
+		srv.Close()
+		f.mu.Lock()
+		vs, expected := slices.Clone(f.violations), f.expectViolations
+		f.mu.Unlock()
+		if expected {
+			return
+		}
+		for _, v := range vs {
+			tb.Errorf("twiliofake: Twilio would refuse this request: %v", v)
+		}
+	})
+	return f
+}
+
+// Requests returns the requests received so far, in arrival order.
+func (f *Fake) Requests() []Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Request, len(f.requests))
+	for i, r := range f.requests {
+		out[i] = r.clone()
+	}
+	return out
+}
+
+// RequestsFor returns the requests for one operation (an operationId), in arrival order.
+func (f *Fake) RequestsFor(operation string) []Request {
+	var out []Request
+	for _, r := range f.Requests() {
+		if r.Operation == operation {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Violations returns every Violation recorded so far.
+func (f *Fake) Violations() []Violation {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.violations)
+}
+
+// ExpectViolations stops Start's cleanup from failing the test on violations: for tests of
+// refused requests.
+func (f *Fake) ExpectViolations() {
+	f.mu.Lock()
+	f.expectViolations = true
+	f.mu.Unlock()
+}
+
+// Fail makes the next e.Times valid requests for operation (an operationId) answer e instead
+// of being handled: they are recorded, and change no state. Failures queue up in call order.
+// It panics if the spec has no such operation, which is a typo in the test.
+func (f *Fake) Fail(operation string, e Failure) {
+	if _, ok := f.spec.Operation(operation); !ok {
+		panic(fmt.Sprintf("twiliofake: Fail: the spec has no operation %q", operation))
+	}
+	if e.Status == 0 {
+		e.Status = http.StatusBadRequest
+	}
+	if e.Message == "" {
+		e.Message = "injected failure"
+	}
+	if e.Times <= 0 {
+		e.Times = 1
+	}
+	f.mu.Lock()
+	f.failures[operation] = append(f.failures[operation], &e)
+	f.mu.Unlock()
+}
+
+// OnRequest adds a hook called with each valid request before it is handled, outside the
+// fake's lock (Status is 0): a hook may block to hold the request, or observe concurrency.
+func (f *Fake) OnRequest(fn func(Request)) {
+	f.mu.Lock()
+	f.hooks = append(f.hooks, fn)
+	f.mu.Unlock()
+}
+
+func (r *Request) clone() Request {
+	c := *r
+	c.PathParams = maps.Clone(r.PathParams)
+	if r.Form != nil {
+		c.Form = make(url.Values, len(r.Form))
+		for k, v := range r.Form {
+			c.Form[k] = slices.Clone(v)
+		}
+	}
+	return c
+}
+
+// twilioError is the JSON body of Twilio's error answers.
+type twilioError struct {
+	Code     int    `json:"code"`
+	Message  string `json:"message"`
+	MoreInfo string `json:"more_info"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+}
+
+func errorBody(status, code int, message string) twilioError {
+	return twilioError{Code: code, Message: message, MoreInfo: fmt.Sprintf("https://www.twilio.com/docs/errors/%d", code), Status: status}
+}
+
+// ServeHTTP answers a request as Twilio would: authentication first, then routing, then
+// validation against the spec, then the operation.
+func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req := &Request{Method: r.Method, Path: r.URL.Path, At: f.now()}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		f.refuse(w, req, http.StatusBadRequest, CodeInvalidParameter, "", Violation{In: "request", Keyword: KeywordContentType, Rule: "unreadable body: " + err.Error(), Code: CodeInvalidParameter})
+		return
+	}
+	t, pathParams := f.spec.matchPath(r.URL.EscapedPath())
+	var op *Operation
+	if t != nil {
+		op = t.ops[r.Method]
+	}
+	if op != nil {
+		req.Operation, req.PathParams = op.ID, pathParams
+	}
+
+	// Twilio authenticates before anything else: a wrong path without credentials is a 401.
+	if user, pass, ok := r.BasicAuth(); !ok || user != f.AccountSID || pass != f.AuthToken {
+		rule := "missing basic auth credentials"
+		if ok {
+			rule = "wrong account SID or auth token"
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)
+		f.refuse(w, req, http.StatusUnauthorized, CodeAuthenticate, "Authenticate",
+			Violation{Operation: req.Operation, In: "header", Field: "Authorization", Keyword: KeywordAuth, Rule: rule, Code: CodeAuthenticate})
+		return
+	}
+	if t == nil {
+		f.refuse(w, req, http.StatusNotFound, CodeNotFound, notFoundMessage(req.Path),
+			Violation{In: "path", Value: req.Path, Keyword: KeywordPath, Rule: "no operation of the spec has this path", Code: CodeNotFound})
+		return
+	}
+	if op == nil {
+		f.refuse(w, req, http.StatusMethodNotAllowed, CodeMethodNotAllowed, "Method not allowed",
+			Violation{In: "request", Field: r.Method, Keyword: KeywordMethod, Rule: "the spec has no " + r.Method + " on " + t.path, Code: CodeMethodNotAllowed})
+		return
+	}
+
+	form, vs := readForm(op, r, body)
+	req.Form = form
+	if len(vs) == 0 {
+		vs = append(op.Validate(pathParams, form), twilioRules(op, form)...)
+	}
+	if len(vs) > 0 {
+		f.refuse(w, req, http.StatusBadRequest, vs[0].Code, "", vs...)
+		return
+	}
+	// Twilio checks the credentials against the account in the path: its 20003 page lists
+	// "using subaccount credentials to access master account" among the causes. So another
+	// account's path is a 401 (not a 404: the fake has only one account, and a 404 would
+	// read as a missing call or participant).
+	if sid, ok := pathParams["AccountSid"]; ok && sid != f.AccountSID {
+		w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)
+		f.refuse(w, req, http.StatusUnauthorized, CodeAuthenticate, "Authenticate",
+			Violation{Operation: op.ID, In: "path", Field: "AccountSid", Value: pathParams["AccountSid"], Keyword: KeywordAuth, Rule: "is not the account of the credentials", Code: CodeAuthenticate})
+		return
+	}
+
+	f.mu.Lock()
+	f.requests = append(f.requests, req)
+	hooks := slices.Clone(f.hooks)
+	f.mu.Unlock()
+	for _, h := range hooks {
+		h(req.clone())
+	}
+
+	f.mu.Lock()
+	status, answer := f.answer(op, req)
+	req.Status = status
+	f.mu.Unlock()
+	writeJSON(w, status, answer)
+}
+
+// refuse records a refused request and its violations, and answers Twilio's error: code and
+// message, or when message is empty the violations as "<field>: <rule>; …".
+func (f *Fake) refuse(w http.ResponseWriter, req *Request, status, code int, message string, vs ...Violation) {
+	if message == "" {
+		for i, v := range vs {
+			if i > 0 {
+				message += "; "
+			}
+			message += v.message()
+		}
+	}
+	f.mu.Lock()
+	req.Status = status
+	f.requests = append(f.requests, req)
+	f.violations = append(f.violations, vs...)
+	f.mu.Unlock()
+	e := errorBody(status, code, message)
+	if code == CodeAuthenticate {
+		e.Detail = "Your AccountSid or AuthToken was incorrect."
+	}
+	writeJSON(w, status, e)
+}
+
+// readForm returns the fields of a request: its form body for an operation that takes one,
+// else its query string.
+func readForm(op *Operation, r *http.Request, body []byte) (url.Values, []Violation) {
+	bad := func(in, field, value, rule string) []Violation {
+		kw := KeywordContentType
+		if in == "query" {
+			kw = KeywordUnknown
+		}
+		return []Violation{{Operation: op.ID, In: in, Field: field, Value: value, Keyword: kw, Rule: rule, Code: CodeInvalidParameter}}
+	}
+	if op.body == nil {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return q, bad("query", "", r.URL.RawQuery, "is not valid form encoding: "+err.Error())
+		}
+		return q, nil
+	}
+	if r.URL.RawQuery != "" {
+		return nil, bad("query", "", r.URL.RawQuery, op.ID+" takes its parameters in the form body, not the query string")
+	}
+	if len(body) == 0 {
+		return url.Values{}, nil
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || !slices.Contains(op.body.contentTypes, mt) {
+		return nil, bad("header", "Content-Type", ct, "must be "+formContentType)
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return form, bad("body", "", "", "is not valid form encoding: "+err.Error())
+	}
+	return form, nil
+}
+
+// callSIDLike is what Twilio's 16024 says a participant label must not look like.
+var callSIDLike = regexp.MustCompile(`^CA[0-9a-f]{32}$`)
+
+// twilioRules checks what Twilio documents beyond the schema for the operations callrelay uses.
+func twilioRules(op *Operation, form url.Values) []Violation {
+	var vs []Violation
+	switch op.ID {
+	case "CreateParticipant":
+		// Error 16024: "It may not exceed 128 characters, it may not be a CallSid, and it may
+		// not contain a '/'".
+		if l := form.Get("Label"); l != "" && (len([]rune(l)) > 128 || callSIDLike.MatchString(l) || containsSlash(l)) {
+			vs = append(vs, Violation{Operation: op.ID, In: "body", Field: "Label", Value: l, Keyword: KeywordTwilio,
+				Rule: "must not exceed 128 characters, look like a call SID or contain '/' (Twilio error 16024)", Code: CodeLabelInvalid})
+		}
+	case "UpdateCall":
+		// The spec's Twiml description: "Twiml and url parameters are mutually exclusive".
+		if form.Has("Twiml") && form.Has("Url") {
+			vs = append(vs, Violation{Operation: op.ID, In: "body", Field: "Twiml", Keyword: KeywordTwilio,
+				Rule: "Twiml and Url are mutually exclusive (the spec's Twiml description)", Code: CodeInvalidParameter})
+		}
+	}
+	return vs
+}
+
+func containsSlash(s string) bool {
+	for _, c := range s {
+		if c == '/' {
+			return true
+		}
+	}
+	u, err := url.QueryUnescape(s)
+	return err == nil && u != s && containsSlash(u)
+}
+
+// answer handles a valid request, or answers the failure Fail queued for it. f.mu is held.
+func (f *Fake) answer(op *Operation, req *Request) (int, any) {
+	if q := f.failures[op.ID]; len(q) > 0 {
+		e := q[0]
+		if e.Times--; e.Times == 0 {
+			f.failures[op.ID] = q[1:]
+		}
+		return e.Status, errorBody(e.Status, e.Code, e.Message)
+	}
+	h := handlers[op.ID]
+	if h == nil {
+		return http.StatusNotImplemented, errorBody(http.StatusNotImplemented, CodeNotImplemented,
+			fmt.Sprintf("twiliofake does not implement %s (%s %s)", op.ID, op.Method, op.Path))
+	}
+	return h(f, req)
+}
+
+func notFoundMessage(path string) string {
+	return "The requested resource " + path + " was not found"
+}
+
+// writeJSON answers status with v as JSON; a nil v answers no body (204).
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	if v == nil {
+		w.WriteHeader(status)
+		return
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "twiliofake: encoding the answer: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(data)
+}
+
+// randomSid returns prefix and 32 random hex digits, like Twilio's SIDs.
+func randomSid(prefix string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
+	return prefix + hex.EncodeToString(b[:])
+}
