@@ -25,9 +25,11 @@ type Error struct {
 	Message string
 	Field   string
 
-	// Set for EUPSTREAM: what Twilio answered.
+	// Set for EUPSTREAM: what Twilio answered (zero when Twilio could not be reached).
 	TwilioCode    int
 	TwilioMessage string
+	TwilioStatus  int // HTTP status
+
 }
 
 func (e *Error) Error() string {
