@@ -23,10 +23,19 @@ const (
 	PathRecording         = "/twilio/recording"
 	PathRecordingStatus   = "/twilio/recording-status"
 	PathTranscription     = "/twilio/transcription"
+	PathConferenceStatus  = "/twilio/conference-status"
+	PathHoldMusic         = "/twilio/hold-music"
 	QueryAttempt          = "attempt" // on PathDialOutcome: Plan.Attempt of the <Dial>
 	QueryTarget           = "target"  // on PathCallStatus: index of the target in Routing.Targets
+	QueryCall             = "call"    // on PathCallStatus: the caller's CallSid, for a conference participant (it has no ParentCallSid)
 	CallStatusEvents      = "initiated ringing answered completed"
 	RecordingStatusEvents = "completed absent"
+	// ConferenceEvents are the conference events asked for: Twilio has no "unhold" value,
+	// "hold" brings participant-hold and participant-unhold.
+	ConferenceEvents = "start end join leave hold"
+	// HoldMethod is how Twilio fetches a held party's hold music: GET suits both our
+	// /twilio/hold-music and a plain audio file.
+	HoldMethod = "GET"
 )
 
 // What callrelay says.
@@ -35,7 +44,11 @@ const (
 	MsgThanks      = "Thank you, your message has been recorded. Goodbye."
 	MsgUnavailable = "Sorry, nobody is available to take your call right now. Please try again later. Goodbye."
 	MsgApology     = "We are sorry, we cannot take your call right now. Please try again later."
+	MsgHold        = "Please hold. You will be connected in a moment."
 )
+
+// holdPause is the silence between two spoken hold messages of the built-in hold loop.
+const holdPause = 20
 
 // withheld are the E.164-looking numbers Twilio sends as From for a withheld caller ID: the
 // words ANONYMOUS, RESTRICTED, BLOCKED, UNKNOWN and UNAVAILABLE spelled on a phone keypad.
@@ -48,6 +61,7 @@ var withheld = map[string]bool{
 var (
 	rejectDoc  = mustRender(twiml.VoiceReject{})
 	hangupDoc  = mustRender(twiml.VoiceHangup{})
+	emptyDoc   = mustRender()
 	apologyDoc = mustRender(twiml.VoiceSay{Message: MsgApology, Language: callrelay.DefaultLanguage}, twiml.VoiceHangup{})
 )
 
@@ -56,11 +70,15 @@ var (
 type Builder struct {
 	base string
 	// URLs of every document, built once rather than on every webhook.
-	dialOutcome     []string // by attempt, for attempts < callrelay.MaxTargets
-	callStatus      []string // by target index
-	recording       string
-	recordingStatus string
-	transcription   string
+	dialOutcome      []string // by attempt, for attempts < callrelay.MaxTargets
+	callStatus       []string // by target index
+	recording        string
+	recordingStatus  string
+	transcription    string
+	voicemail        string
+	conferenceStatus string
+	holdMusic        string
+	holdLoop         []byte // the built-in hold loop
 }
 
 // NewBuilder returns a Builder for the public base URL publicURL (CALLRELAY_PUBLIC_URL). A
@@ -76,7 +94,26 @@ func NewBuilder(publicURL *url.URL) *Builder {
 	b.recording = b.URL(PathRecording)
 	b.recordingStatus = b.URL(PathRecordingStatus)
 	b.transcription = b.URL(PathTranscription)
+	b.voicemail = b.URL(PathVoicemail)
+	b.conferenceStatus = b.URL(PathConferenceStatus)
+	b.holdMusic = b.URL(PathHoldMusic)
+	b.holdLoop = mustRender(
+		twiml.VoiceSay{Message: MsgHold, Language: callrelay.DefaultLanguage},
+		twiml.VoicePause{Length: strconv.Itoa(holdPause)},
+		twiml.VoiceRedirect{Url: b.holdMusic, Method: "POST"})
 	return b
+}
+
+// VoicemailURL is where a caller redirected to voicemail is sent.
+func (b *Builder) VoicemailURL() string { return b.voicemail }
+
+// HoldMusicURL is callrelay's own hold music (GET or POST).
+func (b *Builder) HoldMusicURL() string { return b.holdMusic }
+
+// ParticipantStatusURL is the StatusCallback of the conference participant dialing target i
+// of the call callSid: a participant's call has no ParentCallSid, so the URL says whose it is.
+func (b *Builder) ParticipantStatusURL(callSid string, target int) string {
+	return b.URL(PathCallStatus + "?" + QueryCall + "=" + url.QueryEscape(callSid) + "&" + QueryTarget + "=" + strconv.Itoa(target))
 }
 
 // URL returns the absolute URL of path (which may carry a query), e.g. b.URL("/twilio/voicemail").
@@ -101,11 +138,21 @@ func (b *Builder) callStatusURL(target int) string {
 	return b.URL(PathCallStatus + "?" + QueryTarget + "=" + strconv.Itoa(target))
 }
 
-// Respond renders the answer for plan p of a call from `from` to the masked number `to`.
-func (b *Builder) Respond(r callrelay.Routing, p callrelay.Plan, from, to string) ([]byte, error) {
+// Inbound is the caller's call, as Twilio describes it in a webhook.
+type Inbound struct {
+	CallSid string
+	From    string // the caller
+	To      string // the masked number
+}
+
+// Respond renders the answer for plan p of the call in.
+func (b *Builder) Respond(r callrelay.Routing, p callrelay.Plan, in Inbound) ([]byte, error) {
 	switch p.Action {
 	case callrelay.ActForward:
-		return b.Forward(r, p, from, to)
+		if r.Mode == callrelay.ModeConference {
+			return b.Conference(r, in)
+		}
+		return b.Forward(r, p, in.From, in.To)
 	case callrelay.ActVoicemail:
 		return b.Voicemail(r)
 	case callrelay.ActReject:
@@ -114,6 +161,8 @@ func (b *Builder) Respond(r callrelay.Routing, p callrelay.Plan, from, to string
 		return Hangup(), nil
 	case callrelay.ActUnavailable:
 		return b.Unavailable(r)
+	case callrelay.ActNone:
+		return Empty(), nil
 	}
 	return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: no TwiML for plan action %s", p.Action)
 }
@@ -148,6 +197,47 @@ func (b *Builder) Forward(r callrelay.Routing, p callrelay.Plan, from, to string
 	return render(say(r, r.Greeting), dial)
 }
 
+// Conference puts the caller into a conference named after its CallSid, where it hears the
+// hold music until the owner, added by callrelay through the REST API, joins. The caller does
+// not start the conference (so the wait music plays) but ends it when leaving; the Dial action
+// learns how the conference ended. Every conference event goes to /twilio/conference-status.
+func (b *Builder) Conference(r callrelay.Routing, in Inbound) ([]byte, error) {
+	if in.CallSid == "" {
+		return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: conference without a CallSid")
+	}
+	dial := twiml.VoiceDial{
+		Action: b.dialOutcomeURL(0),
+		InnerElements: []twiml.Element{twiml.VoiceConference{
+			Name:                   in.CallSid,
+			ParticipantLabel:       callrelay.CallerLabel,
+			Beep:                   "false",
+			StartConferenceOnEnter: "false",
+			EndConferenceOnExit:    "true",
+			WaitUrl:                b.holdMusic,
+			WaitMethod:             "POST",
+			StatusCallback:         b.conferenceStatus,
+			StatusCallbackMethod:   "POST",
+			StatusCallbackEvent:    ConferenceEvents,
+		}},
+	}
+	if r.Greeting == "" {
+		return render(dial)
+	}
+	return render(say(r, r.Greeting), dial)
+}
+
+// HoldMusic loops the hold audio: music (a <Play> of musicURL, looped for ever) or, without
+// one, a spoken line and a pause, again and again through <Redirect>. It depends on nothing
+// that can fail: a failing waitUrl keeps a conference from starting.
+func (b *Builder) HoldMusic(musicURL string) []byte {
+	if musicURL != "" {
+		if doc, err := render(twiml.VoicePlay{Url: musicURL, Loop: "0"}); err == nil {
+			return doc
+		}
+	}
+	return b.holdLoop
+}
+
 func (b *Builder) noun(t callrelay.Target, i int) (twiml.Element, error) {
 	cb := b.callStatusURL(i)
 	switch t.Type {
@@ -170,10 +260,16 @@ func (b *Builder) noun(t callrelay.Target, i int) (twiml.Element, error) {
 // the masked number (a withheld caller has no number to show, and Twilio refuses a callerId
 // that is not a number).
 func callerID(r callrelay.Routing, from, to string) string {
-	if r.CallerID == callrelay.CallerIDCaller && callrelay.ValidNumber(from) && !withheld[from] {
+	if r.CallerID == callrelay.CallerIDCaller && ShowableCallerID(from) {
 		return from
 	}
 	return to
+}
+
+// ShowableCallerID reports whether a caller's From can be shown as a caller ID: a number, and
+// not one of the keypad spellings Twilio sends for a withheld number.
+func ShowableCallerID(from string) bool {
+	return callrelay.ValidNumber(from) && !withheld[from]
 }
 
 // Voicemail prompts and records. Transcription is asked only where Twilio can transcribe
@@ -211,6 +307,10 @@ func Reject() []byte { return rejectDoc }
 
 // Hangup ends the call. The document is shared: callers must not modify it.
 func Hangup() []byte { return hangupDoc }
+
+// Empty is a document without verbs: the answer Twilio ignores (a redirected call's Dial
+// action). The document is shared: callers must not modify it.
+func Empty() []byte { return emptyDoc }
 
 // Apology tells the caller something failed on our side and hangs up, in the number's
 // language and voice when given. It never fails: if rendering does, the answer is the en-US

@@ -45,8 +45,9 @@ const designJSON = `{
 const minimalJSON = `{"owner_email": "dana@example.com", "targets": [{"type": "phone", "to": "+15550001111"}]}`
 
 const (
-	caller = "+15559870000" // the caller's number (From)
-	masked = "+15551230000" // the masked number (To)
+	caller  = "+15559870000"                       // the caller's number (From)
+	masked  = "+15551230000"                       // the masked number (To)
+	callSid = "CA0123456789abcdef0123456789abcdef" // the caller's CallSid
 )
 
 func routing(t testing.TB, js string) callrelay.Routing {
@@ -497,6 +498,7 @@ func TestBuilder_Respond(t *testing.T) {
 	on := routing(t, edit(designJSON, `"ring": "sequential"`))
 	noVoicemail := routing(t, edit(designJSON, `"voicemail": {"enabled": false}`))
 	disabled := routing(t, edit(designJSON, `"enabled": false, "voicemail": {"enabled": false}`))
+	conf := routing(t, edit(designJSON, `"mode": "conference"`))
 	tests := []struct {
 		name      string
 		r         callrelay.Routing
@@ -510,18 +512,30 @@ func TestBuilder_Respond(t *testing.T) {
 		{"caller gone: hang up", on, callrelay.PlanDialOutcome(on, 0, callrelay.DialNoAnswer, callrelay.StatusCompleted), []string{"Hangup"}},
 		{"unavailable", noVoicemail, callrelay.PlanDialOutcome(noVoicemail, 0, callrelay.DialNoAnswer, "in-progress"), []string{"Say", "Hangup"}},
 		{"disabled number: reject", disabled, callrelay.PlanInbound(disabled), []string{"Reject"}},
+		{"redirected conference caller: nothing", conf, callrelay.PlanConferenceOutcome(conf, callrelay.DialAnswered, "in-progress", callrelay.StatusVoicemail), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			doc, err := b.Respond(tt.r, tt.plan, caller, masked)
+			doc, err := b.Respond(tt.r, tt.plan, twiml.Inbound{CallSid: callSid, From: caller, To: masked})
 			if err != nil {
 				t.Fatalf("Respond(%s): %v", tt.plan.Action, err)
 			}
 			wantVerbs(t, parseValid(t, doc), tt.wantVerbs...)
 		})
 	}
+	t.Run("conference mode forwards into a conference", func(t *testing.T) {
+		doc, err := b.Respond(conf, callrelay.PlanInbound(conf), twiml.Inbound{CallSid: callSid, From: caller, To: masked})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := parseValid(t, doc, twimltest.GapConferenceParticipantLabel)
+		wantVerbs(t, resp, "Say", "Dial")
+		if resp.Find("Conference") == nil {
+			t.Errorf("no <Conference> in\n%s", resp)
+		}
+	})
 	t.Run("unknown action", func(t *testing.T) {
-		if doc, err := b.Respond(on, callrelay.Plan{Action: 99}, caller, masked); err == nil {
+		if doc, err := b.Respond(on, callrelay.Plan{Action: 99}, twiml.Inbound{CallSid: callSid, From: caller, To: masked}); err == nil {
 			t.Errorf("Respond = %s, want an error", doc)
 		}
 	})
@@ -590,6 +604,84 @@ func TestBuilder_sayVoiceGap(t *testing.T) {
 	}
 }
 
+// TestBuilder_Conference checks the caller's conference: named after its CallSid, it waits with
+// the hold music (it does not start the conference), ends it on leaving, reports every event
+// and goes to dial-outcome when it ends.
+func TestBuilder_Conference(t *testing.T) {
+	b := builder(t)
+	r := routing(t, edit(minimalJSON, `"mode": "conference"`))
+	doc, err := b.Conference(r, twiml.Inbound{CallSid: callSid, From: caller, To: masked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := parseValid(t, doc, twimltest.GapConferenceParticipantLabel)
+	wantVerbs(t, resp, "Dial")
+	dial := resp.Find("Dial")
+	wantAttr(t, dial, "action", base+"/twilio/dial-outcome?attempt=0")
+	wantNoAttr(t, dial, "timeout", "answerOnBridge")
+	conf := dial.Find("Conference")
+	if conf == nil || conf.Text != callSid {
+		t.Fatalf("<Conference> = %v, want one named %s", conf, callSid)
+	}
+	for name, want := range map[string]string{
+		"participantLabel":       "caller",
+		"beep":                   "false",
+		"startConferenceOnEnter": "false",
+		"endConferenceOnExit":    "true",
+		"waitUrl":                base + "/twilio/hold-music",
+		"waitMethod":             "POST",
+		"statusCallback":         base + "/twilio/conference-status",
+		"statusCallbackMethod":   "POST",
+		"statusCallbackEvent":    "start end join leave hold",
+	} {
+		wantAttr(t, conf, name, want)
+	}
+	t.Run("NoCallSid", func(t *testing.T) {
+		if doc, err := b.Conference(r, twiml.Inbound{From: caller, To: masked}); err == nil {
+			t.Errorf("Conference without a CallSid = %s, want an error", doc)
+		}
+	})
+}
+
+// TestBuilder_HoldMusic checks both hold documents: the configured audio looped for ever, or
+// the built-in loop that speaks, pauses and fetches itself again.
+func TestBuilder_HoldMusic(t *testing.T) {
+	b := builder(t)
+	t.Run("Configured", func(t *testing.T) {
+		resp := parseValid(t, b.HoldMusic("https://cdn.example.com/hold.mp3"))
+		wantVerbs(t, resp, "Play")
+		play := resp.Find("Play")
+		wantAttr(t, play, "loop", "0")
+		if play.Text != "https://cdn.example.com/hold.mp3" {
+			t.Errorf("<Play> = %q, want the configured URL", play.Text)
+		}
+	})
+	t.Run("BuiltIn", func(t *testing.T) {
+		resp := parseValid(t, b.HoldMusic(""))
+		wantVerbs(t, resp, "Say", "Pause", "Redirect")
+		redirect := resp.Find("Redirect")
+		if redirect.Text != base+"/twilio/hold-music" {
+			t.Errorf("<Redirect> = %q, want %s", redirect.Text, base+"/twilio/hold-music")
+		}
+		if resp.Find("Hangup") != nil {
+			t.Error("the hold loop hangs up")
+		}
+	})
+}
+
+// TestBuilder_ParticipantStatusURL checks that a participant's status callback names the
+// caller's call (a participant has no ParentCallSid) and the target.
+func TestBuilder_ParticipantStatusURL(t *testing.T) {
+	b := builder(t)
+	got, err := url.Parse(b.ParticipantStatusURL(callSid, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Path != "/twilio/call-status" || got.Query().Get("call") != callSid || got.Query().Get("target") != "2" {
+		t.Errorf("ParticipantStatusURL = %s, want /twilio/call-status with call=%s and target=2", got, callSid)
+	}
+}
+
 func TestBuilder_golden(t *testing.T) {
 	b := builder(t)
 	design := routing(t, designJSON)
@@ -602,23 +694,29 @@ func TestBuilder_golden(t *testing.T) {
 		}
 		return doc
 	}
+	conf := routing(t, edit(minimalJSON, `"mode": "conference"`))
 	tests := []struct {
 		file string
 		doc  []byte
+		gaps []twimltest.Gap
 	}{
-		{"forward_simultaneous.xml", must(b.Forward(design, callrelay.PlanInbound(design), caller, masked))},
-		{"forward_sequential.xml", must(b.Forward(seq, callrelay.PlanDialOutcome(seq, 0, callrelay.DialBusy, "in-progress"), "anonymous", masked))},
-		{"voicemail_transcribed.xml", must(b.Voicemail(design))},
-		{"voicemail_fr.xml", must(b.Voicemail(fr))},
-		{"recording_thanks.xml", must(b.RecordingThanks(design))},
-		{"unavailable.xml", must(b.Unavailable(design))},
-		{"reject.xml", twiml.Reject()},
-		{"hangup.xml", twiml.Hangup()},
-		{"apology.xml", twiml.Apology("", "")},
+		{"forward_simultaneous.xml", must(b.Forward(design, callrelay.PlanInbound(design), caller, masked)), nil},
+		{"forward_sequential.xml", must(b.Forward(seq, callrelay.PlanDialOutcome(seq, 0, callrelay.DialBusy, "in-progress"), "anonymous", masked)), nil},
+		{"voicemail_transcribed.xml", must(b.Voicemail(design)), nil},
+		{"voicemail_fr.xml", must(b.Voicemail(fr)), nil},
+		{"recording_thanks.xml", must(b.RecordingThanks(design)), nil},
+		{"unavailable.xml", must(b.Unavailable(design)), nil},
+		{"reject.xml", twiml.Reject(), nil},
+		{"hangup.xml", twiml.Hangup(), nil},
+		{"apology.xml", twiml.Apology("", ""), nil},
+		{"conference.xml", must(b.Conference(conf, twiml.Inbound{CallSid: callSid, From: caller, To: masked})), []twimltest.Gap{twimltest.GapConferenceParticipantLabel}},
+		{"hold_music_loop.xml", b.HoldMusic(""), nil},
+		{"hold_music_play.xml", b.HoldMusic("https://cdn.example.com/hold.mp3"), nil},
+		{"empty.xml", twiml.Empty(), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			parseValid(t, tt.doc)
+			parseValid(t, tt.doc, tt.gaps...)
 			got := twimltest.Canonical(tt.doc)
 			path := filepath.Join("testdata", tt.file)
 			if *update {

@@ -21,12 +21,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/server"
+	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/voicemail"
+	"github.com/callrelay/callrelay/twiml"
 )
 
 func main() {
@@ -148,7 +151,12 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpo
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links})
+	if cfg.TwilioAccountSID == "" {
+		log.Warn("TWILIO_ACCOUNT_SID is not set: conference mode and hold cannot use Twilio's REST API")
+	}
+	rest := twilioapi.New(twilioapi.Config{AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken.Value(), BaseURL: cfg.TwilioAPIURL.URL})
+	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
+	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links, Conference: conf})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
 		Handler:           handler,
@@ -179,6 +187,10 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpo
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
+	}
+	// Participants being added and legs being ended: a caller must not be left waiting.
+	if err := conf.Shutdown(sctx); err != nil {
+		log.Warn("conference work", slog.String("error", err.Error()))
 	}
 	// Running jobs finish (or are cancelled and handed back to the queue for another replica).
 	if err := queue.Stop(sctx); err != nil {

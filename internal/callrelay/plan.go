@@ -9,6 +9,7 @@ const (
 	ActReject                    // <Reject/>: unknown or refused number, not billed
 	ActHangup                    // the call is over
 	ActUnavailable               // nobody answered and there is no voicemail: say so, hang up
+	ActNone                      // Twilio ignores the answer (a redirected call's Dial action): change nothing
 )
 
 func (a Action) String() string {
@@ -23,6 +24,8 @@ func (a Action) String() string {
 		return "hangup"
 	case ActUnavailable:
 		return "unavailable"
+	case ActNone:
+		return "none"
 	}
 	return "unknown"
 }
@@ -37,13 +40,15 @@ type Plan struct {
 	Attempt int
 }
 
-// Status is the call status a plan puts the call in.
+// Status is the call status a plan puts the call in; "" leaves it as it is.
 func (p Plan) Status() string {
 	switch p.Action {
 	case ActForward:
 		return StatusRinging
 	case ActVoicemail:
 		return StatusVoicemail
+	case ActNone:
+		return ""
 	}
 	return StatusCompleted
 }

@@ -189,6 +189,7 @@ func TestPlan_Status(t *testing.T) {
 		{callrelay.ActReject, callrelay.StatusCompleted},
 		{callrelay.ActHangup, callrelay.StatusCompleted},
 		{callrelay.ActUnavailable, callrelay.StatusCompleted},
+		{callrelay.ActNone, ""},
 	}
 	for _, tt := range tests {
 		if got := (callrelay.Plan{Action: tt.action}).Status(); got != tt.want {
@@ -207,6 +208,7 @@ func TestAction_String(t *testing.T) {
 		{callrelay.ActReject, "reject"},
 		{callrelay.ActHangup, "hangup"},
 		{callrelay.ActUnavailable, "unavailable"},
+		{callrelay.ActNone, "none"},
 		{callrelay.Action(99), "unknown"},
 	}
 	for _, tt := range tests {

@@ -192,15 +192,9 @@ type voicemailInput struct {
 // DecodeRouting reads a routing from JSON, applies DESIGN.md's defaults and validates it. Unknown
 // fields are refused, so that a typo is not silently ignored.
 func DecodeRouting(r io.Reader) (Routing, error) {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
 	var in routingInput
-	if err := dec.Decode(&in); err != nil {
-		return Routing{}, jsonError(err)
-	}
-	// dec.More() would miss a trailing ']' or '}': only the end of the body may follow.
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Routing{}, Invalidf("", "Body must hold one JSON object.")
+	if err := DecodeJSON(r, &in); err != nil {
+		return Routing{}, err
 	}
 	rt := Routing{
 		OwnerEmail:     deref(in.OwnerEmail, ""),
@@ -243,6 +237,21 @@ func deref[T any](p *T, def T) T {
 		return def
 	}
 	return *p
+}
+
+// DecodeJSON reads one JSON object from r into v. Unknown fields and anything after the
+// object are refused with a 400 naming the field where the decoder can tell it.
+func DecodeJSON(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	// dec.More() would miss a trailing ']' or '}': only the end of the body may follow.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Invalidf("", "Body must hold one JSON object.")
+	}
+	return nil
 }
 
 // jsonError turns a decoding error into a 400 naming the field where the decoder can tell it.

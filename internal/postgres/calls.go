@@ -17,9 +17,10 @@ const terminalSQL = `('completed', 'busy', 'failed', 'no-answer', 'canceled')`
 
 // InboundCall is what Twilio tells of a new call to a masked number.
 type InboundCall struct {
-	CallSid string
-	Number  string // To: the masked number
-	From    string
+	CallSid   string
+	Number    string // To: the masked number
+	From      string
+	CallToken string // lets a conference participant show the caller's number
 }
 
 // StartCall records a new inbound call and returns its number's routing, or ENOTFOUND for a
@@ -37,9 +38,9 @@ func (db *DB) StartCall(ctx context.Context, in InboundCall) (callrelay.Routing,
 				     ELSE 'completed' END AS status
 			FROM numbers WHERE number = $2
 		), ins AS (
-			INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at, ended_at)
+			INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at, ended_at, call_token)
 			SELECT $1, $2, $3, routing->>'mode', status, routing, $4, $4,
-				CASE WHEN status = 'completed' THEN $4::timestamptz END
+				CASE WHEN status = 'completed' THEN $4::timestamptz END, $5
 			FROM n
 			ON CONFLICT (call_sid) DO NOTHING
 			RETURNING call_sid, status
@@ -53,7 +54,7 @@ func (db *DB) StartCall(ctx context.Context, in InboundCall) (callrelay.Routing,
 		SELECT routing FROM calls WHERE call_sid = $1
 		UNION ALL
 		SELECT routing FROM n WHERE NOT EXISTS (SELECT 1 FROM calls WHERE call_sid = $1)`,
-		in.CallSid, in.Number, in.From, db.now()).Scan(&routing)
+		in.CallSid, in.Number, in.From, db.now(), in.CallToken).Scan(&routing)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return callrelay.Routing{}, callrelay.Errorf(callrelay.ENOTFOUND, "Number %s is not configured.", in.Number)
 	} else if err != nil {
@@ -96,15 +97,23 @@ type DialOutcome struct {
 }
 
 // RecordDialOutcome applies the end of a <Dial>: it asks decide for the next step with the
-// routing the call started with, stores the outcome on the timeline and the leg, and moves the
+// routing the call started with and the call's status, stores the outcome on the timeline and the leg, and moves the
 // call to the plan's status. A repeated callback for the same attempt decides the same plan and
 // changes nothing. It returns ENOTFOUND for an unknown call.
-func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(callrelay.Routing) callrelay.Plan) (callrelay.Routing, callrelay.Plan, error) {
-	r, err := db.CallRouting(ctx, o.CallSid)
-	if err != nil {
-		return r, callrelay.Plan{}, err
+func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(r callrelay.Routing, callStatus string) callrelay.Plan) (callrelay.Routing, callrelay.Plan, error) {
+	var routing []byte
+	var callStatus string
+	err := db.pool.QueryRow(ctx, `SELECT routing, status FROM calls WHERE call_sid = $1`, o.CallSid).Scan(&routing, &callStatus)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return callrelay.Routing{}, callrelay.Plan{}, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", o.CallSid)
+	} else if err != nil {
+		return callrelay.Routing{}, callrelay.Plan{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}
-	plan := decide(r)
+	r, err := decodeRouting(routing)
+	if err != nil {
+		return r, callrelay.Plan{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
+	}
+	plan := decide(r, callStatus)
 	detail := map[string]any{"dial_call_status": o.DialCallStatus, "attempt": o.Attempt, "next": plan.Action.String()}
 	if o.DialCallSid != "" {
 		detail["dial_call_sid"] = o.DialCallSid
@@ -129,7 +138,7 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(
 	if legStatus == callrelay.DialAnswered {
 		legStatus = callrelay.StatusCompleted
 	}
-	status := plan.Status()
+	status := plan.Status() // "": unchanged
 	// The timeline entry is the idempotency key: a repeated callback inserts no event and so
 	// updates nothing. The leg is upserted: dial-outcome may arrive before its call-status.
 	_, err = db.pool.Exec(ctx, `
@@ -141,8 +150,10 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(
 		), c AS (
 			UPDATE calls SET
 				attempt = greatest(attempt, $6),
-				status = CASE WHEN status IN `+terminalSQL+` THEN status ELSE $7 END,
+				status = CASE WHEN status IN `+terminalSQL+` OR $7 = '' THEN status ELSE $7 END,
 				ended_at = CASE WHEN status NOT IN `+terminalSQL+` AND $7 IN `+terminalSQL+` THEN $2 ELSE ended_at END,
+				hold_caller = hold_caller AND $7 NOT IN `+terminalSQL+`,
+				hold_callee = hold_callee AND $7 NOT IN `+terminalSQL+`,
 				updated_at = $2
 			WHERE call_sid IN (SELECT call_sid FROM ev)
 		)
@@ -181,12 +192,20 @@ type LegProgress struct {
 	DurationSeconds *int
 }
 
+// LegResult is what RecordLegProgress found.
+type LegResult struct {
+	Known         bool   // the parent call exists
+	Mode          string // the call's mode
+	Callee        string // the leg that answered first (the callee), "" while none has
+	ConferenceSid string // "" outside conference mode
+}
+
 // RecordLegProgress applies a leg's status callback. It is idempotent and ordered: a status is
 // applied only when its SequenceNumber is newer than the last applied one, and a leg never
 // leaves a terminal status. Times are merged whatever the order (an answered callback arriving
-// after completed still records when the leg was answered). A leg of an unknown call is
-// ignored; the result says whether the call was known.
-func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (bool, error) {
+// after completed still records when the leg was answered). The first leg to answer a ringing
+// call becomes its callee. A leg of an unknown call is ignored.
+func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, error) {
 	var answeredAt, endedAt *time.Time
 	if p.Status == callrelay.StatusInProgress {
 		answeredAt = &p.At
@@ -198,10 +217,10 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (bool, error
 	if p.SipResponseCode != nil {
 		detail["sip_response_code"] = *p.SipResponseCode
 	}
-	var known bool
+	var res LegResult
 	err := db.pool.QueryRow(ctx, `
 		WITH parent AS (
-			SELECT call_sid FROM calls WHERE call_sid = $2
+			SELECT call_sid, mode, callee_call_sid, conference_sid FROM calls WHERE call_sid = $2
 		), leg AS (
 			INSERT INTO legs (call_sid, parent_call_sid, target, target_index, status, sequence,
 				sip_response_code, duration_seconds, answered_at, ended_at, created_at, updated_at)
@@ -225,16 +244,21 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (bool, error
 			SELECT parent_call_sid, $13, 'leg', 'callee', 'twilio', $5, $12, 'leg:' || $1 || ':' || $5 FROM leg
 			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
 		), c AS (
-			UPDATE calls SET status = 'in-progress', updated_at = $11
-			WHERE call_sid IN (SELECT parent_call_sid FROM leg) AND status = 'ringing' AND $5 = 'in-progress'
+			UPDATE calls SET status = 'in-progress', callee_call_sid = $1, updated_at = $11
+			WHERE call_sid IN (SELECT parent_call_sid FROM leg) AND status = 'ringing' AND callee_call_sid IS NULL
+				AND $5 = 'in-progress'
+			RETURNING callee_call_sid
 		)
-		SELECT count(*) > 0 FROM parent`,
+		SELECT mode, coalesce((SELECT callee_call_sid FROM c), callee_call_sid, ''), coalesce(conference_sid, '') FROM parent`,
 		p.CallSid, p.ParentCallSid, p.Target, p.TargetIndex, p.Status, p.Sequence,
-		p.SipResponseCode, p.DurationSeconds, answeredAt, endedAt, db.now(), detail, p.At).Scan(&known)
-	if err != nil {
-		return false, fmt.Errorf("leg progress %s of %s: %w", p.CallSid, p.ParentCallSid, err)
+		p.SipResponseCode, p.DurationSeconds, answeredAt, endedAt, db.now(), detail, p.At).Scan(&res.Mode, &res.Callee, &res.ConferenceSid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return res, nil
+	} else if err != nil {
+		return res, fmt.Errorf("leg progress %s of %s: %w", p.CallSid, p.ParentCallSid, err)
 	}
-	return known, nil
+	res.Known = true
+	return res, nil
 }
 
 // RecordCallStatus applies a status callback for the caller's own call (the number's status
@@ -246,7 +270,8 @@ func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at t
 		WITH c AS (
 			SELECT call_sid FROM calls WHERE call_sid = $1
 		), u AS (
-			UPDATE calls SET status = $2, ended_at = coalesce(ended_at, $3), updated_at = $4
+			UPDATE calls SET status = $2, ended_at = coalesce(ended_at, $3), updated_at = $4,
+				hold_caller = false, hold_callee = false
 			WHERE call_sid = $1 AND $2 IN `+terminalSQL+` AND status NOT IN `+terminalSQL+`
 		), ev AS (
 			INSERT INTO call_events (call_sid, at, type, party, by, outcome, dedupe_key)

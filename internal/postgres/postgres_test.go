@@ -191,8 +191,8 @@ func TestRecordLegProgress(t *testing.T) {
 			progress("in-progress", 2, t0.Add(3*time.Second)), progress("completed", 3, t0.Add(60*time.Second)),
 		}
 		for _, p := range steps {
-			if known, err := db.RecordLegProgress(ctx, p); err != nil || !known {
-				t.Fatalf("%s: known=%v err=%v", p.Status, known, err)
+			if res, err := db.RecordLegProgress(ctx, p); err != nil || !res.Known {
+				t.Fatalf("%s: known=%v err=%v", p.Status, res.Known, err)
 			}
 		}
 		c, err := db.GetCall(ctx, "CA_parent")
@@ -262,17 +262,17 @@ func TestRecordLegProgress(t *testing.T) {
 
 	t.Run("UnknownParent", func(t *testing.T) {
 		db, _ := newDB(t)
-		known, err := db.RecordLegProgress(ctx, progress("ringing", 1, t0))
-		if err != nil || known {
-			t.Errorf("known=%v err=%v, want false, nil", known, err)
+		res, err := db.RecordLegProgress(ctx, progress("ringing", 1, t0))
+		if err != nil || res.Known {
+			t.Errorf("known=%v err=%v, want false, nil", res.Known, err)
 		}
 	})
 }
 
 func TestRecordDialOutcome(t *testing.T) {
 	ctx := context.Background()
-	decide := func(o postgres.DialOutcome) func(callrelay.Routing) callrelay.Plan {
-		return func(r callrelay.Routing) callrelay.Plan {
+	decide := func(o postgres.DialOutcome) func(callrelay.Routing, string) callrelay.Plan {
+		return func(r callrelay.Routing, _ string) callrelay.Plan {
 			return callrelay.PlanDialOutcome(r, o.Attempt, o.DialCallStatus, o.CallerStatus)
 		}
 	}

@@ -21,11 +21,15 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		tw.Use(twilioSignature(v, d.Config.InsecureSkipSignature, m), detach)
 		tw.Handle("POST /twilio/voice", handleVoice(d.DB, b, cache, m))
 		tw.Handle("POST /twilio/dial-outcome", handleDialOutcome(d.DB, b, cache, m))
-		tw.Handle("POST /twilio/call-status", handleCallStatus(d.DB, d.Now))
+		tw.Handle("POST /twilio/call-status", handleCallStatus(d.DB, d.Conference, d.Now))
+		tw.Handle("POST /twilio/conference-status", handleConferenceStatus(d.Conference, d.Now))
 		tw.Handle("POST /twilio/voicemail", handleVoicemail(d.DB, b, cache, m))
 		tw.Handle("POST /twilio/recording", handleRecording(d.DB, b))
 		tw.Handle("POST /twilio/recording-status", handleRecordingStatus(d.DB, d.Config.TranscriptWait))
 		tw.Handle("POST /twilio/transcription", handleTranscription(d.DB))
+		// GET for a holdUrl fetched with HoldMethod GET; the signature then covers the query.
+		tw.Handle("GET /twilio/hold-music", handleHoldMusic(b, d.Config.HoldMusicURL.String()))
+		tw.Handle("POST /twilio/hold-music", handleHoldMusic(b, d.Config.HoldMusicURL.String()))
 	})
 
 	mux.Group(func(api chi.Router) {
@@ -36,6 +40,8 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		api.Handle("DELETE /api/numbers/{number}", handleDeleteNumber(d.DB, cache))
 		api.Handle("GET /api/calls", handleListCalls(d.DB))
 		api.Handle("GET /api/calls/{callSid}", handleGetCall(d.DB))
+		api.Handle("POST /api/calls/{callSid}/hold", handleHold(d.Conference, true))
+		api.Handle("POST /api/calls/{callSid}/unhold", handleHold(d.Conference, false))
 		api.Handle("GET /api/voicemails", handleListVoicemails(d.DB))
 		api.Handle("GET /api/voicemails/{id}", handleGetVoicemail(d.DB))
 		api.Handle("GET /api/voicemails/{id}/audio", handleVoicemailAudio(d.DB, d.Media))

@@ -10,10 +10,12 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/signature"
+	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/twiml"
 )
 
@@ -31,7 +33,9 @@ type Deps struct {
 	Registry *prometheus.Registry // metrics are registered and served from it
 	Media    *recording.Fetcher   // recordings, fetched from Twilio with the account's credentials
 	Links    *recording.Links     // the signed audio links in voicemail emails
-	Now      func() time.Time
+	// Conference runs conference-mode calls and hold (REST requests to Twilio).
+	Conference *conference.Service
+	Now        func() time.Time
 }
 
 // NewServer returns callrelay's HTTP handler.
@@ -39,11 +43,15 @@ func NewServer(d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	b := twiml.NewBuilder(d.Config.PublicURL.URL)
+	if d.Conference == nil {
+		rest := twilioapi.New(twilioapi.Config{AccountSID: d.Config.TwilioAccountSID, AuthToken: d.Config.TwilioAuthToken.Value(), BaseURL: d.Config.TwilioAPIURL.URL})
+		d.Conference = conference.New(d.DB, rest, b, d.Config.HoldMusicURL.String(), d.Logger)
+	}
 	m := newMetrics(d.Registry)
 	mux := chi.NewRouter()
 	mux.Use(withRequest(d.Logger, m), recoverPanics)
-	addRoutes(mux, d, m,
-		twiml.NewBuilder(d.Config.PublicURL.URL),
+	addRoutes(mux, d, m, b,
 		signature.NewValidator(d.Config.TwilioAuthToken.Value(), d.Config.PublicURL.URL),
 		newRoutingCache(cacheTTL, cacheEntries, d.Now))
 	return mux

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 
+	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
@@ -24,7 +25,10 @@ import (
 	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/server"
 	"github.com/callrelay/callrelay/internal/signature"
+	"github.com/callrelay/callrelay/internal/twilioapi"
+	"github.com/callrelay/callrelay/internal/twiliofake"
 	"github.com/callrelay/callrelay/internal/voicemail"
+	twimlpkg "github.com/callrelay/callrelay/twiml"
 	"github.com/callrelay/callrelay/twiml/twimltest"
 )
 
@@ -47,6 +51,7 @@ type testServer struct {
 	queue   *river.Client[pgx.Tx]
 	media   *mediaStandIn
 	links   *recording.Links
+	conf    *conference.Service // Wait() awaits the REST requests webhooks started
 }
 
 // setup is what options change before a test server is built.
@@ -56,6 +61,7 @@ type setup struct {
 	media      *mediaStandIn
 	startQueue bool // work voicemail jobs (send email) in this server
 	queueOpts  voicemail.QueueOptions
+	rest       string // the Twilio REST API's base URL (a twiliofake); "": the media stand-in
 }
 
 type option func(*setup)
@@ -70,6 +76,9 @@ func withMail(smtpURL string) option {
 func withPool(p *pgxpool.Pool) option { return func(s *setup) { s.pool = p } }
 
 func withMedia(m *mediaStandIn) option { return func(s *setup) { s.media = m } }
+
+// withTwilio sends the REST requests (participants, calls) to a Twilio fake.
+func withTwilio(f *twiliofake.Fake) option { return func(s *setup) { s.rest = f.URL } }
 
 func newTestServer(t testing.TB, opts ...option) *testServer {
 	t.Helper()
@@ -122,16 +131,26 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 			}
 		})
 	}
+	restURL := apiURL
+	if st.rest != "" {
+		restURL, _ = url.Parse(st.rest)
+	}
+	rest := twilioapi.New(twilioapi.Config{AccountSID: accountSID, AuthToken: authToken, BaseURL: restURL,
+		Timeout: 5 * time.Second, ParticipantInterval: -1})
+	conf := conference.New(db, rest, twimlpkg.NewBuilder(u), st.cfg.HoldMusicURL.String(), logger)
+	conf.RedirectBackoff = 0
+	t.Cleanup(conf.Wait)
 	h := server.NewServer(server.Deps{
-		Logger:   logger,
-		Config:   st.cfg,
-		DB:       db,
-		Registry: prometheus.NewRegistry(),
-		Media:    media,
-		Links:    links,
-		Now:      func() time.Time { return t0 },
+		Logger:     logger,
+		Config:     st.cfg,
+		DB:         db,
+		Registry:   prometheus.NewRegistry(),
+		Media:      media,
+		Links:      links,
+		Conference: conf,
+		Now:        func() time.Time { return t0 },
 	})
-	return &testServer{t: t, handler: h, db: db, cfg: st.cfg, queue: queue, media: st.media, links: links}
+	return &testServer{t: t, handler: h, db: db, cfg: st.cfg, queue: queue, media: st.media, links: links, conf: conf}
 }
 
 // twilio posts a webhook signed exactly as Twilio signs it: the public URL, path and query.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/twiml"
 )
@@ -18,7 +19,8 @@ import (
 
 // respondPlan renders a plan, or an apology if rendering fails.
 func respondPlan(w http.ResponseWriter, r *http.Request, b *twiml.Builder, rt callrelay.Routing, plan callrelay.Plan) {
-	doc, err := b.Respond(rt, plan, r.PostForm.Get("From"), r.PostForm.Get("To"))
+	f := r.PostForm
+	doc, err := b.Respond(rt, plan, twiml.Inbound{CallSid: f.Get("CallSid"), From: f.Get("From"), To: f.Get("To")})
 	if err != nil {
 		logger(r.Context()).Error("render twiml", slog.String("call_sid", r.PostForm.Get("CallSid")),
 			slog.String("error", err.Error()))
@@ -48,7 +50,7 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			writeTwiML(w, twiml.Reject())
 			return
 		}
-		rt, err := db.StartCall(r.Context(), postgres.InboundCall{CallSid: sid, Number: to, From: from})
+		rt, err := db.StartCall(r.Context(), postgres.InboundCall{CallSid: sid, Number: to, From: from, CallToken: r.PostForm.Get("CallToken")})
 		switch {
 		case callrelay.ErrorCode(err) == callrelay.ENOTFOUND:
 			log.Warn("call to an unknown number: rejected", slog.String("call_sid", sid), slog.String("to", to))
@@ -76,7 +78,7 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 // and was forwarded from the cache. Without it, the voicemail that follows would be lost.
 func adoptCall(db *postgres.DB, r *http.Request) error {
 	f := r.PostForm
-	_, err := db.StartCall(r.Context(), postgres.InboundCall{CallSid: f.Get("CallSid"), Number: f.Get("To"), From: f.Get("From")})
+	_, err := db.StartCall(r.Context(), postgres.InboundCall{CallSid: f.Get("CallSid"), Number: f.Get("To"), From: f.Get("From"), CallToken: f.Get("CallToken")})
 	if err == nil {
 		logger(r.Context()).Warn("call unknown to the store: recorded late", slog.String("call_sid", f.Get("CallSid")))
 	}
@@ -99,7 +101,10 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 			SipHeaders:      sipHeaders(f),
 			CallerStatus:    f.Get("CallStatus"),
 		}
-		decide := func(rt callrelay.Routing) callrelay.Plan {
+		decide := func(rt callrelay.Routing, callStatus string) callrelay.Plan {
+			if rt.Mode == callrelay.ModeConference {
+				return callrelay.PlanConferenceOutcome(rt, o.DialCallStatus, o.CallerStatus, callStatus)
+			}
 			return callrelay.PlanDialOutcome(rt, o.Attempt, o.DialCallStatus, o.CallerStatus)
 		}
 		rt, plan, err := db.RecordDialOutcome(r.Context(), o, decide)
@@ -110,14 +115,14 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 			log.Error("dial outcome: store", slog.String("call_sid", o.CallSid), slog.String("error", err.Error()))
 			cached, ok := fallbackRouting(cache, m, "/twilio/dial-outcome", f.Get("To"))
 			if !ok {
-				if decide(callrelay.Routing{}).Action == callrelay.ActHangup {
+				if decide(callrelay.Routing{}, "").Action == callrelay.ActHangup {
 					writeTwiML(w, twiml.Hangup())
 				} else {
 					writeTwiML(w, twiml.Apology("", ""))
 				}
 				return
 			}
-			rt, plan = cached, decide(cached)
+			rt, plan = cached, decide(cached, "")
 		}
 		respondPlan(w, r, b, rt, plan)
 	})
@@ -137,7 +142,7 @@ func sipHeaders(f map[string][]string) map[string]string {
 	return h
 }
 
-func handleCallStatus(db *postgres.DB, now func() time.Time) http.Handler {
+func handleCallStatus(db *postgres.DB, conf *conference.Service, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
 		f := r.PostForm
@@ -146,23 +151,27 @@ func handleCallStatus(db *postgres.DB, now func() time.Time) http.Handler {
 			http.Error(w, "CallSid and CallStatus are required", http.StatusBadRequest)
 			return
 		}
-		at := now()
-		if ts, err := time.Parse(time.RFC1123Z, f.Get("Timestamp")); err == nil {
-			at = ts
-		}
-		at = at.UTC()
+		at := eventTime(f.Get("Timestamp"), now)
 		var known bool
 		var err error
-		if parent := f.Get("ParentCallSid"); parent != "" {
+		// A <Dial> noun's leg has a ParentCallSid; a conference participant's call has none, and
+		// its status callback URL names the caller's call instead.
+		parent := f.Get("ParentCallSid")
+		if parent == "" {
+			parent = r.URL.Query().Get(twiml.QueryCall)
+		}
+		if parent != "" {
 			seq := -1
 			if n := formInt(f.Get("SequenceNumber")); n != nil {
 				seq = *n
 			}
-			known, err = db.RecordLegProgress(r.Context(), postgres.LegProgress{
+			var res postgres.LegResult
+			res, err = conf.LegProgress(r.Context(), postgres.LegProgress{
 				CallSid: sid, ParentCallSid: parent, Status: status, Sequence: seq, At: at,
 				Target: f.Get("To"), TargetIndex: formInt(r.URL.Query().Get("target")),
 				SipResponseCode: formInt(f.Get("SipResponseCode")), DurationSeconds: formInt(f.Get("CallDuration")),
 			})
+			known = res.Known
 		} else {
 			known, err = db.RecordCallStatus(r.Context(), sid, status, at)
 		}
@@ -195,7 +204,12 @@ func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *
 				return
 			}
 		}
-		doc, err := b.Voicemail(rt)
+		render := b.Voicemail
+		if !rt.Voicemail.Enabled {
+			// A conference-mode call nobody answered is sent here whether or not it has voicemail.
+			render = b.Unavailable
+		}
+		doc, err := render(rt)
 		if err != nil {
 			logger(r.Context()).Error("render voicemail", slog.String("call_sid", sid), slog.String("error", err.Error()))
 			doc = twiml.Apology(rt.Language, rt.Voice)

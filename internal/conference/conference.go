@@ -1,0 +1,258 @@
+// Package conference runs conference-mode calls: it adds the owner's targets to the caller's
+// conference through Twilio's REST API when the caller joins, keeps the first to answer and
+// ends the others, sends the caller to voicemail when nobody answers, and holds and resumes
+// either party with the Conference Participant API.
+//
+// Webhooks are answered first; the REST requests they cause run in the background (creating
+// participants is paced at about one per second), tracked so that shutdown and tests can wait
+// for them. Every decision that must be taken once — which target to dial next, who answered
+// first, whether nobody did — is taken in Postgres, so that replicas can share a call.
+package conference
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/twilioapi"
+	"github.com/callrelay/callrelay/twiml"
+)
+
+// REST is the part of Twilio's REST API the conference flow uses (*twilioapi.Client).
+type REST interface {
+	CreateParticipant(ctx context.Context, conferenceSid string, p twilioapi.Participant) (string, error)
+	Hold(ctx context.Context, conferenceSid, callSid string, hold bool, holdURL, holdMethod string) error
+	KeepConference(ctx context.Context, conferenceSid, callSid string) error
+	Redirect(ctx context.Context, callSid, url string) error
+	EndCall(ctx context.Context, callSid, status string) error
+}
+
+// taskTimeout bounds one piece of background work: ringing ten targets paced a second apart,
+// each request with its own timeout, fits well within it.
+const taskTimeout = 2 * time.Minute
+
+// Service runs conference-mode calls. Its zero value is not usable: use New.
+type Service struct {
+	db           *postgres.DB
+	rest         REST
+	urls         *twiml.Builder
+	holdMusicURL string
+	log          *slog.Logger
+	// RedirectAttempts and RedirectBackoff: how hard the voicemail redirect tries when Twilio
+	// fails (the caller keeps hearing the wait music meanwhile).
+	RedirectAttempts int
+	RedirectBackoff  time.Duration
+
+	wg sync.WaitGroup
+}
+
+// New returns a Service. holdMusicURL is CALLRELAY_HOLD_MUSIC_URL ("" for callrelay's own).
+func New(db *postgres.DB, rest REST, urls *twiml.Builder, holdMusicURL string, log *slog.Logger) *Service {
+	return &Service{db: db, rest: rest, urls: urls, holdMusicURL: holdMusicURL, log: log,
+		RedirectAttempts: 3, RedirectBackoff: time.Second}
+}
+
+// Wait blocks until the background work started so far has finished.
+func (s *Service) Wait() { s.wg.Wait() }
+
+// Shutdown waits for the background work, or until ctx is done.
+func (s *Service) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("conference: background work still running: %w", ctx.Err())
+	}
+}
+
+// background runs f detached from the webhook that caused it.
+func (s *Service) background(f func(ctx context.Context)) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), taskTimeout)
+		defer cancel()
+		f(ctx)
+	}()
+}
+
+// ConferenceEvent applies a conference status callback: the caller joining starts the ringing;
+// a party hanging up ends the legs still ringing.
+func (s *Service) ConferenceEvent(ctx context.Context, ev postgres.ConferenceEvent) (postgres.ConferenceResult, error) {
+	res, err := s.db.RecordConferenceEvent(ctx, ev)
+	if err != nil {
+		return res, err
+	}
+	if res.Ring {
+		s.background(func(ctx context.Context) { s.ring(ctx, ev.CallSid) })
+	}
+	if len(res.LiveLegs) > 0 {
+		s.background(func(ctx context.Context) { s.endLegs(ctx, ev.CallSid, res.LiveLegs) })
+	}
+	return res, nil
+}
+
+// LegProgress applies a leg's status callback and, in conference mode, acts on it: the first
+// leg to answer is kept and the others are ended; a leg that ends unanswered lets the next
+// target ring, or, when it was the last, sends the caller to voicemail.
+func (s *Service) LegProgress(ctx context.Context, p postgres.LegProgress) (postgres.LegResult, error) {
+	res, err := s.db.RecordLegProgress(ctx, p)
+	if err != nil || !res.Known || res.Mode != callrelay.ModeConference {
+		return res, err
+	}
+	switch {
+	case p.Status == callrelay.StatusInProgress && res.Callee == p.CallSid:
+		s.background(func(ctx context.Context) {
+			live, err := s.db.LiveLegs(ctx, p.ParentCallSid)
+			if err != nil {
+				s.log.Error("conference: legs to end", slog.String("call_sid", p.ParentCallSid), slog.String("error", err.Error()))
+				return
+			}
+			s.endLegs(ctx, p.ParentCallSid, others(live, p.CallSid))
+		})
+	case p.Status == callrelay.StatusInProgress:
+		// Answered too late: someone else has the call, or it went to voicemail.
+		loser := postgres.LiveLeg{CallSid: p.CallSid, Answered: true, ConferenceSid: res.ConferenceSid}
+		s.background(func(ctx context.Context) { s.endLegs(ctx, p.ParentCallSid, []postgres.LiveLeg{loser}) })
+	case callrelay.IsTerminal(p.Status):
+		s.background(func(ctx context.Context) { s.ring(ctx, p.ParentCallSid) })
+	}
+	return res, nil
+}
+
+func others(legs []postgres.LiveLeg, keep string) []postgres.LiveLeg {
+	var out []postgres.LiveLeg
+	for _, l := range legs {
+		if l.CallSid != keep {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// ring dials the targets that may be dialed now — all of them paced when ringing at once, the
+// next one when ringing in turn — then sends the caller to voicemail if nobody can answer any
+// more. Twilio failing (rather than refusing one target) sends the caller to voicemail at once.
+func (s *Service) ring(ctx context.Context, callSid string) {
+	log := s.log.With(slog.String("call_sid", callSid))
+	for {
+		t, ok, err := s.db.ClaimTarget(ctx, callSid)
+		if err != nil {
+			log.Error("conference: claim target", slog.String("error", err.Error()))
+			return
+		}
+		if !ok {
+			break
+		}
+		d := postgres.DialResult{Index: t.Index, Target: t.Target.String(), Label: callrelay.CalleeLabel(t.Index)}
+		d.Leg, d.Err = s.rest.CreateParticipant(ctx, t.ConferenceSid, s.participant(t, callSid))
+		wanted, err := s.db.FinishTarget(ctx, callSid, d)
+		if err != nil {
+			log.Error("conference: record participant", slog.String("leg", d.Leg), slog.String("error", err.Error()))
+		}
+		if d.Err != nil {
+			log.Warn("conference: add participant", slog.String("target", d.Label), slog.String("error", d.Err.Error()))
+			if !twilioapi.IsRefused(d.Err) {
+				s.toVoicemail(ctx, callSid, true, "Twilio unreachable while adding the owner")
+				return
+			}
+		}
+		if d.Leg != "" && err == nil && !wanted {
+			s.endLegs(ctx, callSid, []postgres.LiveLeg{{CallSid: d.Leg, ConferenceSid: t.ConferenceSid}})
+		}
+	}
+	s.toVoicemail(ctx, callSid, false, "nobody answered")
+}
+
+// participant is the CreateParticipant request for a claimed target. The callee sees the
+// caller's number only with the inbound call's CallToken: Twilio refuses any other From that is
+// not the account's.
+func (s *Service) participant(t postgres.RingTarget, callSid string) twilioapi.Participant {
+	p := twilioapi.Participant{
+		From:           t.Number,
+		To:             t.Target.ParticipantTo(),
+		Label:          callrelay.CalleeLabel(t.Index),
+		TimeoutSeconds: t.Routing.TimeoutSeconds,
+		StatusCallback: s.urls.ParticipantStatusURL(callSid, t.Index),
+	}
+	if t.Routing.CallerID == callrelay.CallerIDCaller && t.CallToken != "" && twiml.ShowableCallerID(t.From) {
+		p.From, p.CallToken = t.From, t.CallToken
+	}
+	if t.Target.Type == callrelay.TargetSIP {
+		p.SipAuthUsername, p.SipAuthPassword = t.Target.Username, t.Target.Password
+	}
+	return p
+}
+
+// toVoicemail moves a call nobody answered to voicemail (once, whichever replica gets there)
+// and redirects the caller there; giveUp does so without waiting for the targets.
+func (s *Service) toVoicemail(ctx context.Context, callSid string, giveUp bool, reason string) {
+	moved, live, err := s.db.StopRinging(ctx, callSid, giveUp, reason)
+	if err != nil {
+		s.log.Error("conference: stop ringing", slog.String("call_sid", callSid), slog.String("error", err.Error()))
+		return
+	}
+	if !moved {
+		return
+	}
+	s.log.Info("conference: nobody answered, to voicemail", slog.String("call_sid", callSid), slog.String("reason", reason))
+	// The caller's Dial action follows; it finds the call in voicemail and does nothing.
+	var rerr error
+	for attempt := range max(s.RedirectAttempts, 1) {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(s.RedirectBackoff << (attempt - 1)):
+			}
+		}
+		if rerr = s.rest.Redirect(ctx, callSid, s.urls.VoicemailURL()); rerr == nil || twilioapi.IsRefused(rerr) || ctx.Err() != nil {
+			break
+		}
+	}
+	if rerr != nil {
+		s.log.Error("conference: redirect to voicemail", slog.String("call_sid", callSid), slog.String("error", rerr.Error()))
+	}
+	s.endLegs(ctx, callSid, live)
+}
+
+// endLegs hangs up legs the call no longer wants. A leg that has answered may already be in
+// the conference, where its leaving would end the conference (EndConferenceOnExit): it is
+// told not to first.
+func (s *Service) endLegs(ctx context.Context, callSid string, legs []postgres.LiveLeg) {
+	for _, l := range legs {
+		log := s.log.With(slog.String("call_sid", callSid), slog.String("leg", l.CallSid))
+		if !l.Answered {
+			err := s.rest.EndCall(ctx, l.CallSid, twilioapi.Canceled)
+			if err == nil || twilioapi.IsNotFound(err) {
+				continue
+			}
+			// Twilio refuses to cancel a call that has been answered meanwhile.
+			log.Info("conference: cancel leg", slog.String("error", err.Error()))
+		}
+		if l.ConferenceSid != "" {
+			if err := s.rest.KeepConference(ctx, l.ConferenceSid, l.CallSid); err != nil && !twilioapi.IsNotFound(err) {
+				log.Warn("conference: keep conference", slog.String("error", err.Error()))
+			}
+		}
+		if err := s.rest.EndCall(ctx, l.CallSid, twilioapi.Completed); err != nil && !twilioapi.IsNotFound(err) {
+			log.Error("conference: end leg", slog.String("error", err.Error()))
+		}
+	}
+}
+
+// Hold holds or resumes a party of a conference-mode call (see postgres.DB.Hold for the rules).
+func (s *Service) Hold(ctx context.Context, req postgres.HoldRequest) (*callrelay.Call, error) {
+	holdURL := s.holdMusicURL
+	if holdURL == "" {
+		holdURL = s.urls.HoldMusicURL()
+	}
+	return s.db.Hold(ctx, req, func(ctx context.Context, t postgres.HoldTarget) error {
+		return s.rest.Hold(ctx, t.ConferenceSid, t.CallSid, req.Hold, holdURL, twiml.HoldMethod)
+	})
+}

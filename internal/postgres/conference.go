@@ -1,0 +1,438 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+)
+
+// ConferenceEvent is one of Twilio's conference status callbacks.
+type ConferenceEvent struct {
+	CallSid        string // the caller's CallSid: the conference's FriendlyName
+	ConferenceSid  string
+	Event          string // StatusCallbackEvent: conference-start, participant-join, …
+	Participant    string // the participant's CallSid (participant events)
+	Label          string // ParticipantLabel
+	Sequence       int    // SequenceNumber, counted per conference; -1 when absent
+	At             time.Time
+	Hold           bool   // Hold: the participant is held
+	ReasonLeft     string // ReasonParticipantLeft
+	ReasonEnded    string // ReasonConferenceEnded
+	EndingCallSid  string // CallSidEndingConference
+	StatusCallback string // the route, for the timeline
+}
+
+// ConferenceResult says what a conference event changed and what must follow.
+type ConferenceResult struct {
+	Known bool // the call exists
+	New   bool // the event was not seen before
+	// Ring: the caller has just joined a call that is still ringing: dial the owner.
+	Ring bool
+	// Ended: a party hung up and so the call ended now; LiveLegs are still ringing or
+	// connected and must be ended.
+	Ended    bool
+	LiveLegs []LiveLeg
+}
+
+// LiveLeg is a forwarded leg that has not ended.
+type LiveLeg struct {
+	CallSid       string
+	Answered      bool
+	ConferenceSid string // "" in direct mode
+}
+
+// RecordConferenceEvent applies a conference event. Events are deduplicated, and a
+// participant's hold state follows the newest SequenceNumber; joined and left times are merged
+// whatever the order. A participant leaving because callrelay moved its call
+// (participant_updated_via_api) is not a hang-up; the caller or the callee hanging up ends the
+// call (the other leaves with the conference, which ends when either does).
+func (db *DB) RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (ConferenceResult, error) {
+	var res ConferenceResult
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var status string
+		var callee *string
+		err := tx.QueryRow(ctx, `SELECT status, callee_call_sid FROM calls WHERE call_sid = $1 FOR UPDATE`, ev.CallSid).
+			Scan(&status, &callee)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		res.Known = true
+		now := db.now()
+		party := ""
+		if ev.Participant != "" {
+			party = callrelay.PartyCallee
+			if ev.Participant == ev.CallSid {
+				party = callrelay.PartyCaller
+			}
+		}
+		detail := map[string]any{"conference_sid": ev.ConferenceSid, "sequence": ev.Sequence}
+		for k, v := range map[string]string{"participant": ev.Participant, "label": ev.Label, "reason": ev.ReasonLeft + ev.ReasonEnded, "ended_by": ev.EndingCallSid} {
+			if v != "" {
+				detail[k] = v
+			}
+		}
+		key := fmt.Sprintf("conference:%s:%s:%d", ev.Event, ev.Participant, ev.Sequence)
+		if res.New, err = addEvent(ctx, tx, ev.CallSid, ev.At, ev.Event, party, "twilio", "", detail, key); err != nil || !res.New {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE calls SET conference_sid = coalesce(conference_sid, $2), updated_at = $3 WHERE call_sid = $1`,
+			ev.CallSid, ev.ConferenceSid, now); err != nil {
+			return err
+		}
+		if party == "" {
+			return nil // conference-start, conference-end: the timeline is enough
+		}
+
+		var joinedAt, leftAt *time.Time
+		held := ev.Hold
+		switch ev.Event {
+		case callrelay.ParticipantJoin:
+			joinedAt = &ev.At
+		case callrelay.ParticipantLeave:
+			leftAt = &ev.At
+			held = false
+		case callrelay.ParticipantHold:
+			held = true
+		case callrelay.ParticipantUnhold:
+			held = false
+		}
+		var firstJoin bool
+		err = tx.QueryRow(ctx, `
+			WITH old AS (
+				SELECT joined_at FROM participants WHERE call_sid = $1
+			), p AS (
+				INSERT INTO participants (call_sid, parent_call_sid, conference_sid, party, label, held, sequence,
+					joined_at, left_at, left_reason, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, nullif($10, ''), $11)
+				ON CONFLICT (call_sid) DO UPDATE SET
+					held = CASE WHEN participants.sequence >= excluded.sequence OR participants.left_at IS NOT NULL
+						THEN participants.held ELSE excluded.held END,
+					sequence = greatest(participants.sequence, excluded.sequence),
+					label = CASE WHEN participants.label = '' THEN excluded.label ELSE participants.label END,
+					joined_at = coalesce(participants.joined_at, excluded.joined_at),
+					left_at = coalesce(participants.left_at, excluded.left_at),
+					left_reason = coalesce(participants.left_reason, excluded.left_reason),
+					updated_at = excluded.updated_at
+				WHERE participants.parent_call_sid = excluded.parent_call_sid
+			)
+			SELECT $8::timestamptz IS NOT NULL AND NOT EXISTS (SELECT 1 FROM old WHERE joined_at IS NOT NULL)`,
+			ev.Participant, ev.CallSid, ev.ConferenceSid, party, ev.Label, held, ev.Sequence,
+			joinedAt, leftAt, ev.ReasonLeft, now).Scan(&firstJoin)
+		if err != nil {
+			return err
+		}
+
+		live := status == callrelay.StatusRinging || status == callrelay.StatusInProgress
+		switch {
+		case ev.Event == callrelay.ParticipantJoin && party == callrelay.PartyCaller:
+			res.Ring = firstJoin && status == callrelay.StatusRinging && callee == nil
+		case ev.Event == callrelay.ParticipantLeave && ev.ReasonLeft != callrelay.LeftViaAPI && live &&
+			(party == callrelay.PartyCaller || callee != nil && *callee == ev.Participant):
+			res.Ended = true
+			if _, err := tx.Exec(ctx, `
+				UPDATE calls SET status = 'completed', ended_at = $2, updated_at = $3, hold_caller = false, hold_callee = false
+				WHERE call_sid = $1`, ev.CallSid, ev.At, now); err != nil {
+				return err
+			}
+			res.LiveLegs, err = liveLegs(ctx, tx, ev.CallSid)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("conference event %s of %s: %w", ev.Event, ev.CallSid, err)
+	}
+	return res, nil
+}
+
+// liveLegs returns the legs of a call that have not ended.
+func liveLegs(ctx context.Context, q querier, callSid string) ([]LiveLeg, error) {
+	rows, err := q.Query(ctx, `
+		SELECT l.call_sid, l.answered_at IS NOT NULL, coalesce(c.conference_sid, '')
+		FROM legs l JOIN calls c ON c.call_sid = l.parent_call_sid
+		WHERE l.parent_call_sid = $1 AND l.status NOT IN `+terminalSQL+` ORDER BY l.created_at, l.call_sid`, callSid)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[LiveLeg])
+}
+
+// LiveLegs returns the legs of a call that have not ended.
+func (db *DB) LiveLegs(ctx context.Context, callSid string) ([]LiveLeg, error) {
+	legs, err := liveLegs(ctx, db.pool, callSid)
+	if err != nil {
+		return nil, fmt.Errorf("live legs of %s: %w", callSid, err)
+	}
+	return legs, nil
+}
+
+// RingTarget is a target claimed for dialing into a call's conference.
+type RingTarget struct {
+	Index         int
+	Target        callrelay.Target
+	Routing       callrelay.Routing
+	ConferenceSid string
+	Number        string // the masked number
+	From          string // the caller
+	CallToken     string
+}
+
+// ClaimTarget claims the next target of a conference-mode call to dial, and reports false when
+// there is none to dial now: the call is no longer ringing, someone answered, every target is
+// claimed, or (ringing in turn) a target is still being dialed or still rings. Each target is
+// claimed once, whichever replica asks.
+func (db *DB) ClaimTarget(ctx context.Context, callSid string) (RingTarget, bool, error) {
+	var t RingTarget
+	var routing []byte
+	var conferenceSid *string
+	err := db.pool.QueryRow(ctx, `
+		UPDATE calls SET next_target = next_target + 1, updated_at = $2
+		WHERE call_sid = $1 AND mode = 'conference' AND status = 'ringing' AND callee_call_sid IS NULL
+			AND conference_sid IS NOT NULL
+			AND next_target < jsonb_array_length(routing->'targets')
+			AND (routing->>'ring' <> 'sequential' OR next_target = dialed AND NOT EXISTS (
+				SELECT 1 FROM legs WHERE parent_call_sid = $1 AND status NOT IN `+terminalSQL+`))
+		RETURNING next_target - 1, routing, conference_sid, number, from_number, call_token`,
+		callSid, db.now()).Scan(&t.Index, &routing, &conferenceSid, &t.Number, &t.From, &t.CallToken)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return t, false, nil
+	} else if err != nil {
+		return t, false, fmt.Errorf("claim target of %s: %w", callSid, err)
+	}
+	if t.Routing, err = decodeRouting(routing); err != nil {
+		return t, false, fmt.Errorf("claim target of %s: %w", callSid, err)
+	}
+	if t.Index >= len(t.Routing.Targets) {
+		return t, false, fmt.Errorf("claim target of %s: target %d of %d", callSid, t.Index, len(t.Routing.Targets))
+	}
+	t.Target, t.ConferenceSid = t.Routing.Targets[t.Index], *conferenceSid
+	return t, true, nil
+}
+
+// DialResult is how adding a claimed target to the conference went.
+type DialResult struct {
+	Index  int
+	Target string // as shown on legs
+	Label  string
+	Leg    string // the participant's CallSid; "" when Twilio refused
+	Err    error  // Twilio's refusal
+}
+
+// FinishTarget records the end of a claimed target's CreateParticipant: the leg (its status
+// callbacks may have arrived first) or Twilio's refusal, on the timeline either way. It reports
+// whether the call still wants the leg: false when someone answered or the call stopped ringing
+// while the participant was being created.
+func (db *DB) FinishTarget(ctx context.Context, callSid string, d DialResult) (bool, error) {
+	now := db.now()
+	detail := map[string]any{"target": d.Target, "label": d.Label}
+	outcome := "created"
+	if d.Leg != "" {
+		detail["leg"] = d.Leg
+	}
+	if d.Err != nil {
+		outcome = "failed"
+		detail["error"] = callrelay.ErrorMessage(d.Err)
+		var e *callrelay.Error
+		if errors.As(d.Err, &e) && e.TwilioCode != 0 {
+			detail["twilio_code"] = e.TwilioCode
+		}
+	}
+	var wanted bool
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			UPDATE calls SET dialed = dialed + 1, updated_at = $2 WHERE call_sid = $1
+			RETURNING status = 'ringing' AND callee_call_sid IS NULL`, callSid, now).Scan(&wanted)
+		if err != nil {
+			return err
+		}
+		if d.Leg != "" {
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO legs (call_sid, parent_call_sid, target, target_index, label, status, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6)
+				ON CONFLICT (call_sid) DO UPDATE SET
+					label = excluded.label,
+					target = CASE WHEN legs.target = '' THEN excluded.target ELSE legs.target END,
+					target_index = coalesce(legs.target_index, excluded.target_index)
+				WHERE legs.parent_call_sid = excluded.parent_call_sid`,
+				d.Leg, callSid, d.Target, d.Index, d.Label, now); err != nil {
+				return err
+			}
+		}
+		_, err = addEvent(ctx, tx, callSid, now, "participant", callrelay.PartyCallee, "callrelay", outcome, detail, "participant:"+d.Label)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("finish target %d of %s: %w", d.Index, callSid, err)
+	}
+	return wanted, nil
+}
+
+// StopRinging moves a conference-mode call that nobody answered to voicemail (or, without
+// voicemail, to completed) and reports whether this request did. With giveUp false it does so
+// only once every target has been dialed and has ended unanswered; with giveUp true (Twilio
+// unreachable) at once, and the legs still ringing are returned to be ended. A call that is no
+// longer ringing or that someone answered is left alone.
+func (db *DB) StopRinging(ctx context.Context, callSid string, giveUp bool, reason string) (bool, []LiveLeg, error) {
+	var moved bool
+	var live []LiveLeg
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		now := db.now()
+		var status string
+		err := tx.QueryRow(ctx, `
+			UPDATE calls SET
+				status = CASE WHEN (routing->'voicemail'->>'enabled')::boolean THEN 'voicemail' ELSE 'completed' END,
+				ended_at = CASE WHEN (routing->'voicemail'->>'enabled')::boolean THEN ended_at ELSE $2 END,
+				updated_at = $2
+			WHERE call_sid = $1 AND mode = 'conference' AND status = 'ringing' AND callee_call_sid IS NULL
+				AND ($3 OR next_target >= jsonb_array_length(routing->'targets')
+					AND dialed >= jsonb_array_length(routing->'targets')
+					AND NOT EXISTS (SELECT 1 FROM legs WHERE parent_call_sid = $1
+						AND (status NOT IN `+terminalSQL+` OR answered_at IS NOT NULL)))
+			RETURNING status`, callSid, now, giveUp).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		moved = true
+		if _, err := addEvent(ctx, tx, callSid, now, "no-answer", callrelay.PartyCaller, "callrelay", status,
+			map[string]any{"reason": reason}, "no-answer"); err != nil {
+			return err
+		}
+		live, err = liveLegs(ctx, tx, callSid)
+		return err
+	})
+	if err != nil {
+		return false, nil, fmt.Errorf("stop ringing %s: %w", callSid, err)
+	}
+	return moved, live, nil
+}
+
+// HoldRequest is an ops request to hold or resume a party of a call.
+type HoldRequest struct {
+	CallSid   string
+	Party     string // callrelay.PartyCaller or PartyCallee
+	Hold      bool   // true: hold, false: resume
+	By        string // who asked, for the timeline
+	RequestID string
+}
+
+// HoldTarget is the party's call that a hold request changes.
+type HoldTarget struct {
+	Mode          string
+	ConferenceSid string
+	CallSid       string // the party's own call: the caller's, or the callee's leg
+}
+
+// Hold applies a hold request under a lock on the call, so that concurrent requests for one
+// call are applied one after the other. A party already in the asked state is left alone
+// (apply is not called); a party that is not connected is ECONFLICT; otherwise apply makes the
+// change at Twilio, and the hold state changes only if it succeeds. Every attempt is on the
+// timeline, failed or not. It returns the call as it is after the request, or the error.
+func (db *DB) Hold(ctx context.Context, req HoldRequest, apply func(context.Context, HoldTarget) error) (*callrelay.Call, error) {
+	kind := "unhold"
+	if req.Hold {
+		kind = "hold"
+	}
+	var failure error
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var t HoldTarget
+		var status string
+		var conferenceSid, callee *string
+		var held [2]bool
+		err := tx.QueryRow(ctx, `
+			SELECT mode, status, conference_sid, callee_call_sid, hold_caller, hold_callee
+			FROM calls WHERE call_sid = $1 FOR UPDATE`, req.CallSid).
+			Scan(&t.Mode, &status, &conferenceSid, &callee, &held[0], &held[1])
+		if errors.Is(err, pgx.ErrNoRows) {
+			failure = callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", req.CallSid)
+			return nil
+		} else if err != nil {
+			return err
+		}
+		t.CallSid = req.CallSid
+		current := held[0]
+		if req.Party == callrelay.PartyCallee {
+			t.CallSid, current = "", held[1]
+			if callee != nil {
+				t.CallSid = *callee
+			}
+		}
+		if conferenceSid != nil {
+			t.ConferenceSid = *conferenceSid
+		}
+		detail := map[string]any{}
+		if req.RequestID != "" {
+			detail["request_id"] = req.RequestID
+		}
+		record := func(outcome string) error {
+			_, err := addEvent(ctx, tx, req.CallSid, db.now(), kind, req.Party, req.By, outcome, detail, "")
+			return err
+		}
+		if t.Mode != callrelay.ModeConference {
+			failure = callrelay.Errorf(callrelay.ECONFLICT, "Call %s is a direct-mode call: hold needs a conference-mode number.", req.CallSid)
+			detail["error"] = callrelay.ErrorMessage(failure)
+			return record("unsupported")
+		}
+
+		connected, err := partyConnected(ctx, tx, t, status)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !connected:
+			failure = &callrelay.Error{Code: callrelay.ECONFLICT, Field: "party",
+				Message: fmt.Sprintf("The %s of call %s is not connected (call %s).", req.Party, req.CallSid, status)}
+			detail["error"] = callrelay.ErrorMessage(failure)
+			return record("not-connected")
+		case current == req.Hold:
+			return record("unchanged")
+		}
+		if err := apply(ctx, t); err != nil {
+			failure = err
+			detail["error"] = callrelay.ErrorMessage(err)
+			var e *callrelay.Error
+			if errors.As(err, &e) && e.TwilioCode != 0 {
+				detail["twilio_code"], detail["twilio_message"] = e.TwilioCode, e.TwilioMessage
+			}
+			return record("failed")
+		}
+		column := "hold_caller"
+		if req.Party == callrelay.PartyCallee {
+			column = "hold_callee"
+		}
+		if _, err := tx.Exec(ctx, `UPDATE calls SET `+column+` = $2, updated_at = $3 WHERE call_sid = $1`,
+			req.CallSid, req.Hold, db.now()); err != nil {
+			return err
+		}
+		return record("ok")
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s %s of %s: %w", kind, req.Party, req.CallSid, err)
+	}
+	if failure != nil {
+		return nil, failure
+	}
+	return db.GetCall(ctx, req.CallSid)
+}
+
+// partyConnected tells whether a party can be held: in conference mode it has joined the
+// conference and not left.
+func partyConnected(ctx context.Context, tx pgx.Tx, t HoldTarget, status string) (bool, error) {
+	if t.CallSid == "" || t.Mode != callrelay.ModeConference || callrelay.IsTerminal(status) || status == callrelay.StatusVoicemail {
+		return false, nil
+	}
+	var ok bool
+	err := tx.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM participants
+			WHERE call_sid = $1 AND conference_sid = $2 AND joined_at IS NOT NULL AND left_at IS NULL)`,
+		t.CallSid, t.ConferenceSid).Scan(&ok)
+	return ok, err
+}
