@@ -13,7 +13,7 @@ PKG := ./cmd/callrelay
 # Where `make run` drops emails when SMTP_URL is unset (your environment wins).
 CALLRELAY_MAIL_DIR ?= .data/mail
 
-.PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest
+.PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest prismtest
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,9 @@ db-stop: ## stop the private dev cluster under .data/pg
 
 loadtest: ## wrk load test of POST /twilio/voice vs the express and go-ceiling peers (DURATION=10s; scripts/loadtest.sh)
 	@GO="$(GO)" scripts/loadtest.sh
+
+prismtest: ## the conference flow's Twilio REST requests against Prism serving Twilio's OpenAPI spec (needs npx)
+	@GO="$(GO)" scripts/prismtest.sh
 
 clean: ## remove build and test output (keeps .data: dev database and secrets)
 	rm -rf bin
