@@ -385,8 +385,17 @@ func TestVoice_PortForms(t *testing.T) {
 func TestVoice_DatabaseDown(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
+	const confNumber = "+15551230001"
+	s.putNumber(confNumber, strings.Replace(threeTargets, `{"owner_email"`, `{"mode":"conference","owner_email"`, 1))
 	twiml(t, s.twilio("/twilio/voice", inbound("CA108"))) // fills the routing cache
 	s.db.Pool().Close()
+
+	// A conference needs the store: with it down, a conference-mode number forwards plainly.
+	cf := inbound("CA111")
+	cf.Set("To", confNumber)
+	if dial := twiml(t, s.twilio("/twilio/voice", cf)).Find("Dial"); dial == nil || dial.Find("Conference") != nil || len(dial.Children) != 3 {
+		t.Errorf("database down, conference-mode number cached: Dial %v, want a plain forward to the 3 targets", dial)
+	}
 
 	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA109")))
 	if dial := doc.Find("Dial"); dial == nil || len(dial.Children) != 3 {

@@ -63,6 +63,9 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 				writeTwiML(w, twiml.Apology("", ""))
 				return
 			}
+			// A conference needs the store (participants, who answered): without it, forward
+			// plainly. The call connects; it cannot be held.
+			rt.Mode = callrelay.ModeDirect
 		default:
 			cache.put(to, rt)
 		}
