@@ -25,6 +25,13 @@ const (
 	PathTranscription     = "/twilio/transcription"
 	PathConferenceStatus  = "/twilio/conference-status"
 	PathHoldMusic         = "/twilio/hold-music"
+	PathHoldWait          = "/twilio/hold-wait"       // direct-mode hold: the loop of the party who is not held
+	PathHoldEnqueue       = "/twilio/hold-enqueue"    // direct-mode hold: the held party into its queue
+	PathHoldResume        = "/twilio/hold-resume"     // direct-mode resume: dial the held party's queue
+	PathEnqueueOutcome    = "/twilio/enqueue-outcome" // an <Enqueue>'s action (QueueResult)
+	PathBridgeOutcome     = "/twilio/bridge-outcome"  // a resuming <Dial><Queue>'s action
+	QueryParty            = "party"                   // on the hold paths: whose leg the document is for
+	QueryQueue            = "queue"                   // on PathHoldResume: whose queue to dial
 	QueryAttempt          = "attempt" // on PathDialOutcome: Plan.Attempt of the <Dial>
 	QueryTarget           = "target"  // on PathCallStatus: index of the target in Routing.Targets
 	QueryCall             = "call"    // on PathCallStatus: the caller's CallSid, for a conference participant (it has no ParentCallSid)
@@ -45,7 +52,14 @@ const (
 	MsgUnavailable = "Sorry, nobody is available to take your call right now. Please try again later. Goodbye."
 	MsgApology     = "We are sorry, we cannot take your call right now. Please try again later."
 	MsgHold        = "Please hold. You will be connected in a moment."
+	MsgCallerHeld  = "The caller is on hold. Please stay on the line."
+	MsgCalleeHeld  = "Please hold. You will be reconnected in a moment."
+	MsgStillHeld   = "Please stay on the line."
 )
+
+// resumeTimeout is how long a resuming <Dial><Queue> waits for the held party to be taken off
+// its queue (immediate when it is there).
+const resumeTimeout = 20
 
 // holdPause is the silence between two spoken hold messages of the built-in hold loop.
 const holdPause = 20
@@ -163,6 +177,10 @@ func (b *Builder) Respond(r callrelay.Routing, p callrelay.Plan, in Inbound) ([]
 		return b.Unavailable(r)
 	case callrelay.ActNone:
 		return Empty(), nil
+	case callrelay.ActEnqueue:
+		return b.Enqueue(in.CallSid, p.Party)
+	case callrelay.ActHoldWait:
+		return b.HoldWait(in.CallSid, p.Party, false)
 	}
 	return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: no TwiML for plan action %s", p.Action)
 }
@@ -307,6 +325,76 @@ func Reject() []byte { return rejectDoc }
 
 // Hangup ends the call. The document is shared: callers must not modify it.
 func Hangup() []byte { return hangupDoc }
+
+// QueueName is the queue a direct-mode call's party waits in while held: one per party and
+// call, so a queue is never shared with another call, and well under Twilio's 64 characters.
+func QueueName(callSid, party string) string { return "cr-" + callSid + "-" + party }
+
+// holdURL is a direct-mode hold path with the call and party (and more) in its query.
+func (b *Builder) holdURL(path, callSid, party string, extra ...string) string {
+	q := url.Values{QueryCall: {callSid}, QueryParty: {party}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		q.Set(extra[i], extra[i+1])
+	}
+	return b.URL(path + "?" + q.Encode())
+}
+
+// LegStatusURL is the StatusCallback of a leg callrelay redirects: it names the caller's call.
+func (b *Builder) LegStatusURL(callSid string) string {
+	return b.URL(PathCallStatus + "?" + QueryCall + "=" + url.QueryEscape(callSid))
+}
+
+// HoldWaitURL is where the party who is not held waits (UpdateCall Url).
+func (b *Builder) HoldWaitURL(callSid, party string) string {
+	return b.holdURL(PathHoldWait, callSid, party)
+}
+
+// HoldEnqueueURL puts party into its queue (UpdateCall Url).
+func (b *Builder) HoldEnqueueURL(callSid, party string) string {
+	return b.holdURL(PathHoldEnqueue, callSid, party)
+}
+
+// HoldResumeURL makes party's leg dial the queue of queueParty, bridging the two again.
+func (b *Builder) HoldResumeURL(callSid, party, queueParty string) string {
+	return b.holdURL(PathHoldResume, callSid, party, QueryQueue, queueParty)
+}
+
+// HoldWait keeps the party who is not held on the line: a spoken line, then a pause and a
+// reminder again and again through <Redirect>; never a hang-up. again is true on the loops.
+func (b *Builder) HoldWait(callSid, party string, again bool) ([]byte, error) {
+	msg := MsgCallerHeld // the callee waits while the caller is held
+	if party == callrelay.PartyCaller {
+		msg = MsgCalleeHeld
+	}
+	next := b.holdURL(PathHoldWait, callSid, party, "again", "1")
+	if again {
+		return render(twiml.VoicePause{Length: strconv.Itoa(holdPause)}, twiml.VoiceSay{Message: MsgStillHeld, Language: callrelay.DefaultLanguage},
+			twiml.VoiceRedirect{Url: next, Method: "POST"})
+	}
+	return render(twiml.VoiceSay{Message: msg, Language: callrelay.DefaultLanguage}, twiml.VoiceRedirect{Url: next, Method: "POST"})
+}
+
+// Enqueue puts party's leg into its queue, where it hears the hold music. Its action learns
+// how the leg left the queue (QueueResult).
+func (b *Builder) Enqueue(callSid, party string) ([]byte, error) {
+	return render(twiml.VoiceEnqueue{
+		Name:          QueueName(callSid, party),
+		Action:        b.holdURL(PathEnqueueOutcome, callSid, party),
+		Method:        "POST",
+		WaitUrl:       b.holdMusic,
+		WaitUrlMethod: "POST",
+	})
+}
+
+// ResumeDial has party's leg dial the queue where queueParty is held: the two are bridged again,
+// and the bridge now belongs to this leg, whose Dial action is /twilio/bridge-outcome.
+func (b *Builder) ResumeDial(callSid, party, queueParty string) ([]byte, error) {
+	return render(twiml.VoiceDial{
+		Action:        b.holdURL(PathBridgeOutcome, callSid, party),
+		Timeout:       strconv.Itoa(resumeTimeout),
+		InnerElements: []twiml.Element{twiml.VoiceQueue{Name: QueueName(callSid, queueParty)}},
+	})
+}
 
 // Empty is a document without verbs: the answer Twilio ignores (a redirected call's Dial
 // action). The document is shared: callers must not modify it.

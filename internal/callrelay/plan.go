@@ -10,6 +10,8 @@ const (
 	ActHangup                    // the call is over
 	ActUnavailable               // nobody answered and there is no voicemail: say so, hang up
 	ActNone                      // Twilio ignores the answer (a redirected call's Dial action): change nothing
+	ActEnqueue                   // direct-mode hold: Plan.Party's leg into its queue
+	ActHoldWait                  // direct-mode hold: Plan.Party's leg waits while the other is held
 )
 
 func (a Action) String() string {
@@ -26,6 +28,10 @@ func (a Action) String() string {
 		return "unavailable"
 	case ActNone:
 		return "none"
+	case ActEnqueue:
+		return "enqueue"
+	case ActHoldWait:
+		return "hold-wait"
 	}
 	return "unknown"
 }
@@ -38,6 +44,8 @@ type Plan struct {
 	// Attempt numbers the <Dial>s of a call from 0; dial-outcome gets it back in its URL, so
 	// that a repeated callback decides the same thing instead of skipping a target.
 	Attempt int
+	// Party is whose leg an ActEnqueue or ActHoldWait is for.
+	Party string
 }
 
 // Status is the call status a plan puts the call in; "" leaves it as it is.
@@ -47,7 +55,7 @@ func (p Plan) Status() string {
 		return StatusRinging
 	case ActVoicemail:
 		return StatusVoicemail
-	case ActNone:
+	case ActNone, ActEnqueue, ActHoldWait:
 		return ""
 	}
 	return StatusCompleted

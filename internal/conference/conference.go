@@ -1,7 +1,8 @@
-// Package conference runs conference-mode calls: it adds the owner's targets to the caller's
-// conference through Twilio's REST API when the caller joins, keeps the first to answer and
-// ends the others, sends the caller to voicemail when nobody answers, and holds and resumes
-// either party with the Conference Participant API.
+// Package conference runs what callrelay does through Twilio's REST API. In conference mode:
+// it adds the owner's targets to the caller's conference when the caller joins, keeps the first
+// to answer and ends the others, sends the caller to voicemail when nobody answers, and holds
+// and resumes either party with the Conference Participant API. In direct mode (direct.go): it
+// holds and resumes either party by moving the legs between per-call queues.
 //
 // Webhooks are answered first; the REST requests they cause run in the background (creating
 // participants is paced at about one per second), tracked so that shutdown and tests can wait
@@ -27,9 +28,13 @@ type REST interface {
 	CreateParticipant(ctx context.Context, conferenceSid string, p twilioapi.Participant) (string, error)
 	Hold(ctx context.Context, conferenceSid, callSid string, hold bool, holdURL, holdMethod string) error
 	KeepConference(ctx context.Context, conferenceSid, callSid string) error
-	Redirect(ctx context.Context, callSid, url string) error
+	Redirect(ctx context.Context, callSid, url, statusCallback string) error
+	DeleteQueue(ctx context.Context, queueSid string) error
 	EndCall(ctx context.Context, callSid, status string) error
 }
+
+// bookkeepingTimeout bounds the writes that record what a REST request did.
+const bookkeepingTimeout = 10 * time.Second
 
 // taskTimeout bounds one piece of background work: ringing ten targets paced a second apart,
 // each request with its own timeout, fits well within it.
@@ -42,8 +47,8 @@ type Service struct {
 	urls         *twiml.Builder
 	holdMusicURL string
 	log          *slog.Logger
-	// RedirectAttempts and RedirectBackoff: how hard the voicemail redirect tries when Twilio
-	// fails (the caller keeps hearing the wait music meanwhile).
+	// RedirectAttempts and RedirectBackoff: how hard adding a participant and the voicemail
+	// redirect try when Twilio fails (the caller keeps hearing the wait music meanwhile).
 	RedirectAttempts int
 	RedirectBackoff  time.Duration
 
@@ -103,8 +108,14 @@ func (s *Service) ConferenceEvent(ctx context.Context, ev postgres.ConferenceEve
 // target ring, or, when it was the last, sends the caller to voicemail.
 func (s *Service) LegProgress(ctx context.Context, p postgres.LegProgress) (postgres.LegResult, error) {
 	res, err := s.db.RecordLegProgress(ctx, p)
-	if err != nil || !res.Known || res.Mode != callrelay.ModeConference {
+	if err != nil || !res.Known {
 		return res, err
+	}
+	if res.Mode == callrelay.ModeDirect {
+		if callrelay.IsTerminal(p.Status) {
+			s.finishHeld(p.ParentCallSid, p.CallSid, "callee's leg "+p.Status)
+		}
+		return res, nil
 	}
 	switch {
 	case p.Status == callrelay.StatusInProgress && res.Callee == p.CallSid:
@@ -151,15 +162,19 @@ func (s *Service) ring(ctx context.Context, callSid string) {
 			break
 		}
 		d := postgres.DialResult{Index: t.Index, Target: t.Target.String(), Label: callrelay.CalleeLabel(t.Index)}
-		d.Leg, d.Err = s.rest.CreateParticipant(ctx, t.ConferenceSid, s.participant(t, callSid))
-		wanted, err := s.db.FinishTarget(ctx, callSid, d)
+		d.Leg, d.Err = s.createParticipant(ctx, t, callSid)
+		// The bookkeeping must happen even when the ring ran out of time: without it the call
+		// could never go to voicemail.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+		wanted, err := s.db.FinishTarget(bctx, callSid, d)
+		cancel()
 		if err != nil {
 			log.Error("conference: record participant", slog.String("leg", d.Leg), slog.String("error", err.Error()))
 		}
 		if d.Err != nil {
 			log.Warn("conference: add participant", slog.String("target", d.Label), slog.String("error", d.Err.Error()))
 			if !twilioapi.IsRefused(d.Err) {
-				s.toVoicemail(ctx, callSid, true, "Twilio unreachable while adding the owner")
+				s.toVoicemail(context.WithoutCancel(ctx), callSid, true, "Twilio unreachable while adding the owner")
 				return
 			}
 		}
@@ -167,7 +182,27 @@ func (s *Service) ring(ctx context.Context, callSid string) {
 			s.endLegs(ctx, callSid, []postgres.LiveLeg{{CallSid: d.Leg, ConferenceSid: t.ConferenceSid}})
 		}
 	}
-	s.toVoicemail(ctx, callSid, false, "nobody answered")
+	s.toVoicemail(context.WithoutCancel(ctx), callSid, false, "nobody answered")
+}
+
+// createParticipant adds a target, trying again when Twilio is busy (429) or failing (5xx, a
+// timeout) rather than refusing: the caller goes to voicemail only if it keeps failing.
+func (s *Service) createParticipant(ctx context.Context, t postgres.RingTarget, callSid string) (string, error) {
+	var err error
+	for attempt := range max(s.RedirectAttempts, 1) {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return "", err
+			case <-time.After(s.RedirectBackoff << (attempt - 1)):
+			}
+		}
+		var leg string
+		if leg, err = s.rest.CreateParticipant(ctx, t.ConferenceSid, s.participant(t, callSid)); err == nil || twilioapi.IsRefused(err) {
+			return leg, err
+		}
+	}
+	return "", err
 }
 
 // participant is the CreateParticipant request for a claimed target. The callee sees the
@@ -211,7 +246,7 @@ func (s *Service) toVoicemail(ctx context.Context, callSid string, giveUp bool, 
 			case <-time.After(s.RedirectBackoff << (attempt - 1)):
 			}
 		}
-		if rerr = s.rest.Redirect(ctx, callSid, s.urls.VoicemailURL()); rerr == nil || twilioapi.IsRefused(rerr) || ctx.Err() != nil {
+		if rerr = s.rest.Redirect(ctx, callSid, s.urls.VoicemailURL(), ""); rerr == nil || twilioapi.IsRefused(rerr) || ctx.Err() != nil {
 			break
 		}
 	}
@@ -228,12 +263,13 @@ func (s *Service) endLegs(ctx context.Context, callSid string, legs []postgres.L
 	for _, l := range legs {
 		log := s.log.With(slog.String("call_sid", callSid), slog.String("leg", l.CallSid))
 		if !l.Answered {
+			// Twilio refuses to cancel a call that has ended, and ignores a cancel of one that
+			// answered meanwhile: that one's answered callback ends it as a late answer.
 			err := s.rest.EndCall(ctx, l.CallSid, twilioapi.Canceled)
-			if err == nil || twilioapi.IsNotFound(err) {
+			if err == nil || twilioapi.IsRefused(err) {
 				continue
 			}
-			// Twilio refuses to cancel a call that has been answered meanwhile.
-			log.Info("conference: cancel leg", slog.String("error", err.Error()))
+			log.Warn("conference: cancel leg", slog.String("error", err.Error()))
 		}
 		if l.ConferenceSid != "" {
 			if err := s.rest.KeepConference(ctx, l.ConferenceSid, l.CallSid); err != nil && !twilioapi.IsNotFound(err) {
@@ -246,13 +282,17 @@ func (s *Service) endLegs(ctx context.Context, callSid string, legs []postgres.L
 	}
 }
 
-// Hold holds or resumes a party of a conference-mode call (see postgres.DB.Hold for the rules).
+// Hold holds or resumes a party of a call (see postgres.DB.Hold for the rules): in conference
+// mode with the Participant API, in direct mode by moving legs between queues (direct.go).
 func (s *Service) Hold(ctx context.Context, req postgres.HoldRequest) (*callrelay.Call, error) {
 	holdURL := s.holdMusicURL
 	if holdURL == "" {
 		holdURL = s.urls.HoldMusicURL()
 	}
 	return s.db.Hold(ctx, req, func(ctx context.Context, t postgres.HoldTarget) error {
+		if t.Mode == callrelay.ModeDirect {
+			return s.directHold(ctx, req, t)
+		}
 		return s.rest.Hold(ctx, t.ConferenceSid, t.CallSid, req.Hold, holdURL, twiml.HoldMethod)
 	})
 }

@@ -100,10 +100,13 @@ type DialOutcome struct {
 // routing the call started with and the call's status, stores the outcome on the timeline and the leg, and moves the
 // call to the plan's status. A repeated callback for the same attempt decides the same plan and
 // changes nothing. It returns ENOTFOUND for an unknown call.
-func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(r callrelay.Routing, callStatus string) callrelay.Plan) (callrelay.Routing, callrelay.Plan, error) {
+func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(r callrelay.Routing, c callrelay.CallState) callrelay.Plan) (callrelay.Routing, callrelay.Plan, error) {
 	var routing []byte
-	var callStatus string
-	err := db.pool.QueryRow(ctx, `SELECT routing, status FROM calls WHERE call_sid = $1`, o.CallSid).Scan(&routing, &callStatus)
+	var c callrelay.CallState
+	// FOR SHARE waits for a hold being applied (its transaction holds the row while Twilio is
+	// asked): the Dial a hold ends must see the hold.
+	err := db.pool.QueryRow(ctx, `SELECT routing, status, hold_caller, hold_callee FROM calls WHERE call_sid = $1 FOR SHARE`, o.CallSid).
+		Scan(&routing, &c.Status, &c.Hold.Caller, &c.Hold.Callee)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return callrelay.Routing{}, callrelay.Plan{}, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", o.CallSid)
 	} else if err != nil {
@@ -113,7 +116,7 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(
 	if err != nil {
 		return r, callrelay.Plan{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}
-	plan := decide(r, callStatus)
+	plan := decide(r, c)
 	detail := map[string]any{"dial_call_status": o.DialCallStatus, "attempt": o.Attempt, "next": plan.Action.String()}
 	if o.DialCallSid != "" {
 		detail["dial_call_sid"] = o.DialCallSid
@@ -160,7 +163,7 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(
 		INSERT INTO legs (call_sid, parent_call_sid, status, sip_response_code, sip_call_id, sip_headers,
 			duration_seconds, ended_at, created_at, updated_at)
 		SELECT $8, call_sid, $9, $10, nullif($11, ''), $12, $13, $2, $2, $2
-		FROM ev WHERE $8 <> ''
+		FROM ev WHERE $8 <> '' AND $14
 		ON CONFLICT (call_sid) DO UPDATE SET
 			status = CASE WHEN legs.status IN `+terminalSQL+` THEN legs.status ELSE excluded.status END,
 			sip_response_code = coalesce(excluded.sip_response_code, legs.sip_response_code),
@@ -172,7 +175,9 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(
 		WHERE legs.parent_call_sid = excluded.parent_call_sid`,
 		o.CallSid, db.now(), o.DialCallStatus, detail, o.Attempt,
 		plan.Attempt, status,
-		o.DialCallSid, legStatus, o.SipResponseCode, o.SipCallID, sipHeaders, o.DurationSeconds)
+		o.DialCallSid, legStatus, o.SipResponseCode, o.SipCallID, sipHeaders, o.DurationSeconds,
+		// A Dial ended by a hold leaves the callee's leg alive (redirected): not its end.
+		plan.Action != callrelay.ActEnqueue && plan.Action != callrelay.ActHoldWait)
 	if err != nil {
 		return r, plan, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}
@@ -226,8 +231,11 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 				sip_response_code, duration_seconds, answered_at, ended_at, created_at, updated_at)
 			SELECT $1, call_sid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 FROM parent
 			ON CONFLICT (call_sid) DO UPDATE SET
-				status = CASE WHEN legs.status IN `+terminalSQL+` OR legs.sequence >= excluded.sequence
-					THEN legs.status ELSE excluded.status END,
+				-- A final status always applies (a callback from UpdateCall's StatusCallback may
+				-- carry no SequenceNumber); a leg never leaves one.
+				status = CASE WHEN legs.status IN `+terminalSQL+` THEN legs.status
+					WHEN excluded.status IN `+terminalSQL+` OR legs.sequence < excluded.sequence THEN excluded.status
+					ELSE legs.status END,
 				sequence = greatest(legs.sequence, excluded.sequence),
 				target = CASE WHEN legs.target = '' THEN excluded.target ELSE legs.target END,
 				target_index = coalesce(legs.target_index, excluded.target_index),

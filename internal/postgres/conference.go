@@ -103,7 +103,8 @@ func (db *DB) RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (Co
 		case callrelay.ParticipantUnhold:
 			held = false
 		}
-		var firstJoin bool
+		isHoldEvent := ev.Event == callrelay.ParticipantHold || ev.Event == callrelay.ParticipantUnhold
+		var firstJoin, applied, nowHeld bool
 		err = tx.QueryRow(ctx, `
 			WITH old AS (
 				SELECT joined_at FROM participants WHERE call_sid = $1
@@ -121,10 +122,12 @@ func (db *DB) RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (Co
 					left_reason = coalesce(participants.left_reason, excluded.left_reason),
 					updated_at = excluded.updated_at
 				WHERE participants.parent_call_sid = excluded.parent_call_sid
+				RETURNING held, left_at IS NULL AND sequence = $7 AND $12 AS applied
 			)
-			SELECT $8::timestamptz IS NOT NULL AND NOT EXISTS (SELECT 1 FROM old WHERE joined_at IS NOT NULL)`,
+			SELECT $8::timestamptz IS NOT NULL AND NOT EXISTS (SELECT 1 FROM old WHERE joined_at IS NOT NULL),
+				coalesce((SELECT held FROM p), false), coalesce((SELECT applied FROM p), false)`,
 			ev.Participant, ev.CallSid, ev.ConferenceSid, party, ev.Label, held, ev.Sequence,
-			joinedAt, leftAt, ev.ReasonLeft, now).Scan(&firstJoin)
+			joinedAt, leftAt, ev.ReasonLeft, now, isHoldEvent).Scan(&firstJoin, &nowHeld, &applied)
 		if err != nil {
 			return err
 		}
@@ -133,15 +136,30 @@ func (db *DB) RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (Co
 		switch {
 		case ev.Event == callrelay.ParticipantJoin && party == callrelay.PartyCaller:
 			res.Ring = firstJoin && status == callrelay.StatusRinging && callee == nil
-		case ev.Event == callrelay.ParticipantLeave && ev.ReasonLeft != callrelay.LeftViaAPI && live &&
+		case ev.Event == callrelay.ParticipantLeave && ev.ReasonLeft != callrelay.LeftViaAPI &&
 			(party == callrelay.PartyCaller || callee != nil && *callee == ev.Participant):
-			res.Ended = true
-			if _, err := tx.Exec(ctx, `
-				UPDATE calls SET status = 'completed', ended_at = $2, updated_at = $3, hold_caller = false, hold_callee = false
-				WHERE call_sid = $1`, ev.CallSid, ev.At, now); err != nil {
-				return err
+			// The Dial action or the number's status callback may have ended the call first:
+			// the legs still ringing are ended either way.
+			if live {
+				res.Ended = true
+				if _, err := tx.Exec(ctx, `
+					UPDATE calls SET status = 'completed', ended_at = $2, updated_at = $3, hold_caller = false, hold_callee = false
+					WHERE call_sid = $1`, ev.CallSid, ev.At, now); err != nil {
+					return err
+				}
 			}
-			res.LiveLegs, err = liveLegs(ctx, tx, ev.CallSid)
+			if status != callrelay.StatusVoicemail {
+				res.LiveLegs, err = liveLegs(ctx, tx, ev.CallSid)
+			}
+			return err
+		case applied && (party == callrelay.PartyCaller || callee != nil && *callee == ev.Participant) && live:
+			// Twilio's own word on hold (participant-hold/-unhold, newest first) corrects the
+			// state, e.g. after a hold request that timed out but was applied.
+			column := "hold_caller"
+			if party == callrelay.PartyCallee {
+				column = "hold_callee"
+			}
+			_, err := tx.Exec(ctx, `UPDATE calls SET `+column+` = $2 WHERE call_sid = $1`, ev.CallSid, nowHeld)
 			return err
 		}
 		return nil
@@ -246,12 +264,7 @@ func (db *DB) FinishTarget(ctx context.Context, callSid string, d DialResult) (b
 	}
 	var wanted bool
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `
-			UPDATE calls SET dialed = dialed + 1, updated_at = $2 WHERE call_sid = $1
-			RETURNING status = 'ringing' AND callee_call_sid IS NULL`, callSid, now).Scan(&wanted)
-		if err != nil {
-			return err
-		}
+		// The leg before the call: RecordLegProgress locks in that order too.
 		if d.Leg != "" {
 			if _, err := tx.Exec(ctx, `
 				INSERT INTO legs (call_sid, parent_call_sid, target, target_index, label, status, created_at, updated_at)
@@ -264,6 +277,12 @@ func (db *DB) FinishTarget(ctx context.Context, callSid string, d DialResult) (b
 				d.Leg, callSid, d.Target, d.Index, d.Label, now); err != nil {
 				return err
 			}
+		}
+		err := tx.QueryRow(ctx, `
+			UPDATE calls SET dialed = dialed + 1, updated_at = $2 WHERE call_sid = $1
+			RETURNING status = 'ringing' AND callee_call_sid IS NULL`, callSid, now).Scan(&wanted)
+		if err != nil {
+			return err
 		}
 		_, err = addEvent(ctx, tx, callSid, now, "participant", callrelay.PartyCallee, "callrelay", outcome, detail, "participant:"+d.Label)
 		return err
@@ -294,7 +313,8 @@ func (db *DB) StopRinging(ctx context.Context, callSid string, giveUp bool, reas
 				AND ($3 OR next_target >= jsonb_array_length(routing->'targets')
 					AND dialed >= jsonb_array_length(routing->'targets')
 					AND NOT EXISTS (SELECT 1 FROM legs WHERE parent_call_sid = $1
-						AND (status NOT IN `+terminalSQL+` OR answered_at IS NOT NULL)))
+						-- completed means answered, whether or not its answered callback came yet
+						AND (status NOT IN `+terminalSQL+` OR status = 'completed' OR answered_at IS NOT NULL)))
 			RETURNING status`, callSid, now, giveUp).Scan(&status)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
@@ -324,18 +344,25 @@ type HoldRequest struct {
 	RequestID string
 }
 
-// HoldTarget is the party's call that a hold request changes.
+// HoldTarget is what a hold request changes: the party's call and, for direct mode, where
+// both legs are.
 type HoldTarget struct {
 	Mode          string
 	ConferenceSid string
 	CallSid       string // the party's own call: the caller's, or the callee's leg
+	CallerSid     string
+	CalleeSid     string              // "" before anyone answered
+	Held          callrelay.HoldState // before the request
+	// Owner is, in direct mode with nobody held, the party whose leg runs the bridging <Dial>.
+	Owner string
 }
 
 // Hold applies a hold request under a lock on the call, so that concurrent requests for one
-// call are applied one after the other. A party already in the asked state is left alone
-// (apply is not called); a party that is not connected is ECONFLICT; otherwise apply makes the
-// change at Twilio, and the hold state changes only if it succeeds. Every attempt is on the
-// timeline, failed or not. It returns the call as it is after the request, or the error.
+// call are applied one after the other (and a Dial that the request ends waits to see it). A
+// party already in the asked state is left alone (apply is not called); a party that is not
+// connected is ECONFLICT; otherwise apply makes the change at Twilio, and the hold state
+// changes only if it succeeds. Every attempt is on the timeline, failed or not. It returns the
+// call as it is after the request, or the error.
 func (db *DB) Hold(ctx context.Context, req HoldRequest, apply func(context.Context, HoldTarget) error) (*callrelay.Call, error) {
 	kind := "unhold"
 	if req.Hold {
@@ -345,28 +372,29 @@ func (db *DB) Hold(ctx context.Context, req HoldRequest, apply func(context.Cont
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var t HoldTarget
 		var status string
-		var conferenceSid, callee *string
-		var held [2]bool
+		var conferenceSid, callee, owner *string
 		err := tx.QueryRow(ctx, `
-			SELECT mode, status, conference_sid, callee_call_sid, hold_caller, hold_callee
+			SELECT mode, status, conference_sid, callee_call_sid, hold_caller, hold_callee, bridge_owner
 			FROM calls WHERE call_sid = $1 FOR UPDATE`, req.CallSid).
-			Scan(&t.Mode, &status, &conferenceSid, &callee, &held[0], &held[1])
+			Scan(&t.Mode, &status, &conferenceSid, &callee, &t.Held.Caller, &t.Held.Callee, &owner)
 		if errors.Is(err, pgx.ErrNoRows) {
 			failure = callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", req.CallSid)
 			return nil
 		} else if err != nil {
 			return err
 		}
-		t.CallSid = req.CallSid
-		current := held[0]
+		t.CallerSid, t.CallSid, t.Owner = req.CallSid, req.CallSid, callrelay.PartyCaller
+		if callee != nil {
+			t.CalleeSid = *callee
+		}
 		if req.Party == callrelay.PartyCallee {
-			t.CallSid, current = "", held[1]
-			if callee != nil {
-				t.CallSid = *callee
-			}
+			t.CallSid = t.CalleeSid
 		}
 		if conferenceSid != nil {
 			t.ConferenceSid = *conferenceSid
+		}
+		if owner != nil {
+			t.Owner = *owner
 		}
 		detail := map[string]any{}
 		if req.RequestID != "" {
@@ -375,11 +403,6 @@ func (db *DB) Hold(ctx context.Context, req HoldRequest, apply func(context.Cont
 		record := func(outcome string) error {
 			_, err := addEvent(ctx, tx, req.CallSid, db.now(), kind, req.Party, req.By, outcome, detail, "")
 			return err
-		}
-		if t.Mode != callrelay.ModeConference {
-			failure = callrelay.Errorf(callrelay.ECONFLICT, "Call %s is a direct-mode call: hold needs a conference-mode number.", req.CallSid)
-			detail["error"] = callrelay.ErrorMessage(failure)
-			return record("unsupported")
 		}
 
 		connected, err := partyConnected(ctx, tx, t, status)
@@ -392,7 +415,7 @@ func (db *DB) Hold(ctx context.Context, req HoldRequest, apply func(context.Cont
 				Message: fmt.Sprintf("The %s of call %s is not connected (call %s).", req.Party, req.CallSid, status)}
 			detail["error"] = callrelay.ErrorMessage(failure)
 			return record("not-connected")
-		case current == req.Hold:
+		case t.Held.Of(req.Party) == req.Hold:
 			return record("unchanged")
 		}
 		if err := apply(ctx, t); err != nil {
@@ -404,12 +427,22 @@ func (db *DB) Hold(ctx context.Context, req HoldRequest, apply func(context.Cont
 			}
 			return record("failed")
 		}
-		column := "hold_caller"
+		held := t.Held
 		if req.Party == callrelay.PartyCallee {
-			column = "hold_callee"
+			held.Callee = req.Hold
+		} else {
+			held.Caller = req.Hold
 		}
-		if _, err := tx.Exec(ctx, `UPDATE calls SET `+column+` = $2, updated_at = $3 WHERE call_sid = $1`,
-			req.CallSid, req.Hold, db.now()); err != nil {
+		// Direct mode: a resume that frees both has the other party's leg dial the queue, so
+		// that leg owns the bridge now.
+		var newOwner *string
+		if t.Mode == callrelay.ModeDirect && !held.Any() {
+			o := callrelay.OtherParty(req.Party)
+			newOwner = &o
+		}
+		if _, err := tx.Exec(ctx, `
+			UPDATE calls SET hold_caller = $2, hold_callee = $3, bridge_owner = $4, updated_at = $5 WHERE call_sid = $1`,
+			req.CallSid, held.Caller, held.Callee, newOwner, db.now()); err != nil {
 			return err
 		}
 		return record("ok")
@@ -424,15 +457,117 @@ func (db *DB) Hold(ctx context.Context, req HoldRequest, apply func(context.Cont
 }
 
 // partyConnected tells whether a party can be held: in conference mode it has joined the
-// conference and not left.
+// conference and not left; in direct mode the call is in progress and the callee's leg, which
+// answered, has not ended (either party leaving ends the call).
 func partyConnected(ctx context.Context, tx pgx.Tx, t HoldTarget, status string) (bool, error) {
-	if t.CallSid == "" || t.Mode != callrelay.ModeConference || callrelay.IsTerminal(status) || status == callrelay.StatusVoicemail {
+	if t.CallSid == "" || callrelay.IsTerminal(status) || status == callrelay.StatusVoicemail {
 		return false, nil
 	}
 	var ok bool
-	err := tx.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM participants
-			WHERE call_sid = $1 AND conference_sid = $2 AND joined_at IS NOT NULL AND left_at IS NULL)`,
-		t.CallSid, t.ConferenceSid).Scan(&ok)
+	var err error
+	if t.Mode == callrelay.ModeConference {
+		err = tx.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM participants
+				WHERE call_sid = $1 AND conference_sid = $2 AND joined_at IS NOT NULL AND left_at IS NULL)`,
+			t.CallSid, t.ConferenceSid).Scan(&ok)
+	} else {
+		err = tx.QueryRow(ctx, `
+			SELECT $2 = 'in-progress' AND EXISTS (SELECT 1 FROM legs
+				WHERE call_sid = $1 AND answered_at IS NOT NULL AND status NOT IN `+terminalSQL+`)`,
+			t.CalleeSid, status).Scan(&ok)
+	}
 	return ok, err
+}
+
+// HeldCall is a direct-mode call as the hold webhooks see it.
+type HeldCall struct {
+	Known  bool
+	Status string
+	Hold   callrelay.HoldState
+	// Held is true once the call has been through a hold: its original Dial is over, and no
+	// Dial action will end the call any more.
+	Held bool
+}
+
+// HeldCallState reads a direct-mode call for a hold webhook, waiting for a hold being applied.
+// queueParty and queueSid, when set, record the QueueSid of that party's queue.
+func (db *DB) HeldCallState(ctx context.Context, callSid, queueParty, queueSid string) (HeldCall, error) {
+	var c HeldCall
+	column := "caller_queue_sid"
+	if queueParty == callrelay.PartyCallee {
+		column = "callee_queue_sid"
+	}
+	err := db.pool.QueryRow(ctx, `
+		WITH q AS (
+			UPDATE calls SET `+column+` = $2 WHERE call_sid = $1 AND $2 <> '' AND `+column+` IS DISTINCT FROM $2
+		)
+		SELECT status, hold_caller, hold_callee, hold_caller OR hold_callee OR bridge_owner IS NOT NULL
+		FROM calls WHERE call_sid = $1 FOR SHARE`, callSid, queueSid).
+		Scan(&c.Status, &c.Hold.Caller, &c.Hold.Callee, &c.Held)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c, nil
+	} else if err != nil {
+		return c, fmt.Errorf("held call %s: %w", callSid, err)
+	}
+	c.Known = true
+	return c, nil
+}
+
+// Ending is what is left to hang up and delete when a held call ends.
+type Ending struct {
+	Ended  bool     // this request ended the call
+	Legs   []string // the calls still to hang up: the caller and the callee's leg, but the one gone
+	Queues []string // the call's queue SIDs, to delete
+}
+
+// FinishHeldCall ends a direct-mode call that has been through a hold, because gone (a CallSid
+// of either party, or "" when unknown) has hung up or the bridge ended for good: no Dial action
+// will end it any more. The call is completed and the hold cleared, once; what is left to hang
+// up and delete is returned each time, so that a repeated callback can finish the work.
+func (db *DB) FinishHeldCall(ctx context.Context, callSid, gone, reason string) (Ending, error) {
+	var e Ending
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		now := db.now()
+		var callee *string
+		var queues [2]*string
+		var held bool
+		err := tx.QueryRow(ctx, `
+			SELECT callee_call_sid, caller_queue_sid, callee_queue_sid,
+				hold_caller OR hold_callee OR bridge_owner IS NOT NULL
+			FROM calls WHERE call_sid = $1 AND mode = 'direct' FOR UPDATE`, callSid).
+			Scan(&callee, &queues[0], &queues[1], &held)
+		if errors.Is(err, pgx.ErrNoRows) || err == nil && !held {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE calls SET status = 'completed', ended_at = $2, updated_at = $2, hold_caller = false, hold_callee = false
+			WHERE call_sid = $1 AND status NOT IN `+terminalSQL, callSid, now)
+		if err != nil {
+			return err
+		}
+		if e.Ended = tag.RowsAffected() == 1; e.Ended {
+			if _, err := addEvent(ctx, tx, callSid, now, "hangup", "", "twilio", "completed",
+				map[string]any{"reason": reason, "gone": gone}, "held-call-end"); err != nil {
+				return err
+			}
+		}
+		if gone != callSid {
+			e.Legs = append(e.Legs, callSid)
+		}
+		if callee != nil && *callee != gone {
+			e.Legs = append(e.Legs, *callee)
+		}
+		for _, q := range queues {
+			if q != nil {
+				e.Queues = append(e.Queues, *q)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return e, fmt.Errorf("finish held call %s: %w", callSid, err)
+	}
+	return e, nil
 }

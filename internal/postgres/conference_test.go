@@ -108,6 +108,21 @@ func TestRecordConferenceEvent(t *testing.T) {
 		}
 	})
 
+	t.Run("TwilioHoldEventsSetHoldState", func(t *testing.T) {
+		db, _ := newDB(t)
+		ctx := context.Background()
+		startConferenceCall(t, db, callrelay.RingSimultaneous, 1)
+		record(t, db, confEvent(callrelay.ParticipantJoin, confCaller, 1))
+		hold := confEvent(callrelay.ParticipantHold, confCaller, 3)
+		hold.Hold = true
+		record(t, db, hold)
+		record(t, db, confEvent(callrelay.ParticipantUnhold, confCaller, 2)) // older: ignored
+		c, err := db.GetCall(ctx, confCaller)
+		if err != nil || !c.Hold.Caller || c.Hold.Callee {
+			t.Errorf("hold = %+v (%v), want the caller held as Twilio said last", c.Hold, err)
+		}
+	})
+
 	t.Run("OutOfOrderHoldAndLeave", func(t *testing.T) {
 		db, _ := newDB(t)
 		ctx := context.Background()

@@ -271,8 +271,8 @@ func TestRecordLegProgress(t *testing.T) {
 
 func TestRecordDialOutcome(t *testing.T) {
 	ctx := context.Background()
-	decide := func(o postgres.DialOutcome) func(callrelay.Routing, string) callrelay.Plan {
-		return func(r callrelay.Routing, _ string) callrelay.Plan {
+	decide := func(o postgres.DialOutcome) func(callrelay.Routing, callrelay.CallState) callrelay.Plan {
+		return func(r callrelay.Routing, _ callrelay.CallState) callrelay.Plan {
 			return callrelay.PlanDialOutcome(r, o.Attempt, o.DialCallStatus, o.CallerStatus)
 		}
 	}

@@ -377,11 +377,11 @@ func TestConference_NoAnswer(t *testing.T) {
 // refusal of the target: the caller goes to voicemail at once instead of waiting in music.
 func TestConference_TwilioUnreachable(t *testing.T) {
 	c := newConfCall(t, conferenceTargets)
-	c.fake.Fail("CreateParticipant", twiliofake.Failure{Status: 503, Code: 20503, Message: "Service Unavailable"})
+	c.fake.Fail("CreateParticipant", twiliofake.Failure{Status: 503, Code: 20503, Message: "Service Unavailable", Times: 3})
 	c.voice()
 	c.joined()
-	if n := len(c.fake.RequestsFor("CreateParticipant")); n != 1 {
-		t.Errorf("CreateParticipant requests = %d, want 1: no more after Twilio failed", n)
+	if n := len(c.fake.RequestsFor("CreateParticipant")); n != 3 {
+		t.Errorf("CreateParticipant requests = %d, want 3: three tries of the first target, none of the second", n)
 	}
 	updates := c.fake.RequestsFor("UpdateCall")
 	if len(updates) != 1 || updates[0].PathParams["Sid"] != c.caller || updates[0].Form.Get("Url") != publicURL+"/twilio/voicemail" {
@@ -390,6 +390,23 @@ func TestConference_TwilioUnreachable(t *testing.T) {
 	if call := getCall(t, c.s, c.caller); call["status"] != "voicemail" {
 		t.Errorf("status = %v, want voicemail", call["status"])
 	}
+}
+
+// TestConference_TooManyRequests: Twilio's 429 (participants created too fast, e.g. by several
+// replicas) is tried again, not taken for Twilio being down.
+func TestConference_TooManyRequests(t *testing.T) {
+	c := newConfCall(t, conferenceTargets)
+	c.fake.Fail("CreateParticipant", twiliofake.Failure{Status: 429, Code: 20429, Message: "Too Many Requests"})
+	c.voice()
+	c.joined()
+	if n := len(c.fake.RequestsFor("CreateParticipant")); n != 3 {
+		t.Errorf("CreateParticipant requests = %d, want 3 (one refused with 429, tried again, then the second target)", n)
+	}
+	if n := len(c.fake.RequestsFor("UpdateCall")); n != 0 {
+		t.Errorf("UpdateCall = %d, want none: both targets ring", n)
+	}
+	c.legSid("callee-1")
+	c.legSid("callee-2")
 }
 
 // TestConference_RefusedTarget: Twilio refusing one target (an invalid number, say) does not
@@ -422,12 +439,31 @@ func TestConference_RefusedTarget(t *testing.T) {
 	}
 }
 
-// TestConference_CallerHangsUpWhileRinging ends the ringing legs.
+// TestConference_CallerHangsUpWhileRinging ends the ringing legs, whichever of Twilio's
+// hang-up callbacks arrives first.
 func TestConference_CallerHangsUpWhileRinging(t *testing.T) {
+	for _, first := range []string{"participant-leave", "call-status", "dial-outcome"} {
+		t.Run(first, func(t *testing.T) { callerHangsUpWhileRinging(t, first) })
+	}
+}
+
+func callerHangsUpWhileRinging(t *testing.T, first string) {
 	c := newConfCall(t, conferenceTargets)
 	c.voice()
 	c.joined()
 	c.leg("callee-1", "ringing")
+	gone := inbound(c.caller)
+	gone.Set("CallStatus", "completed")
+	switch first {
+	case "call-status": // the number's status callback
+		if rec := c.s.twilio("/twilio/call-status", gone); rec.Code != http.StatusNoContent {
+			t.Fatalf("call-status: %d", rec.Code)
+		}
+		c.s.conf.Wait()
+	case "dial-outcome":
+		gone.Set("DialCallStatus", "completed")
+		twiml(t, c.s.twilio("/twilio/dial-outcome?attempt=0", gone))
+	}
 	c.event("participant-leave", c.caller, "caller", url.Values{"ReasonParticipantLeft": {"participant_hung_up"}})
 	canceled := map[string]bool{}
 	for _, r := range c.fake.RequestsFor("UpdateCall") {

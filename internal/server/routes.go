@@ -21,7 +21,7 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		tw.Use(twilioSignature(v, d.Config.InsecureSkipSignature, m), detach)
 		tw.Handle("POST /twilio/voice", handleVoice(d.DB, b, cache, m))
 		tw.Handle("POST /twilio/dial-outcome", handleDialOutcome(d.DB, b, cache, m))
-		tw.Handle("POST /twilio/call-status", handleCallStatus(d.DB, d.Conference, d.Now))
+		tw.Handle("POST /twilio/call-status", handleCallStatus(d.Conference, d.Now))
 		tw.Handle("POST /twilio/conference-status", handleConferenceStatus(d.Conference, d.Now))
 		tw.Handle("POST /twilio/voicemail", handleVoicemail(d.DB, b, cache, m))
 		tw.Handle("POST /twilio/recording", handleRecording(d.DB, b))

@@ -104,9 +104,14 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 			SipHeaders:      sipHeaders(f),
 			CallerStatus:    f.Get("CallStatus"),
 		}
-		decide := func(rt callrelay.Routing, callStatus string) callrelay.Plan {
+		decide := func(rt callrelay.Routing, c callrelay.CallState) callrelay.Plan {
 			if rt.Mode == callrelay.ModeConference {
-				return callrelay.PlanConferenceOutcome(rt, o.DialCallStatus, o.CallerStatus, callStatus)
+				return callrelay.PlanConferenceOutcome(rt, o.DialCallStatus, o.CallerStatus, c.Status)
+			}
+			// A hold ended the Dial (the callee's leg was redirected): the caller goes to its
+			// queue, or waits while the callee is held. A hang-up ends the call as always.
+			if p, ok := callrelay.PlanHeldLeg(callrelay.PartyCaller, c.Hold); ok && !callrelay.CallerGone(o.CallerStatus) {
+				return p
 			}
 			return callrelay.PlanDialOutcome(rt, o.Attempt, o.DialCallStatus, o.CallerStatus)
 		}
@@ -118,14 +123,14 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 			log.Error("dial outcome: store", slog.String("call_sid", o.CallSid), slog.String("error", err.Error()))
 			cached, ok := fallbackRouting(cache, m, "/twilio/dial-outcome", f.Get("To"))
 			if !ok {
-				if decide(callrelay.Routing{}, "").Action == callrelay.ActHangup {
+				if decide(callrelay.Routing{}, callrelay.CallState{}).Action == callrelay.ActHangup {
 					writeTwiML(w, twiml.Hangup())
 				} else {
 					writeTwiML(w, twiml.Apology("", ""))
 				}
 				return
 			}
-			rt, plan = cached, decide(cached, "")
+			rt, plan = cached, decide(cached, callrelay.CallState{})
 		}
 		respondPlan(w, r, b, rt, plan)
 	})
@@ -145,7 +150,7 @@ func sipHeaders(f map[string][]string) map[string]string {
 	return h
 }
 
-func handleCallStatus(db *postgres.DB, conf *conference.Service, now func() time.Time) http.Handler {
+func handleCallStatus(conf *conference.Service, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
 		f := r.PostForm
@@ -163,7 +168,7 @@ func handleCallStatus(db *postgres.DB, conf *conference.Service, now func() time
 		if parent == "" {
 			parent = r.URL.Query().Get(twiml.QueryCall)
 		}
-		if parent != "" {
+		if parent != "" && parent != sid {
 			seq := -1
 			if n := formInt(f.Get("SequenceNumber")); n != nil {
 				seq = *n
@@ -176,7 +181,7 @@ func handleCallStatus(db *postgres.DB, conf *conference.Service, now func() time
 			})
 			known = res.Known
 		} else {
-			known, err = db.RecordCallStatus(r.Context(), sid, status, at)
+			known, err = conf.CallStatus(r.Context(), sid, status, at)
 		}
 		if err != nil {
 			// Not a live caller: an error status lets Twilio's retry (if configured) try again.

@@ -236,12 +236,27 @@ func (c *Client) KeepConference(ctx context.Context, conferenceSid, callSid stri
 	return nil
 }
 
-// Redirect makes a live call fetch new TwiML from url (POST).
-func (c *Client) Redirect(ctx context.Context, callSid, url string) error {
+// Redirect makes a live call fetch new TwiML from url (POST). A statusCallback, when given,
+// is told when the call ends (a redirected call keeps no other way to say so).
+func (c *Client) Redirect(ctx context.Context, callSid, url, statusCallback string) error {
+	params := (&openapi.UpdateCallParams{}).SetUrl(url).SetMethod(http.MethodPost)
+	if statusCallback != "" {
+		params.SetStatusCallback(statusCallback).SetStatusCallbackMethod(http.MethodPost)
+	}
 	api, cancel := c.api(ctx)
 	defer cancel()
-	if _, err := api.UpdateCall(callSid, (&openapi.UpdateCallParams{}).SetUrl(url).SetMethod(http.MethodPost)); err != nil {
+	if _, err := api.UpdateCall(callSid, params); err != nil {
 		return upstream("redirect the call", err)
+	}
+	return nil
+}
+
+// DeleteQueue removes a queue; Twilio deletes only empty ones.
+func (c *Client) DeleteQueue(ctx context.Context, queueSid string) error {
+	api, cancel := c.api(ctx)
+	defer cancel()
+	if err := api.DeleteQueue(queueSid, nil); err != nil {
+		return upstream("delete the queue", err)
 	}
 	return nil
 }

@@ -129,7 +129,7 @@ func TestClient_noRedirects(t *testing.T) {
 		http.Redirect(w, r, elsewhere.URL+"/steal", http.StatusTemporaryRedirect)
 	})
 	c := newClient(t, srv.URL, Config{})
-	_ = c.Redirect(context.Background(), callSid, "https://relay.example.com/twilio/voicemail")
+	_ = c.Redirect(context.Background(), callSid, "https://relay.example.com/twilio/voicemail", "")
 	select {
 	case r := <-elsewhereReqs:
 		t.Errorf("the redirect was followed: %s %s with user %q", r.method, r.path, r.user)
@@ -184,7 +184,7 @@ func TestClient_timeout(t *testing.T) {
 	})
 	defer close(release)
 	c := newClient(t, srv.URL, Config{Timeout: 50 * time.Millisecond})
-	err := c.Redirect(context.Background(), callSid, "https://relay.example.com/twilio/voicemail")
+	err := c.Redirect(context.Background(), callSid, "https://relay.example.com/twilio/voicemail", "")
 	if callrelay.ErrorCode(err) != callrelay.EUPSTREAM || IsRefused(err) {
 		t.Fatalf("err = %v, want an upstream error that is not a refusal", err)
 	}
@@ -193,7 +193,7 @@ func TestClient_timeout(t *testing.T) {
 		c := newClient(t, srv.URL, Config{Timeout: time.Hour})
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if err := c.Redirect(ctx, callSid, "https://relay.example.com/twilio/voicemail"); callrelay.ErrorCode(err) != callrelay.EUPSTREAM {
+		if err := c.Redirect(ctx, callSid, "https://relay.example.com/twilio/voicemail", ""); callrelay.ErrorCode(err) != callrelay.EUPSTREAM {
 			t.Fatalf("err = %v, want an upstream error", err)
 		}
 	})
