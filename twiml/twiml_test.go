@@ -669,6 +669,16 @@ func TestBuilder_HoldMusic(t *testing.T) {
 	})
 }
 
+// TestQueueName checks that a call's queue names stay under Twilio's 64 characters and differ
+// by party and call.
+func TestQueueName(t *testing.T) {
+	a, b := twiml.QueueName(callSid, callrelay.PartyCaller), twiml.QueueName(callSid, callrelay.PartyCallee)
+	other := twiml.QueueName("CA"+strings.Repeat("9", 32), callrelay.PartyCaller)
+	if len(a) >= 64 || len(b) >= 64 || a == b || a == other {
+		t.Errorf("queue names %q %q %q: want distinct and under 64 characters", a, b, other)
+	}
+}
+
 // TestBuilder_ParticipantStatusURL checks that a participant's status callback names the
 // caller's call (a participant has no ParentCallSid) and the target.
 func TestBuilder_ParticipantStatusURL(t *testing.T) {
@@ -713,6 +723,10 @@ func TestBuilder_golden(t *testing.T) {
 		{"hold_music_loop.xml", b.HoldMusic(""), nil},
 		{"hold_music_play.xml", b.HoldMusic("https://cdn.example.com/hold.mp3"), nil},
 		{"empty.xml", twiml.Empty(), nil},
+		{"hold_enqueue.xml", must(b.Enqueue(callSid, callrelay.PartyCaller)), nil},
+		{"hold_wait.xml", must(b.HoldWait(callSid, callrelay.PartyCallee, false)), nil},
+		{"hold_wait_again.xml", must(b.HoldWait(callSid, callrelay.PartyCallee, true)), nil},
+		{"hold_resume.xml", must(b.ResumeDial(callSid, callrelay.PartyCallee, callrelay.PartyCaller)), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

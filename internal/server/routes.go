@@ -30,6 +30,12 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		// GET for a holdUrl fetched with HoldMethod GET; the signature then covers the query.
 		tw.Handle("GET /twilio/hold-music", handleHoldMusic(b, d.Config.HoldMusicURL.String()))
 		tw.Handle("POST /twilio/hold-music", handleHoldMusic(b, d.Config.HoldMusicURL.String()))
+		// Direct-mode hold: documents for redirected legs, and the actions that end a bridge.
+		tw.Handle("POST /twilio/hold-wait", handleHoldWait(b))
+		tw.Handle("POST /twilio/hold-enqueue", handleHoldEnqueue(b))
+		tw.Handle("POST /twilio/hold-resume", handleHoldResume(b))
+		tw.Handle("POST /twilio/enqueue-outcome", handleHeldLegOutcome(d.DB, d.Conference, b, "enqueue"))
+		tw.Handle("POST /twilio/bridge-outcome", handleHeldLegOutcome(d.DB, d.Conference, b, "bridge"))
 	})
 
 	mux.Group(func(api chi.Router) {
