@@ -32,9 +32,9 @@ const (
 	PathBridgeOutcome     = "/twilio/bridge-outcome"  // a resuming <Dial><Queue>'s action
 	QueryParty            = "party"                   // on the hold paths: whose leg the document is for
 	QueryQueue            = "queue"                   // on PathHoldResume: whose queue to dial
-	QueryAttempt          = "attempt" // on PathDialOutcome: Plan.Attempt of the <Dial>
-	QueryTarget           = "target"  // on PathCallStatus: index of the target in Routing.Targets
-	QueryCall             = "call"    // on PathCallStatus: the caller's CallSid, for a conference participant (it has no ParentCallSid)
+	QueryAttempt          = "attempt"                 // on PathDialOutcome: Plan.Attempt of the <Dial>
+	QueryTarget           = "target"                  // on PathCallStatus: index of the target in Routing.Targets
+	QueryCall             = "call"                    // on PathCallStatus: the caller's CallSid, for a conference participant (it has no ParentCallSid)
 	CallStatusEvents      = "initiated ringing answered completed"
 	RecordingStatusEvents = "completed absent"
 	// ConferenceEvents are the conference events asked for: Twilio has no "unhold" value,
