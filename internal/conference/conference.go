@@ -112,8 +112,8 @@ func (s *Service) LegProgress(ctx context.Context, p postgres.LegProgress) (post
 		return res, err
 	}
 	if res.Mode == callrelay.ModeDirect {
-		if callrelay.IsTerminal(p.Status) {
-			s.finishHeld(p.ParentCallSid, p.CallSid, "callee's leg "+p.Status)
+		if res.Held && callrelay.IsTerminal(p.Status) {
+			s.FinishHeld(p.ParentCallSid, p.CallSid, "callee's leg "+p.Status, "")
 		}
 		return res, nil
 	}
@@ -188,21 +188,31 @@ func (s *Service) ring(ctx context.Context, callSid string) {
 // createParticipant adds a target, trying again when Twilio is busy (429) or failing (5xx, a
 // timeout) rather than refusing: the caller goes to voicemail only if it keeps failing.
 func (s *Service) createParticipant(ctx context.Context, t postgres.RingTarget, callSid string) (string, error) {
+	var leg string
+	err := s.retry(ctx, func() (err error) {
+		leg, err = s.rest.CreateParticipant(ctx, t.ConferenceSid, s.participant(t, callSid))
+		return err
+	})
+	return leg, err
+}
+
+// retry runs f until it succeeds, Twilio refuses it (trying again would fail the same way),
+// ctx ends, or RedirectAttempts are spent, waiting RedirectBackoff, doubled each time, between.
+func (s *Service) retry(ctx context.Context, f func() error) error {
 	var err error
 	for attempt := range max(s.RedirectAttempts, 1) {
 		if attempt > 0 {
 			select {
 			case <-ctx.Done():
-				return "", err
+				return err
 			case <-time.After(s.RedirectBackoff << (attempt - 1)):
 			}
 		}
-		var leg string
-		if leg, err = s.rest.CreateParticipant(ctx, t.ConferenceSid, s.participant(t, callSid)); err == nil || twilioapi.IsRefused(err) {
-			return leg, err
+		if err = f(); err == nil || twilioapi.IsRefused(err) {
+			return err
 		}
 	}
-	return "", err
+	return err
 }
 
 // participant is the CreateParticipant request for a claimed target. The callee sees the
@@ -238,18 +248,7 @@ func (s *Service) toVoicemail(ctx context.Context, callSid string, giveUp bool, 
 	}
 	s.log.Info("conference: nobody answered, to voicemail", slog.String("call_sid", callSid), slog.String("reason", reason))
 	// The caller's Dial action follows; it finds the call in voicemail and does nothing.
-	var rerr error
-	for attempt := range max(s.RedirectAttempts, 1) {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(s.RedirectBackoff << (attempt - 1)):
-			}
-		}
-		if rerr = s.rest.Redirect(ctx, callSid, s.urls.VoicemailURL(), ""); rerr == nil || twilioapi.IsRefused(rerr) || ctx.Err() != nil {
-			break
-		}
-	}
+	rerr := s.retry(ctx, func() error { return s.rest.Redirect(ctx, callSid, s.urls.VoicemailURL(), "") })
 	if rerr != nil {
 		s.log.Error("conference: redirect to voicemail", slog.String("call_sid", callSid), slog.String("error", rerr.Error()))
 	}

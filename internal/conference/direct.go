@@ -51,7 +51,7 @@ func (s *Service) directHold(ctx context.Context, req postgres.HoldRequest, t po
 func (s *Service) CallStatus(ctx context.Context, callSid, status string, at time.Time) (bool, error) {
 	known, err := s.db.RecordCallStatus(ctx, callSid, status, at)
 	if err == nil && known && callrelay.IsTerminal(status) {
-		s.finishHeld(callSid, callSid, "caller "+status)
+		s.FinishHeld(callSid, callSid, "caller "+status, "")
 		// A conference caller who hung up: the legs still ringing are ended (the conference's
 		// participant-leave, on another replica, may come later or not at all).
 		s.background(func(ctx context.Context) {
@@ -72,22 +72,11 @@ func (s *Service) CallStatus(ctx context.Context, callSid, status string, at tim
 	return known, err
 }
 
-// finishHeld ends a direct-mode call that went through a hold, in the background: its original
-// Dial is over, so nothing else will hang up the party left behind.
-func (s *Service) finishHeld(callSid, gone, reason string) {
-	s.background(func(ctx context.Context) {
-		end, err := s.db.FinishHeldCall(ctx, callSid, gone, reason)
-		if err != nil {
-			s.log.Error("direct hold: finish call", slog.String("call_sid", callSid), slog.String("error", err.Error()))
-			return
-		}
-		s.cleanUp(ctx, callSid, end)
-	})
-}
-
-// HeldCallOver is finishHeld for a hold webhook that has found the call over: it runs in the
-// background and the webhook answers at once.
-func (s *Service) HeldCallOver(callSid, gone, reason string, queueSid string) {
+// FinishHeld ends a direct-mode call that went through a hold, in the background (a webhook
+// answers at once): its original Dial is over, so nothing else will hang up the party left
+// behind. gone is the leg that has hung up (or hangs up by the webhook's answer); queueSid,
+// when known, is a queue to delete too.
+func (s *Service) FinishHeld(callSid, gone, reason, queueSid string) {
 	s.background(func(ctx context.Context) {
 		end, err := s.db.FinishHeldCall(ctx, callSid, gone, reason)
 		if err != nil {

@@ -203,6 +203,7 @@ type LegResult struct {
 	Mode          string // the call's mode
 	Callee        string // the leg that answered first (the callee), "" while none has
 	ConferenceSid string // "" outside conference mode
+	Held          bool   // direct mode: the call has been through a hold (its Dial no longer ends it)
 }
 
 // RecordLegProgress applies a leg's status callback. It is idempotent and ordered: a status is
@@ -225,7 +226,9 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 	var res LegResult
 	err := db.pool.QueryRow(ctx, `
 		WITH parent AS (
-			SELECT call_sid, mode, callee_call_sid, conference_sid FROM calls WHERE call_sid = $2
+			SELECT call_sid, mode, callee_call_sid, conference_sid,
+				hold_caller OR hold_callee OR bridge_owner IS NOT NULL AS held
+			FROM calls WHERE call_sid = $2
 		), leg AS (
 			INSERT INTO legs (call_sid, parent_call_sid, target, target_index, status, sequence,
 				sip_response_code, duration_seconds, answered_at, ended_at, created_at, updated_at)
@@ -257,9 +260,9 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 				AND $5 = 'in-progress'
 			RETURNING callee_call_sid
 		)
-		SELECT mode, coalesce((SELECT callee_call_sid FROM c), callee_call_sid, ''), coalesce(conference_sid, '') FROM parent`,
+		SELECT mode, coalesce((SELECT callee_call_sid FROM c), callee_call_sid, ''), coalesce(conference_sid, ''), held FROM parent`,
 		p.CallSid, p.ParentCallSid, p.Target, p.TargetIndex, p.Status, p.Sequence,
-		p.SipResponseCode, p.DurationSeconds, answeredAt, endedAt, db.now(), detail, p.At).Scan(&res.Mode, &res.Callee, &res.ConferenceSid)
+		p.SipResponseCode, p.DurationSeconds, answeredAt, endedAt, db.now(), detail, p.At).Scan(&res.Mode, &res.Callee, &res.ConferenceSid, &res.Held)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, nil
 	} else if err != nil {

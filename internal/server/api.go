@@ -26,6 +26,19 @@ func toNumberJSON(n *callrelay.Number) numberJSON {
 	return numberJSON{Number: n.Number, Routing: n.Routing.Redacted(), CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt}
 }
 
+// readBody reads an ops API request's (size-limited) body; failing, a 400 saying why.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, callrelay.Invalidf("", "Body is larger than %d bytes.", tooLarge.Limit)
+		}
+		return nil, callrelay.Invalidf("", "Cannot read body: %v.", err)
+	}
+	return body, nil
+}
+
 // pathNumber reads and checks the {number} of a route.
 func pathNumber(r *http.Request) (string, error) {
 	// chi hands over the escaped segment when the path was escaped: %2B15551230000 is +1555….
@@ -43,14 +56,9 @@ func handlePutNumber(db *postgres.DB, cache *routingCache) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		body, err := io.ReadAll(r.Body)
+		body, err := readBody(r)
 		if err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				writeError(w, r, callrelay.Invalidf("", "Body is larger than %d bytes.", tooLarge.Limit))
-				return
-			}
-			writeError(w, r, callrelay.Invalidf("", "Cannot read body: %v.", err))
+			writeError(w, r, err)
 			return
 		}
 		rt, err := callrelay.DecodeRouting(bytes.NewReader(body))

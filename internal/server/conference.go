@@ -3,8 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -103,13 +101,9 @@ func handleHold(svc *conference.Service, hold bool) http.Handler {
 
 // readParty reads {"party":"caller"|"callee"}; an empty body means the caller.
 func readParty(r *http.Request) (string, error) {
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return "", callrelay.Invalidf("", "Body is larger than %d bytes.", tooLarge.Limit)
-		}
-		return "", callrelay.Invalidf("", "Cannot read body: %v.", err)
+		return "", err
 	}
 	var in holdBody
 	if len(bytes.TrimSpace(body)) > 0 {

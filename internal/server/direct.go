@@ -111,7 +111,7 @@ func handleHeldLegOutcome(db *postgres.DB, conf *conference.Service, b *twiml.Bu
 			log.Info("held call over", slog.String("call_sid", callSid), slog.String("party", party), slog.String("result", result))
 			if c.Known {
 				// This leg has gone or hangs up by our answer; the other is hung up.
-				conf.HeldCallOver(callSid, f.Get("CallSid"), kind+" "+result, queueSid)
+				conf.FinishHeld(callSid, f.Get("CallSid"), kind+" "+result, queueSid)
 			}
 			writeTwiML(w, twiml.Hangup())
 		}
