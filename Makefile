@@ -33,8 +33,9 @@ test: testdb ## run all tests with the race detector (needs Postgres, see TEST_D
 testdb: ## make sure the test Postgres answers on 127.0.0.1:5432 (starts the system cluster)
 	@scripts/testdb.sh
 
-lint: ## go vet + gofmt check (lists unformatted files)
+lint: ## go vet, staticcheck (pinned, not in go.mod) and a gofmt check (lists unformatted files)
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	@unformatted="$$(find . -name '*.go' -not -path './.git/*' -not -path './.data/*' -not -path './vendor/*' -print0 | xargs -0 -r gofmt -l)"; \
 	if [ -n "$$unformatted" ]; then \
 		echo "gofmt: these files need formatting (run: gofmt -w <file>):"; \
