@@ -15,6 +15,7 @@ require (
 	github.com/riverqueue/river/rivertype v0.51.0
 	github.com/twilio/twilio-go v1.31.0
 	github.com/wneessen/go-mail v0.8.1
+	go.yaml.in/yaml/v3 v3.0.6
 )
 
 require (

@@ -18,18 +18,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/callrelay/callrelay/internal/conference"
+	"github.com/callrelay/callrelay/internal/app"
 	"github.com/callrelay/callrelay/internal/config"
-	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
-	"github.com/callrelay/callrelay/internal/recording"
-	"github.com/callrelay/callrelay/internal/server"
-	"github.com/callrelay/callrelay/internal/twilioapi"
-	"github.com/callrelay/callrelay/internal/voicemail"
-	"github.com/callrelay/callrelay/twiml"
 )
 
 func main() {
@@ -131,35 +123,13 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpo
 	if cfg.OpsToken == "" {
 		log.Warn("CALLRELAY_OPS_TOKEN is not set: the ops API answers 503")
 	}
-	db := postgres.New(pool)
-	media := recording.NewFetcher(cfg.TwilioAPIURL.URL, cfg.TwilioAccountSID, cfg.TwilioAuthToken.Value(), nil)
-	links := recording.NewLinks(cfg.PublicURL.URL, recording.ParseSecrets(cfg.LinkSecret.Value()), recording.DefaultTTL, time.Now)
-	sender, err := mail.New(cfg.SMTPURL.Value(), cfg.MailDir, mail.DefaultTimeout)
-	if err != nil {
-		return fmt.Errorf("config: SMTP_URL: %w", err)
-	}
-	log.Info("mail", slog.String("sender", fmt.Sprint(sender)))
-	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, log), voicemail.QueueOptions{Logger: log})
+	a, err := app.New(cfg, pool, log, app.Options{})
 	if err != nil {
 		return err
 	}
-	db.Jobs = queue
-	// Stopped explicitly after the HTTP server, not by the signal: webhooks in flight may still enqueue.
-	if err := queue.Start(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("start job queue: %w", err)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if cfg.TwilioAccountSID == "" {
-		log.Warn("TWILIO_ACCOUNT_SID is not set: conference mode and hold cannot use Twilio's REST API")
-	}
-	rest := twilioapi.New(twilioapi.Config{AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken.Value(), BaseURL: cfg.TwilioAPIURL.URL})
-	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
-	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links, Conference: conf})
 	srv := &http.Server{
 		Addr:              cfg.Addr,
-		Handler:           handler,
+		Handler:           a.Handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -170,6 +140,10 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpo
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	if err := a.Start(ctx); err != nil {
+		ln.Close()
+		return err
 	}
 	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("public_url", cfg.PublicURL.String()),
 		slog.String("twilio_api_url", cfg.TwilioAPIURL.String()))
@@ -188,13 +162,8 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpo
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	// Participants being added and legs being ended: a caller must not be left waiting.
-	if err := conf.Shutdown(sctx); err != nil {
-		log.Warn("conference work", slog.String("error", err.Error()))
-	}
-	// Running jobs finish (or are cancelled and handed back to the queue for another replica).
-	if err := queue.Stop(sctx); err != nil {
-		log.Warn("job queue stop", slog.String("error", err.Error()))
+	if err := a.Shutdown(sctx); err != nil {
+		log.Warn("shutdown", slog.String("error", err.Error()))
 	}
 	log.Info("stopped")
 	return nil

@@ -78,6 +78,11 @@ type Options struct {
 	NewSid func(prefix string) string
 	// Now is the fake's clock (recorded times, date fields); nil: time.Now.
 	Now func() time.Time
+	// Handler, when set, answers every request that passed authentication and validation
+	// instead of the fake's own state (a Failure queued by Fail still comes first). It runs
+	// outside the fake's lock: a simulator keeps its own state and answers with ErrorBody on
+	// refusal. It returns the status and a JSON-encodable body (nil: no body).
+	Handler func(Request) (status int, body any)
 }
 
 // Failure is a Twilio error Fail makes the fake answer instead of handling a request.
@@ -105,9 +110,10 @@ type Fake struct {
 	AccountSID string
 	AuthToken  string
 
-	spec   *Spec
-	newSid func(prefix string) string
-	now    func() time.Time
+	spec    *Spec
+	newSid  func(prefix string) string
+	now     func() time.Time
+	handler func(Request) (int, any)
 
 	mu               sync.Mutex
 	requests         []*Request
@@ -136,6 +142,7 @@ func New(opts Options) (*Fake, error) {
 		spec:        opts.Spec,
 		newSid:      opts.NewSid,
 		now:         opts.Now,
+		handler:     opts.Handler,
 		failures:    map[string][]*Failure{},
 		calls:       map[string]*call{},
 		conferences: map[string]*conference{},
@@ -358,7 +365,15 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	f.mu.Lock()
-	status, answer := f.answer(op, req)
+	status, answer, handled := f.injected(op)
+	if !handled && f.handler == nil {
+		status, answer = f.answer(op, req)
+	}
+	f.mu.Unlock()
+	if !handled && f.handler != nil {
+		status, answer = f.handler(req.clone())
+	}
+	f.mu.Lock()
 	req.Status = status
 	f.mu.Unlock()
 	writeJSON(w, status, answer)
@@ -456,15 +471,27 @@ func containsSlash(s string) bool {
 	return err == nil && u != s && containsSlash(u)
 }
 
-// answer handles a valid request, or answers the failure Fail queued for it. f.mu is held.
-func (f *Fake) answer(op *Operation, req *Request) (int, any) {
-	if q := f.failures[op.ID]; len(q) > 0 {
-		e := q[0]
-		if e.Times--; e.Times == 0 {
-			f.failures[op.ID] = q[1:]
-		}
-		return e.Status, errorBody(e.Status, e.Code, e.Message)
+// injected answers the failure Fail queued for a request, if any. f.mu is held.
+func (f *Fake) injected(op *Operation) (int, any, bool) {
+	q := f.failures[op.ID]
+	if len(q) == 0 {
+		return 0, nil, false
 	}
+	e := q[0]
+	if e.Times--; e.Times == 0 {
+		f.failures[op.ID] = q[1:]
+	}
+	return e.Status, errorBody(e.Status, e.Code, e.Message), true
+}
+
+// ErrorBody is Twilio's JSON error answer, for a Handler refusing a request.
+func ErrorBody(status, code int, message string) any { return errorBody(status, code, message) }
+
+// NotFoundMessage is Twilio's message for a 404 (CodeNotFound) on path.
+func NotFoundMessage(path string) string { return notFoundMessage(path) }
+
+// answer handles a valid request with the fake's own state. f.mu is held.
+func (f *Fake) answer(op *Operation, req *Request) (int, any) {
 	h := handlers[op.ID]
 	if h == nil {
 		return http.StatusNotImplemented, errorBody(http.StatusNotImplemented, CodeNotImplemented,

@@ -1,0 +1,165 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"log/slog"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callrelay/callrelay/internal/app"
+	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/mail/mailtest"
+	"github.com/callrelay/callrelay/internal/postgres/pgtest"
+	"github.com/callrelay/callrelay/internal/twiliofake"
+	"github.com/callrelay/callrelay/internal/twiliosim"
+	"github.com/callrelay/callrelay/twiml/twimltest"
+)
+
+// speed is how much faster than real time the scenarios run: a 20-second ring takes one
+// second. callrelay's own timers are scaled to match (participant pacing, transcript wait).
+const speed = 20
+
+const (
+	accountSID = "AC0123456789abcdef0123456789abcdef"
+	authToken  = "e2etoken123"
+	opsToken   = "e2eopstoken"
+)
+
+var verbose = flag.Bool("timeline", false, "print every scenario's timeline")
+
+// relay is callrelay and the simulator, wired to each other, on a database of its own.
+type relay struct {
+	sim  *twiliosim.Sim
+	smtp *mailtest.Server
+	logs *logBuffer
+}
+
+func startRelay(t *testing.T) *relay {
+	t.Helper()
+	pool := pgtest.NewPool(t)
+	smtp := mailtest.Start(t)
+	simSrv := httptest.NewUnstartedServer(nil)
+	relaySrv := httptest.NewUnstartedServer(nil)
+	relayURL, _ := url.Parse("http://" + relaySrv.Listener.Addr().String())
+	apiURL, _ := url.Parse("http://" + simSrv.Listener.Addr().String())
+	smtpURL := config.Secret(smtp.URL())
+	cfg := config.Config{
+		PublicURL:        config.URL{URL: relayURL},
+		TwilioAccountSID: accountSID,
+		TwilioAuthToken:  authToken,
+		TwilioAPIURL:     config.URL{URL: apiURL},
+		OpsToken:         opsToken,
+		SMTPURL:          smtpURL,
+		MailFrom:         "callrelay@relay.example.com",
+		MailDir:          t.TempDir(),
+		TranscriptWait:   90 * time.Second / speed,
+	}
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	a, err := app.New(cfg, pool, log, app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := twiliofake.DefaultSpec()
+	if err != nil {
+		t.Fatal(err) // in CI the spec must be there; see twiliofake.FindSpecFile
+	}
+	sim, err := twiliosim.New(twiliosim.Config{
+		AccountSID: accountSID, AuthToken: authToken, OpsToken: opsToken,
+		BaseURL: relayURL.String(), APIURL: apiURL.String(),
+		Clock: twiliosim.NewClock(time.Now(), speed), Spec: spec, CheckTwiML: checkTwiML,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simSrv.Config.Handler, relaySrv.Config.Handler = sim, a.Handler
+	simSrv.Start()
+	relaySrv.Start()
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		relaySrv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		simSrv.Close()
+	})
+	return &relay{sim: sim, smtp: smtp, logs: logs}
+}
+
+// checkTwiML validates a document against Twilio's XSD, with the one gap callrelay's TwiML
+// needs (participantLabel on <Conference>, which the XSD lacks).
+func checkTwiML(doc []byte) error {
+	var gaps []twimltest.Gap
+	if bytes.Contains(doc, []byte("participantLabel=")) {
+		gaps = append(gaps, twimltest.GapConferenceParticipantLabel)
+	}
+	return twimltest.Check(doc, gaps...)
+}
+
+// TestScenarios plays every scenario in testdata/scenarios through the simulator against a
+// whole callrelay (real Postgres, real SMTP, the REST API checked against Twilio's spec).
+func TestScenarios(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/scenarios/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenarios found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			t.Parallel()
+			sc, err := twiliosim.LoadScenario(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := startRelay(t)
+			res := playScenario(t, r, sc)
+			if !res.OK() || *verbose {
+				var b strings.Builder
+				res.Print(&b)
+				t.Log("\n" + b.String())
+			}
+			if !res.OK() {
+				t.Errorf("scenario failed (callrelay's log:)\n%s", r.logs.String())
+			}
+		})
+	}
+}
+
+func playScenario(t *testing.T, r *relay, sc *twiliosim.Scenario) *twiliosim.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := r.sim.Run(ctx, sc, 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// logBuffer collects callrelay's log, written from many goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,340 @@
+package twiliosim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Call directions, as Twilio's Direction parameter.
+const (
+	inbound      = "inbound"
+	outboundAPI  = "outbound-api"
+	outboundDial = "outbound-dial"
+)
+
+// call is one simulated call leg. Its fields after construction are guarded by Sim.mu.
+type call struct {
+	s                       *Sim
+	sid, from, to           string
+	direction, parentSid    string
+	party                   string // timeline name: "caller" or the target's key
+	token                   string // the inbound call's CallToken
+	behavior                Behavior
+	sip                     bool
+	status                  string
+	seq                     int // call-progress SequenceNumber
+	cb                      statusCallback
+	created, answered, done time.Time
+
+	life      context.Context // ends when the call does
+	kill      context.CancelFunc
+	cancelDoc context.CancelFunc // interrupts the TwiML running now (a redirect)
+	next      *fetch             // the redirect that interrupted it
+	executing bool               // a TwiML executor runs this call
+
+	bridge *bridge      // the two-party connection it is in, if any
+	member *member      // its place in a queue, if any
+	part   *participant // its place in a conference, if any
+}
+
+// statusCallback is where a call's progress events go.
+type statusCallback struct {
+	url, method string
+	events      map[string]bool
+}
+
+func newStatusCallback(rawURL, method, events string) statusCallback {
+	cb := statusCallback{url: rawURL, method: method, events: map[string]bool{}}
+	for _, e := range strings.Fields(strings.ReplaceAll(events, ",", " ")) {
+		cb.events[e] = true
+	}
+	if len(cb.events) == 0 {
+		cb.events["completed"] = true // Twilio's default
+	}
+	return cb
+}
+
+// fetch is a TwiML request to make next.
+type fetch struct {
+	url, method string
+	params      url.Values // extra parameters (DialCallStatus, RecordingUrl, …)
+	what        string
+}
+
+// errHangup ends a call's TwiML (<Hangup>, <Reject>, or the end of the document).
+var errHangup = errors.New("hang up")
+
+// final statuses of a call.
+func isFinal(status string) bool {
+	switch status {
+	case "completed", "busy", "failed", "no-answer", "canceled":
+		return true
+	}
+	return false
+}
+
+// newCall registers a call. s.mu is held.
+func (s *Sim) newCallLocked(sid, from, to, direction, party string) *call {
+	c := &call{s: s, sid: sid, from: from, to: to, direction: direction, party: party, status: "queued", created: s.clock.Now()}
+	c.life, c.kill = context.WithCancel(context.Background())
+	s.calls[sid] = c
+	return c
+}
+
+// params are the parameters Twilio sends with every request about a call.
+func (c *call) params() url.Values {
+	v := url.Values{}
+	v.Set("AccountSid", c.s.cfg.AccountSID)
+	v.Set("ApiVersion", "2010-04-01")
+	v.Set("CallSid", c.sid)
+	v.Set("CallStatus", c.status)
+	v.Set("Direction", c.direction)
+	v.Set("From", c.from)
+	v.Set("To", c.to)
+	v.Set("Caller", c.from)
+	v.Set("Called", c.to)
+	if c.parentSid != "" {
+		v.Set("ParentCallSid", c.parentSid)
+	}
+	if c.token != "" {
+		v.Set("CallToken", c.token)
+	}
+	return v
+}
+
+// alive reports whether the call has not ended. s.mu is held.
+func (c *call) aliveLocked() bool { return !isFinal(c.status) }
+
+func (c *call) alive() bool {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.aliveLocked()
+}
+
+// progress moves the call to status and sends the status callback event that goes with it,
+// as Twilio does: "initiated", "ringing", "answered" (with CallStatus=in-progress) and
+// "completed" (with the final status). s.mu is held.
+func (c *call) progressLocked(status string, extra url.Values) {
+	if !c.aliveLocked() {
+		return
+	}
+	now := c.s.clock.Now()
+	c.status = status
+	event := status
+	switch status {
+	case "in-progress":
+		event = "answered"
+		c.answered = now
+	case "completed", "busy", "failed", "no-answer", "canceled":
+		event = "completed"
+		c.done = now
+	}
+	c.s.logLocked(c.party, "%s", describeStatus(status))
+	if c.cb.url == "" || !c.cb.events[event] {
+		return
+	}
+	p := c.params()
+	p.Set("CallbackSource", "call-progress-events")
+	p.Set("SequenceNumber", strconv.Itoa(c.seq))
+	p.Set("Timestamp", twilioTime(now))
+	c.seq++
+	if event == "completed" {
+		d := 0
+		if !c.answered.IsZero() {
+			d = int(now.Sub(c.answered).Seconds())
+		}
+		p.Set("CallDuration", strconv.Itoa(d))
+		p.Set("Duration", strconv.Itoa((d+59)/60))
+	}
+	for k, vs := range extra {
+		p[k] = vs
+	}
+	c.s.callbackLocked(webhook{method: c.cb.method, url: c.cb.url, params: p, what: "status " + event, party: c.party})
+}
+
+func describeStatus(status string) string {
+	switch status {
+	case "in-progress":
+		return "answered"
+	case "completed":
+		return "hung up (completed)"
+	}
+	return status
+}
+
+// end ends the call with a final status: it leaves its bridge, queue or conference, and its
+// TwiML stops. s.mu is held.
+func (c *call) endLocked(status, why string, extra url.Values) {
+	if !c.aliveLocked() {
+		return
+	}
+	if why != "" {
+		c.s.logLocked(c.party, "%s", why)
+	}
+	c.progressLocked(status, extra)
+	c.kill()
+	if c.bridge != nil {
+		c.s.endBridgeLocked(c.bridge, c, "hangup")
+	}
+	if c.member != nil {
+		c.s.leaveQueueLocked(c.member)
+	}
+	if c.part != nil {
+		c.s.leaveConferenceLocked(c.part, "participant_hung_up")
+	}
+}
+
+// hangup ends the call as a hang-up by its party (or by Twilio for ops).
+func (c *call) hangup(why string) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	status := "completed"
+	if c.answered.IsZero() && c.direction != inbound {
+		status = "canceled"
+	}
+	c.endLocked(status, why, nil)
+}
+
+// redirectLocked makes the call fetch new TwiML: it leaves its bridge, queue or conference
+// and the TwiML running now is interrupted (Twilio's UpdateCall Url). A call without TwiML
+// (a dialed leg) starts running it. s.mu is held.
+func (c *call) redirectLocked(f fetch) {
+	c.s.logLocked(c.party, "redirected to %s", path(f.url))
+	if c.bridge != nil {
+		c.s.endBridgeLocked(c.bridge, c, "redirect")
+	}
+	if c.member != nil {
+		c.member.redirected = true
+		c.s.leaveQueueLocked(c.member)
+	}
+	if c.part != nil {
+		c.s.leaveConferenceLocked(c.part, "participant_updated_via_api")
+	}
+	if !c.executing {
+		c.executing = true
+		c.s.goLocked(func() { c.execute(f) })
+		return
+	}
+	c.next = &f
+	if c.cancelDoc != nil {
+		c.cancelDoc()
+	}
+}
+
+// execute runs the call's TwiML from f until the call ends.
+func (c *call) execute(f fetch) {
+	next := &f
+	for next != nil {
+		c.s.mu.Lock()
+		if !c.aliveLocked() {
+			c.s.mu.Unlock()
+			return
+		}
+		ctx, cancel := context.WithCancel(c.life)
+		c.cancelDoc, c.next = cancel, nil
+		c.s.mu.Unlock()
+
+		nf, err := c.document(ctx, *next)
+		cancel()
+
+		c.s.mu.Lock()
+		pending := c.next
+		c.next = nil
+		c.s.mu.Unlock()
+		switch {
+		case pending != nil:
+			next = pending
+		case err != nil:
+			if !errors.Is(err, errHangup) && !errors.Is(err, context.Canceled) {
+				c.s.fail("%s: %v", c.party, err)
+			}
+			next = nil
+		default:
+			next = nf
+		}
+	}
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if c.next == nil {
+		c.endLocked("completed", "", nil)
+	}
+}
+
+// document fetches one TwiML document and runs its verbs. It returns the next document to
+// fetch (a <Redirect>, or an action that answered TwiML), or nil at the end of the call.
+func (c *call) document(ctx context.Context, f fetch) (*fetch, error) {
+	doc, err := c.fetchTwiML(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range doc.Children {
+		next, err := c.verb(ctx, v)
+		if err != nil || next != nil {
+			return next, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return nil, errHangup // the end of the document hangs up
+}
+
+// fetchTwiML requests a TwiML document as Twilio does, and parses it. A failure is what
+// Twilio would report as error 11200 (HTTP) or 12100/12200 (document): the caller hears an
+// application error and the call ends.
+func (c *call) fetchTwiML(ctx context.Context, f fetch) (*node, error) {
+	c.s.mu.Lock()
+	p := c.params()
+	c.s.mu.Unlock()
+	for k, vs := range f.params {
+		p[k] = vs
+	}
+	h := webhook{method: f.method, url: f.url, params: p, what: f.what, party: c.party}
+	status, body, err := c.s.deliver(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("%s %s answered %d, not TwiML (Twilio error 11200: the caller hears an application error)", h.what, path(f.url), status)
+	}
+	doc, err := parseTwiML(body)
+	if err == nil && c.s.cfg.CheckTwiML != nil {
+		err = c.s.cfg.CheckTwiML(body)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: invalid TwiML (Twilio error 12100/12200): %v\n%s", h.what, path(f.url), err, body)
+	}
+	return doc, nil
+}
+
+// ignore posts a request whose TwiML Twilio ignores (a modified parent's Dial action, an
+// Enqueue action after a redirect): it is still checked to be valid.
+func (c *call) ignore(f fetch) {
+	c.s.mu.Lock()
+	p := c.params()
+	c.s.mu.Unlock()
+	for k, vs := range f.params {
+		p[k] = vs
+	}
+	c.s.goTracked(func() {
+		h := webhook{method: f.method, url: f.url, params: p, what: f.what + " (TwiML ignored)", party: c.party}
+		status, body, err := c.s.deliver(context.Background(), h)
+		if err != nil {
+			c.s.fail("%s: %v", c.party, err)
+			return
+		}
+		if status != http.StatusOK {
+			c.s.fail("%s: %s %s answered %d", c.party, f.what, path(f.url), status)
+			return
+		}
+		if _, err := parseTwiML(body); err != nil {
+			c.s.fail("%s: %s %s: invalid TwiML: %v", c.party, f.what, path(f.url), err)
+		}
+	})
+}
