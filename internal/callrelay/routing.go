@@ -1,6 +1,7 @@
 package callrelay
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -240,9 +241,17 @@ func deref[T any](p *T, def T) T {
 }
 
 // DecodeJSON reads one JSON object from r into v. Unknown fields and anything after the
-// object are refused with a 400 naming the field where the decoder can tell it.
+// object are refused with a 400 naming the field where the decoder can tell it. So is a body
+// that is not UTF-8, which encoding/json would otherwise take, turning the bad bytes into U+FFFD.
 func DecodeJSON(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+	body, err := io.ReadAll(r)
+	if err != nil {
+		return Invalidf("", "Cannot read body: %v.", err)
+	}
+	if !utf8.Valid(body) {
+		return Invalidf("", "Body is not valid UTF-8 (offset %d).", invalidUTF8At(body))
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
@@ -337,9 +346,26 @@ func (r Routing) Validate() error {
 	return nil
 }
 
+// invalidUTF8At returns the offset of b's first byte that is not part of valid UTF-8.
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+// isText reports whether s can be stored as PostgreSQL text: valid UTF-8 without NUL.
+func isText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
 func validSay(field, s string) error {
-	if !utf8.ValidString(s) {
-		return Invalidf(field, "%s is not valid UTF-8.", field)
+	if !isText(s) {
+		return Invalidf(field, "%s must be valid UTF-8 text, without NUL.", field)
 	}
 	if utf8.RuneCountInString(s) > maxSayLen {
 		return Invalidf(field, "%s must be at most %d characters.", field, maxSayLen)
@@ -397,6 +423,9 @@ func (t Target) validateSIP(field string, stray func(...string) error) error {
 	if t.Password != "" && t.Username == "" {
 		return Invalidf(field+".username", "username is required with a password.")
 	}
+	if !isText(t.Password) {
+		return Invalidf(field+".password", "password must be valid UTF-8, without NUL.")
+	}
 	if t.Username != "" && !sipUserRe.MatchString(t.Username) {
 		return Invalidf(field+".username", "username has characters a SIP username cannot have.")
 	}
@@ -423,8 +452,8 @@ func (t Target) validateSIP(field string, stray func(...string) error) error {
 		case !strings.HasPrefix(lower, "x-") && !slices.ContainsFunc(sipStandardHeaders, func(s string) bool { return strings.EqualFold(s, name) }):
 			return Invalidf(hf, "header name must start with x- or be one of %s.", strings.Join(sipStandardHeaders, ", "))
 		}
-		if v := t.Headers[name]; !utf8.ValidString(v) || strings.ContainsAny(v, "\r\n") {
-			return Invalidf(hf, "header value must be one line of valid UTF-8.")
+		if v := t.Headers[name]; !isText(v) || strings.ContainsAny(v, "\r\n") {
+			return Invalidf(hf, "header value must be one line of valid UTF-8, without NUL.")
 		}
 		total += len(name) + 1 + len(escapeSIPHeaderValue(t.Headers[name]))
 	}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -184,6 +185,14 @@ func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Ha
 				http.Error(w, "invalid X-Twilio-Signature", http.StatusForbidden)
 				return
 			}
+			if name, ok := formText(form); !ok {
+				// Twilio sends UTF-8; PostgreSQL stores neither invalid UTF-8 nor NUL, and a
+				// store error here would pass for the database being down.
+				logger(r.Context()).Warn("webhook refused: parameter is not UTF-8 text", slog.String("path", r.URL.Path),
+					slog.String("parameter", strconv.QuoteToASCII(name)))
+				http.Error(w, "form parameters must be valid UTF-8, without NUL", http.StatusBadRequest)
+				return
+			}
 			if form == nil {
 				form = url.Values{} // a JSON body: no parameters, and none to parse later
 			}
@@ -192,6 +201,36 @@ func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Ha
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// urlText reports whether u's decoded path and query are valid UTF-8 without NUL.
+func urlText(u *url.URL) bool {
+	if !isText(u.Path) {
+		return false
+	}
+	_, ok := formText(u.Query())
+	return ok
+}
+
+// isText reports whether s can be stored as PostgreSQL text: valid UTF-8 without NUL.
+func isText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// formText reports whether every name and value of form is valid UTF-8 without NUL; if not,
+// it returns the first offending parameter's name.
+func formText(form url.Values) (string, bool) {
+	for name, vals := range form {
+		if !isText(name) {
+			return name, false
+		}
+		for _, v := range vals {
+			if !isText(v) {
+				return name, false
+			}
+		}
+	}
+	return "", true
 }
 
 // opsAuth admits requests bearing the ops token. With no token configured the API is closed
@@ -211,6 +250,11 @@ func opsAuth(token string) func(http.Handler) http.Handler {
 			if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="callrelay"`)
 				writeError(w, r, callrelay.Errorf(callrelay.EUNAUTHORIZED, "A valid bearer token is required."))
+				return
+			}
+			if !urlText(r.URL) {
+				// Such an ID or filter matches nothing, and would reach PostgreSQL as an error.
+				writeError(w, r, callrelay.Invalidf("", "The URL's path and query must be valid UTF-8, without NUL."))
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)

@@ -61,7 +61,9 @@ type setup struct {
 	media      *mediaStandIn
 	startQueue bool // work voicemail jobs (send email) in this server
 	queueOpts  voicemail.QueueOptions
-	rest       string // the Twilio REST API's base URL (a twiliofake); "": the media stand-in
+	rest       string    // the Twilio REST API's base URL (a twiliofake); "": the media stand-in
+	logs       io.Writer // where the server logs (JSON, debug level); nil: discarded
+	linkKeys   []string  // the audio links' secrets, as recording.ParseSecrets returns them
 }
 
 type option func(*setup)
@@ -91,7 +93,7 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 		MailFrom:         "callrelay@relay.example.com",
 		MailDir:          t.TempDir(),
 		TranscriptWait:   time.Hour,
-	}, queueOpts: voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond}}
+	}, queueOpts: voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond}, linkKeys: []string{"linksecret"}}
 	for _, o := range opts {
 		o(&st)
 	}
@@ -105,10 +107,14 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 	st.cfg.TwilioAPIURL = config.URL{URL: apiURL}
 
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if st.logs != nil {
+		logger = slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		st.queueOpts.Logger = logger // River's own lines too
+	}
 	db := postgres.New(st.pool)
 	db.Now = func() time.Time { return t0 }
 	media := recording.NewFetcher(apiURL, accountSID, authToken, nil)
-	links := recording.NewLinks(u, []string{"linksecret"}, recording.DefaultTTL, time.Now)
+	links := recording.NewLinks(u, st.linkKeys, recording.DefaultTTL, time.Now)
 	sender, err := mail.New(st.cfg.SMTPURL.Value(), st.cfg.MailDir, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
