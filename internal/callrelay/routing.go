@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -277,7 +278,11 @@ func jsonError(err error) error {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return Invalidf("", "Body must be a JSON object.")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		// The name is Go-quoted in the message: "\x7f", "a\"b" are named as sent.
+		field := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		if name, err := strconv.Unquote(field); err == nil {
+			field = name
+		}
 		return Invalidf(field, "Unknown field %q.", field)
 	}
 	return Invalidf("", "Body is not valid JSON: %v.", err)

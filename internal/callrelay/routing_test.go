@@ -364,6 +364,12 @@ func TestDecodeRouting_ErrInvalid(t *testing.T) {
 		{"unknown field, a typo", body(t, set("timeout", 15)), "timeout"},
 		{"unknown field in a target", body(t, targets(map[string]any{"type": "phone", "to": "+15550001111", "number": "x"})), "number"},
 		{"unknown field in voicemail", body(t, set("voicemail", map[string]any{"max_length": 60})), "max_length"},
+		{"unknown field with a quote and a control character", body(t, set("a\"b\x7f", 1)), "a\"b\x7f"},
+		{"greeting with NUL", body(t, set("greeting", "a\x00b")), "greeting"},
+		{"voicemail prompt with NUL", body(t, set("voicemail", map[string]any{"prompt": "\x00"})), "voicemail.prompt"},
+		{"sip password with NUL", body(t, targets(sip(sipURI, "username", "dana", "password", "p\x00"))), "targets[0].password"},
+		{"sip header value with NUL", body(t, targets(sip(sipURI, "headers", headers("x-a", "a\x00")))), "targets[0].headers.x-a"},
+		{"not UTF-8", strings.Replace(minimalBody, "dana", "d\xffna", 1), ""},
 		{"timeout_seconds a string", body(t, set("timeout_seconds", "15")), "timeout_seconds"},
 		{"timeout_seconds a fraction", body(t, set("timeout_seconds", 15.5)), "timeout_seconds"},
 		{"enabled a string", body(t, set("enabled", "yes")), "enabled"},
@@ -687,10 +693,21 @@ func FuzzDecodeRouting(f *testing.F) {
 			if !errors.As(err, &e) {
 				t.Fatalf("DecodeRouting: got error %T %v, want *callrelay.Error", err, err)
 			}
-			if e.Code != callrelay.EINVALID {
-				t.Fatalf("DecodeRouting: got code %q, want %q (%v)", e.Code, callrelay.EINVALID, err)
+			if e.Code != callrelay.EINVALID || e.Message == "" {
+				t.Fatalf("DecodeRouting: got code %q message %q, want %q with a message (%v)", e.Code, e.Message, callrelay.EINVALID, err)
+			}
+			// A body that is one well-formed JSON object is refused for a field, and says which:
+			// one of the routing's, or a name the body holds (an unknown field, "" included).
+			if isOneObject(data) {
+				top, _, _ := strings.Cut(strings.SplitN(e.Field, "[", 2)[0], ".")
+				if !routingFields[top] && !jsonNames(data)[e.Field] {
+					t.Fatalf("DecodeRouting(%q): field %q, want the routing field or body name at fault (%v)", data, e.Field, err)
+				}
 			}
 			return
+		}
+		if !utf8.Valid(data) {
+			t.Fatalf("DecodeRouting(%q): accepted a body that is not UTF-8", data)
 		}
 		if err := r.Validate(); err != nil {
 			t.Fatalf("Validate of a decoded routing: got %v, want nil", err)
@@ -698,6 +715,11 @@ func FuzzDecodeRouting(f *testing.F) {
 		js, err := json.Marshal(r)
 		if err != nil {
 			t.Fatalf("json.Marshal: %v", err)
+		}
+		// PostgreSQL's jsonb stores neither invalid UTF-8 nor NUL (\u0000): what is accepted
+		// can be stored.
+		if !utf8.Valid(js) || bytes.Contains(js, []byte(`\u0000`)) {
+			t.Fatalf("accepted a routing PostgreSQL cannot store: %s", js)
 		}
 		again, err := callrelay.DecodeRouting(bytes.NewReader(js))
 		if err != nil {
@@ -721,6 +743,42 @@ func FuzzDecodeRouting(f *testing.F) {
 			}
 		}
 	})
+}
+
+// routingFields are the routing's JSON names, the first part of any field an error names.
+var routingFields = map[string]bool{"owner_email": true, "mode": true, "ring": true, "timeout_seconds": true,
+	"caller_id": true, "greeting": true, "language": true, "voice": true, "targets": true, "voicemail": true, "enabled": true}
+
+// isOneObject reports whether data is exactly one syntactically valid JSON object.
+func isOneObject(data []byte) bool {
+	var m map[string]json.RawMessage
+	return utf8.Valid(data) && json.Valid(data) && json.Unmarshal(data, &m) == nil
+}
+
+// jsonNames returns every object member name in data, at any depth.
+func jsonNames(data []byte) map[string]bool {
+	names := map[string]bool{}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				names[k] = true
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // 1e700 is still JSON
+	var v any
+	if dec.Decode(&v) == nil {
+		walk(v)
+	}
+	return names
 }
 
 func BenchmarkDecodeRouting(b *testing.B) {
