@@ -97,8 +97,8 @@ func (s *Service) ConferenceEvent(ctx context.Context, ev postgres.ConferenceEve
 	if res.Ring {
 		s.background(func(ctx context.Context) { s.ring(ctx, ev.CallSid) })
 	}
-	if len(res.LiveLegs) > 0 {
-		s.background(func(ctx context.Context) { s.endLegs(ctx, ev.CallSid, res.LiveLegs) })
+	if legs := ringing(res.LiveLegs); len(legs) > 0 {
+		s.background(func(ctx context.Context) { s.endLegs(ctx, ev.CallSid, legs) })
 	}
 	return res, nil
 }
@@ -135,6 +135,20 @@ func (s *Service) LegProgress(ctx context.Context, p postgres.LegProgress) (post
 		s.background(func(ctx context.Context) { s.ring(ctx, p.ParentCallSid) })
 	}
 	return res, nil
+}
+
+// ringing returns the legs that have not answered. When a party hangs up the conference ends
+// (both have EndConferenceOnExit), and Twilio hangs up the participants in it, which have no
+// TwiML left: only the legs still ringing are callrelay's to end. Ending the others too would
+// race Twilio and fail (found by the simulator: 404 and 21220 at the end of every call).
+func ringing(legs []postgres.LiveLeg) []postgres.LiveLeg {
+	var out []postgres.LiveLeg
+	for _, l := range legs {
+		if !l.Answered {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func others(legs []postgres.LiveLeg, keep string) []postgres.LiveLeg {

@@ -61,7 +61,7 @@ func (s *Service) CallStatus(ctx context.Context, callSid, status string, at tim
 				return
 			}
 			var conf []postgres.LiveLeg
-			for _, l := range live {
+			for _, l := range ringing(live) {
 				if l.ConferenceSid != "" {
 					conf = append(conf, l)
 				}

@@ -531,9 +531,13 @@ func (db *DB) FinishHeldCall(ctx context.Context, callSid, gone, reason string) 
 		var callee *string
 		var queues [2]*string
 		var held bool
+		// Ever held, not held now: the caller's own status callback clears the hold flags
+		// when it ends the call, which may come first (found by the simulator: a callee left
+		// in its queue after the caller hung up).
 		err := tx.QueryRow(ctx, `
 			SELECT callee_call_sid, caller_queue_sid, callee_queue_sid,
-				hold_caller OR hold_callee OR bridge_owner IS NOT NULL
+				hold_caller OR hold_callee OR bridge_owner IS NOT NULL OR EXISTS (
+					SELECT 1 FROM call_events e WHERE e.call_sid = calls.call_sid AND e.type = 'hold' AND e.outcome = 'ok')
 			FROM calls WHERE call_sid = $1 AND mode = 'direct' FOR UPDATE`, callSid).
 			Scan(&callee, &queues[0], &queues[1], &held)
 		if errors.Is(err, pgx.ErrNoRows) || err == nil && !held {

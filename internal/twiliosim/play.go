@@ -86,7 +86,14 @@ func (s *Sim) Run(ctx context.Context, sc *Scenario, expectWait time.Duration) (
 		s.fail("callrelay sent a request Twilio would refuse: %v", v)
 	}
 	s.check(ctx, r, caller.sid, s.fake.Requests()[firstRequest:], expectWait)
-	return r.result(sc.Name, caller.sid), nil
+	res := r.result(sc.Name, caller.sid)
+	if !res.OK() && s.cfg.OpsToken != "" {
+		// What callrelay made of it, for whoever reads the failure.
+		if status, body, err := s.ops(ctx, http.MethodGet, "/api/calls/"+caller.sid, nil); err == nil && status == http.StatusOK {
+			res.CallJSON = string(body)
+		}
+	}
+	return res, nil
 }
 
 func seconds(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }

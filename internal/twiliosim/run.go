@@ -195,6 +195,7 @@ type Result struct {
 	Heard    map[string][]string
 	Failures []string // empty: the call went as expected
 	Notes    []string
+	CallJSON string // GET /api/calls/{sid} after a failure
 }
 
 // OK reports whether the call went as the scenario expected.
@@ -212,6 +213,9 @@ func (r *Result) Print(w io.Writer) {
 	if r.OK() {
 		fmt.Fprintf(w, "PASS %s\n\n", r.Name)
 		return
+	}
+	if r.CallJSON != "" {
+		fmt.Fprintf(w, "callrelay's call: %s\n", r.CallJSON)
 	}
 	for _, f := range r.Failures {
 		fmt.Fprintf(w, "FAIL: %s\n", f)
