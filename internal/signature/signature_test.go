@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -408,6 +410,102 @@ func FuzzValidate(f *testing.F) {
 		}
 		if _, err := v.Verify(r, append(body, 'x')); !errors.Is(err, ErrBodyHash) {
 			t.Errorf("Verify(tampered JSON) error = %v, want %v", err, ErrBodyHash)
+		}
+	})
+}
+
+// FuzzVerifyTampered signs a request as Twilio does, then checks that it verifies (in both port
+// forms) and that any one change to what Twilio signed fails: the URL's path or query, the
+// host, a parameter added, removed or changed, or the signature itself.
+func FuzzVerifyTampered(f *testing.F) {
+	f.Add("/twilio/voice", "", voiceForm.Encode(), "Digits", "9", uint8(0))
+	f.Add("/twilio/dial-outcome", "attempt=0", bodyReason, "DialSipHeader_X-Note", "a b&c", uint8(1))
+	f.Add("/myapp.php", "foo=1&bar=2", bodyRepeated, "Digits", "5678", uint8(2))
+	f.Add("/twilio/call-status", "target=1&call=CA1", "CallSid=CA1&CallSid=CA1&CallStatus=ringing", "", "", uint8(3))
+	f.Add("/twilio/hold-music", "", "", "x", "", uint8(4))
+	f.Add("/twilio/voice", "", "From=%FF%FE&To=%00&CallerName=caf%C3%A9", "CallerName", "\xff", uint8(5))
+	f.Add("/relay/%2Btwilio/voice", "a=%2B1&a=+1", "=&=x&k=", "k", "v", uint8(6))
+	pub := &url.URL{Scheme: "https", Host: "mycompany.com"}
+	v := NewValidator(token, pub)
+	f.Fuzz(func(t *testing.T, path, rawQuery, rawParams, name, value string, which uint8) {
+		u, err := url.Parse("/" + strings.TrimLeft(path, "/"))
+		if err != nil || u.Path == "" || u.RawQuery != "" || u.Fragment != "" {
+			return
+		}
+		u.RawQuery = rawQuery
+		if strings.ContainsAny(rawQuery, "#") || u.Query().Has(bodyHashParam) {
+			return // a fragment is not sent; bodySHA256 is FuzzValidate's
+		}
+		params, _ := url.ParseQuery(rawParams)
+		verify := func(u *url.URL, sig string, p url.Values) error {
+			r := &http.Request{Method: http.MethodPost, URL: u, Header: http.Header{Header: {sig}}}
+			_, err := v.Verify(r, []byte(p.Encode()))
+			return err
+		}
+		signed := u.String()
+		sig := Sign(token, "https://mycompany.com"+signed, params)
+		if err := verify(u, sig, params); err != nil {
+			t.Fatalf("Verify(%s, %q) = %v, want nil", signed, params.Encode(), err)
+		}
+		if err := verify(u, Sign(token, "https://mycompany.com:443"+signed, params), params); err != nil {
+			t.Fatalf("Verify(:443 %s) = %v, want nil", signed, err)
+		}
+
+		// One change to what was signed. Twilio's scheme concatenates names and values, so a
+		// change must alter that string: an empty name with an empty value is invisible.
+		changed := url.Values{}
+		for k, vs := range params {
+			changed[k] = slices.Clone(vs)
+		}
+		tu := *u
+		tsig := sig
+		switch which % 8 {
+		case 0: // parameter added, or a new distinct value for an existing name
+			if name == "" && value == "" || slices.Contains(changed[name], value) {
+				return
+			}
+			changed.Add(name, value)
+		case 1: // parameter removed
+			keys := slices.Sorted(maps.Keys(changed))
+			if len(keys) == 0 {
+				return
+			}
+			k := keys[int(which/8)%len(keys)]
+			if k == "" && strings.Join(changed[k], "") == "" {
+				return
+			}
+			delete(changed, k)
+		case 2: // a single value changed
+			keys := slices.Sorted(maps.Keys(changed))
+			if len(keys) == 0 {
+				return
+			}
+			k := keys[int(which/8)%len(keys)]
+			if len(changed[k]) != 1 || changed[k][0] == value {
+				return
+			}
+			changed[k] = []string{value}
+		case 3: // path changed
+			tu.Path += "x"
+			tu.RawPath = ""
+		case 4: // query changed
+			tu.RawQuery += "&x=1"
+		case 5: // query dropped
+			if tu.RawQuery == "" {
+				return
+			}
+			tu.RawQuery = ""
+		case 6: // signed for another host
+			tsig = Sign(token, "https://evil.example.com"+signed, params)
+		case 7: // one character of the signature changed
+			b := []byte(sig)
+			i := int(which/8) % len(b)
+			b[i] = map[bool]byte{true: 'B', false: 'A'}[b[i] == 'A']
+			tsig = string(b)
+		}
+		if err := verify(&tu, tsig, changed); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("change %d: Verify(%s, %q, %q) = %v, want %v (signed %s, %q)", which%8, tu.String(), changed.Encode(), tsig, err,
+				ErrBadSignature, signed, params.Encode())
 		}
 	})
 }
