@@ -179,7 +179,8 @@ func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Ha
 					return
 				}
 			} else if form, err = v.Verify(r, body); err != nil {
-				m.signatureFailures.WithLabelValues(r.URL.Path).Inc()
+				// A label must be UTF-8 (the client wrote this path), or the counter panics.
+				m.signatureFailures.WithLabelValues(strings.ToValidUTF8(r.URL.Path, "\uFFFD")).Inc()
 				logger(r.Context()).Warn("webhook refused: bad signature", slog.String("path", r.URL.Path),
 					slog.String("reason", err.Error()))
 				http.Error(w, "invalid X-Twilio-Signature", http.StatusForbidden)
