@@ -269,6 +269,15 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 		return res, fmt.Errorf("leg progress %s of %s: %w", p.CallSid, p.ParentCallSid, err)
 	}
 	res.Known = true
+	if p.Status == callrelay.StatusInProgress && res.Callee == "" {
+		// The statement's snapshot predates a concurrent answer that it then waited for (a
+		// duplicate of this very callback, say): read the winner again, or the duplicate would
+		// pass for a late answer and hang up the callee (found by the simulator).
+		if err := db.pool.QueryRow(ctx, `SELECT coalesce(callee_call_sid, '') FROM calls WHERE call_sid = $1`,
+			p.ParentCallSid).Scan(&res.Callee); err != nil {
+			return res, fmt.Errorf("leg progress %s of %s: callee: %w", p.CallSid, p.ParentCallSid, err)
+		}
+	}
 	return res, nil
 }
 

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -324,4 +325,27 @@ func TestStopRinging(t *testing.T) {
 			t.Error("a call someone answered went to voicemail")
 		}
 	})
+}
+
+// A duplicated answered callback, delivered concurrently, must name the same winner both
+// times: neither may pass for a late answer (which would hang the callee up).
+func TestRecordLegProgress_ConcurrentDuplicateAnswer(t *testing.T) {
+	for i := range 20 {
+		db, _ := newDB(t)
+		startConferenceCall(t, db, callrelay.RingSimultaneous, 1)
+		record(t, db, confEvent(callrelay.ParticipantJoin, confCaller, 1))
+		leg := fmt.Sprintf("CA%032x", 0xabc0+i)
+		claimAndCreate(t, db, leg)
+		results := make([]postgres.LegResult, 8)
+		var wg sync.WaitGroup
+		for j := range results {
+			wg.Go(func() { results[j] = legStatus(t, db, leg, callrelay.StatusInProgress, 2) })
+		}
+		wg.Wait()
+		for j, res := range results {
+			if res.Callee != leg {
+				t.Fatalf("run %d: callback %d: Callee = %q, want %q (the leg that answered)", i, j, res.Callee, leg)
+			}
+		}
+	}
 }
