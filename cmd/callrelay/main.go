@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/callrelay/callrelay/internal/app"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/server"
 )
 
 func main() {
@@ -33,15 +33,10 @@ func main() {
 	}
 }
 
-// Server timeouts: Twilio gives a webhook 15 s in all; a slow client must not hold a
-// connection longer than that.
+// Shutdown and start-up bounds; the HTTP server's own timeouts are internal/server's.
 const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 10 * time.Second
-	writeTimeout      = 15 * time.Second
-	idleTimeout       = 60 * time.Second
-	shutdownTimeout   = 20 * time.Second
-	startupTimeout    = 60 * time.Second
+	shutdownTimeout = 20 * time.Second
+	startupTimeout  = 60 * time.Second
 )
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -127,16 +122,7 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpo
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Addr:              cfg.Addr,
-		Handler:           a.Handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := server.NewHTTPServer(cfg.Addr, a.Handler, slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)

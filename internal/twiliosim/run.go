@@ -45,12 +45,6 @@ func (s *Sim) scenario() *Scenario {
 	return s.run.sc
 }
 
-func (s *Sim) current() *run {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.run
-}
-
 // log adds an entry to the timeline.
 func (s *Sim) log(party, format string, args ...any) {
 	s.mu.Lock()
