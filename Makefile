@@ -13,7 +13,7 @@ PKG := ./cmd/callrelay
 # Where `make run` drops emails when SMTP_URL is unset (your environment wins).
 CALLRELAY_MAIL_DIR ?= .data/mail
 
-.PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest prismtest
+.PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest prismtest demo callsim
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,12 @@ db-stop: ## stop the private dev cluster under .data/pg
 
 loadtest: ## wrk load test of POST /twilio/voice vs the express and go-ceiling peers (DURATION=10s; scripts/loadtest.sh)
 	@GO="$(GO)" scripts/loadtest.sh
+
+demo: ## a whole call with no Twilio account: callrelay (make run defaults) + callsim, a transcribed voicemail, the email in .data/mail
+	@GO="$(GO)" scripts/demo.sh
+
+callsim: ## build the Twilio simulator into bin/callsim (see README: testing call flows locally)
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/callsim ./cmd/callsim
 
 prismtest: ## the conference flow's Twilio REST requests against Prism serving Twilio's OpenAPI spec (needs npx)
 	@GO="$(GO)" scripts/prismtest.sh
