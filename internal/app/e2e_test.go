@@ -122,7 +122,7 @@ func TestScenarios(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := startRelay(t)
-			res := playScenario(t, r, sc)
+			res := playScenario(t, r, sc, 15*time.Second)
 			if !res.OK() || *verbose {
 				var b strings.Builder
 				res.Print(&b)
@@ -135,11 +135,12 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
-func playScenario(t *testing.T, r *relay, sc *twiliosim.Scenario) *twiliosim.Result {
+// playScenario runs a scenario, waiting up to expectWait for callrelay's state to match.
+func playScenario(t *testing.T, r *relay, sc *twiliosim.Scenario, expectWait time.Duration) *twiliosim.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := r.sim.Run(ctx, sc, 15*time.Second)
+	res, err := r.sim.Run(ctx, sc, expectWait)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,4 +163,71 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestScenarioExpectations checks the checker: a call that does not go as the scenario says
+// fails it, naming what differed.
+func TestScenarioExpectations(t *testing.T) {
+	sc, err := twiliosim.ParseScenario([]byte(`
+name: wrong expectations
+number: "+15551230099"
+routing:
+  owner_email: dana@example.com
+  timeout_seconds: 5
+  targets: [{type: phone, to: "+15550001111"}]
+targets:
+  "+15550001111": {busy: true}
+caller:
+  voicemail: {seconds: 4, words: "Hello there."}
+ops:
+  - {at: 1, hold: caller}
+expect:
+  call_status: in-progress
+  legs: {"+15550001111": completed}
+  voicemail: {email: sent, transcript: "Goodbye"}
+  heard:
+    caller: ["beep", "talking with"]
+  twilio_requests: {UpdateCall: 1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := playScenario(t, startRelay(t), sc, 2*time.Second)
+	want := []string{
+		`ops hold caller answered 409, want 200`,
+		`caller heard`, `missing "talking with"`,
+		`callrelay made 0 UpdateCall requests, want 1`,
+		`call status "completed", want "in-progress"`,
+		`leg +15550001111 status "busy", want "completed"`,
+		`transcript "Hello there.", want one containing "Goodbye"`,
+	}
+	all := strings.Join(res.Failures, "\n")
+	for _, w := range want {
+		if !strings.Contains(all, w) {
+			t.Errorf("failures do not mention %q:\n%s", w, all)
+		}
+	}
+	if len(res.Failures) != 6 {
+		t.Errorf("got %d failures, want 6:\n%s", len(res.Failures), all)
+	}
+}
+
+func TestParseScenario_Errors(t *testing.T) {
+	for name, tc := range map[string]struct{ yaml, want string }{
+		"UnknownKey":    {"number: \"+15551230000\"\ncalller: {}\n", "field calller not found"},
+		"BadNumber":     {"number: \"555\"\n", "number:"},
+		"TwoOutcomes":   {"number: \"+15551230000\"\ntargets: {\"+1555\": {busy: true, failed: true}}\n", "exclude each other"},
+		"SIPStatus":     {"number: \"+15551230000\"\ntargets: {\"sip:a@b\": {sip_status: 200}}\n", "not a SIP failure"},
+		"OpParty":       {"number: \"+15551230000\"\nops: [{at: 1, hold: owner}]\n", "ops[0].hold"},
+		"OpBoth":        {"number: \"+15551230000\"\nops: [{at: 1, hold: caller, unhold: caller}]\n", "exactly one"},
+		"Transcription": {"number: \"+15551230000\"\ntranscription: maybe\n", "transcription:"},
+		"Empty":         {"", "empty scenario"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := twiliosim.ParseScenario([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ParseScenario error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
 }
