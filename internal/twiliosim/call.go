@@ -218,7 +218,7 @@ func (c *call) redirectLocked(f fetch) {
 	}
 	if !c.executing {
 		c.executing = true
-		c.s.goLocked(func() { c.execute(f) })
+		c.s.goTracked(func() { c.execute(f) })
 		return
 	}
 	c.next = &f

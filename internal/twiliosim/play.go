@@ -54,7 +54,7 @@ func (s *Sim) Run(ctx context.Context, sc *Scenario, expectWait time.Duration) (
 	}
 	r.caller = caller
 	s.logLocked("caller", "calls %s from %s (%s)", sc.Number, sc.From, caller.sid)
-	s.goLocked(func() {
+	s.goTracked(func() {
 		caller.execute(fetch{url: s.cfg.BaseURL + sc.VoicePath, method: http.MethodPost, what: "voice"})
 	})
 	s.mu.Unlock()

@@ -110,8 +110,8 @@ func (s *Sim) createParticipant(req twiliofake.Request) (int, any) {
 	}
 	s.restLog(req, 201, "dialing "+to+" into "+conf.name+" as "+label)
 	out := make(chan outcome, 1)
-	s.goLocked(func() { leg.ring(leg.life, out, time.Duration(timeout)*time.Second) })
-	s.goLocked(func() { s.participantAnswers(p, out) })
+	s.goTracked(func() { leg.ring(leg.life, out, time.Duration(timeout)*time.Second) })
+	s.goTracked(func() { s.participantAnswers(p, out) })
 	return http.StatusCreated, s.participantJSON(p)
 }
 

@@ -320,7 +320,7 @@ func (s *Sim) waitMusicLocked(c *call, rawURL, method, what string, ctx context.
 	if once {
 		ctx = c.life
 	}
-	s.goLocked(func() {
+	s.goTracked(func() {
 		next := &fetch{url: rawURL, method: method, what: what}
 		for next != nil && ctx.Err() == nil {
 			doc, err := c.fetchTwiML(ctx, *next)

@@ -119,8 +119,6 @@ func (s *Sim) goTracked(f func()) {
 	}()
 }
 
-func (s *Sim) goLocked(f func()) { s.goTracked(f) }
-
 // later runs f after the simulated duration d, tracked.
 func (s *Sim) later(d time.Duration, f func()) {
 	s.work.add()
