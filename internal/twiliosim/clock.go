@@ -14,7 +14,6 @@ type Clock struct {
 	start time.Time
 	speed float64
 	real0 time.Time
-	since func(time.Time) time.Duration
 }
 
 // NewClock returns a clock that reads start now and runs speed times faster than real time
@@ -23,7 +22,7 @@ func NewClock(start time.Time, speed float64) *Clock {
 	if speed <= 0 {
 		speed = 1
 	}
-	return &Clock{start: start.UTC(), speed: speed, real0: time.Now(), since: time.Since}
+	return &Clock{start: start.UTC(), speed: speed, real0: time.Now()}
 }
 
 // Now is the simulated time.
@@ -31,7 +30,7 @@ func (c *Clock) Now() time.Time { return c.start.Add(c.Elapsed()) }
 
 // Elapsed is the simulated time since the clock started.
 func (c *Clock) Elapsed() time.Duration {
-	return time.Duration(float64(c.since(c.real0)) * c.speed)
+	return time.Duration(float64(time.Since(c.real0)) * c.speed)
 }
 
 // Real converts a simulated duration to the real one.

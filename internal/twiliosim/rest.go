@@ -217,7 +217,7 @@ func (s *Sim) updateParticipant(req twiliofake.Request) (int, any) {
 				what = "hold " + p.call.party
 				s.eventLocked(p.conf, "participant-hold", p, nil)
 				if u := f.Get("HoldUrl"); u != "" {
-					s.waitMusicLocked(p.call, u, methodOr(f.Get("HoldMethod")), "holdUrl", nil)
+					s.waitMusicLocked(p.call.life, p.call, u, methodOr(f.Get("HoldMethod")), "holdUrl", false)
 				} else {
 					s.hearLocked(p.call.party, "hold music (Twilio's default)")
 				}

@@ -111,7 +111,7 @@ func (s *Sim) joinLocked(p *participant) {
 	if conf.started {
 		s.hearLocked(p.call.party, "talking (conference)")
 	} else if p.waitURL != "" {
-		s.waitMusicLocked(p.call, p.waitURL, p.waitMethod, "conference waitUrl", nil)
+		s.waitMusicLocked(p.call.life, p.call, p.waitURL, p.waitMethod, "conference waitUrl", false)
 	}
 }
 
@@ -229,7 +229,7 @@ func (c *call) enqueue(ctx context.Context, v node) (*fetch, error) {
 	s.logLocked(c.party, "waits in queue %s (%s)", q.name, q.sid)
 	waitCtx, stopWait := context.WithCancel(ctx)
 	if u := v.attr("waitUrl"); u != "" {
-		s.waitMusicLocked(c, u, methodOf(v, "waitUrlMethod"), "queue waitUrl", waitCtx)
+		s.waitMusicLocked(waitCtx, c, u, methodOf(v, "waitUrlMethod"), "queue waitUrl", true)
 	}
 	s.mu.Unlock()
 	defer stopWait()
@@ -312,14 +312,12 @@ func (c *call) dialQueue(ctx context.Context, n node, action fetch, timeout time
 }
 
 // waitMusicLocked fetches the TwiML a waiting party hears (a queue's or conference's waitUrl,
-// a held participant's holdUrl) and runs it until ctx ends: the party hears it. With a nil
-// ctx it is fetched once (a conference's waitUrl, a hold). s.mu is held.
-func (s *Sim) waitMusicLocked(c *call, rawURL, method, what string, ctx context.Context) {
+// a held participant's holdUrl). With loop it runs it, again and again, until ctx ends (a
+// queue); without, it is fetched once and only checked (a conference's waitUrl, a hold: the
+// simulation does not need what plays there). s.mu is held.
+func (s *Sim) waitMusicLocked(ctx context.Context, c *call, rawURL, method, what string, loop bool) {
 	s.hearLocked(c.party, "hold music ("+what+" "+path(rawURL)+")")
-	once := ctx == nil
-	if once {
-		ctx = c.life
-	}
+	once := !loop
 	s.goTracked(func() {
 		next := &fetch{url: rawURL, method: method, what: what}
 		for next != nil && ctx.Err() == nil {

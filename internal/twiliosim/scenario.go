@@ -174,8 +174,7 @@ func (sc *Scenario) check() error {
 		return fmt.Errorf("voice_path: %q must start with /", sc.VoicePath)
 	}
 	if sc.Routing != nil {
-		// Numbers in YAML decode as int; JSON wants them as they are: re-encoding checks
-		// that the routing is JSON at all (YAML allows maps with non-string keys).
+		// YAML allows what JSON does not (maps with non-string keys): the ops API gets JSON.
 		if _, err := json.Marshal(sc.Routing); err != nil {
 			return fmt.Errorf("routing: %w", err)
 		}

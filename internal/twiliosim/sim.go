@@ -18,11 +18,9 @@ package twiliosim
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"math/big"
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
@@ -47,7 +45,7 @@ type Config struct {
 	// OpsToken is callrelay's CALLRELAY_OPS_TOKEN, for routing, hold/unhold and expectations.
 	OpsToken string
 	Clock    *Clock      // simulated time; NewClock(time.Now(), 1) when nil
-	Rand     *mrand.Rand // reordering and SIDs' randomness; seeded from crypto/rand when nil
+	Rand     *mrand.Rand // reordering and SIDs' randomness; randomly seeded when nil
 	Client   *http.Client
 	Spec     *twiliofake.Spec // Twilio's OpenAPI spec; twiliofake.DefaultSpec() when nil
 	// CheckTwiML, when set, checks every TwiML document callrelay answers (against the XSD,
@@ -83,15 +81,7 @@ func New(cfg Config) (*Sim, error) {
 		cfg.Clock = NewClock(time.Now(), 1)
 	}
 	if cfg.Rand == nil {
-		var seed [2]uint64
-		for i := range seed {
-			n, err := rand.Int(rand.Reader, new(big.Int).SetUint64(^uint64(0)))
-			if err != nil {
-				return nil, err
-			}
-			seed[i] = n.Uint64()
-		}
-		cfg.Rand = mrand.New(mrand.NewPCG(seed[0], seed[1]))
+		cfg.Rand = mrand.New(mrand.NewPCG(mrand.Uint64(), mrand.Uint64()))
 	}
 	if cfg.Client == nil {
 		// No redirects: Twilio does not follow them for webhooks either (and a redirect drops

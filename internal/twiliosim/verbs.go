@@ -87,7 +87,9 @@ func methodOf(n node, attr string) string {
 	return http.MethodPost
 }
 
-// verb runs one verb of a document fetched from base.
+// verb runs one verb of a document. Its URLs are used as they are: callrelay's are absolute
+// (DESIGN.md), so a relative one would be a callrelay bug; only a waitUrl's <Redirect> is
+// resolved.
 func (c *call) verb(ctx context.Context, v node) (*fetch, error) {
 	c.answerUnless(v)
 	switch v.XMLName.Local {
@@ -138,7 +140,7 @@ func (c *call) answerUnless(v node) {
 	c.progressLocked("in-progress", nil)
 }
 
-// answerInbound answers the inbound call if it still rings (answerOnBridge). s.mu is held.
+// answerInboundLocked answers the inbound call if it still rings (answerOnBridge). s.mu is held.
 func (c *call) answerInboundLocked() {
 	if c.direction == inbound && c.status == "ringing" {
 		c.progressLocked("in-progress", nil)
