@@ -1,0 +1,170 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/signature"
+)
+
+// The three hottest webhooks through the whole handler (request ID and metrics middleware,
+// body limit, signature check, form parse, store on a real PostgreSQL, TwiML), as Twilio sends
+// them for a call to a number forwarding to one phone. Each op signs its request first (about
+// 2 µs of the op). Skipped without PostgreSQL (TEST_DATABASE_URL, else 127.0.0.1:5432).
+
+const benchRouting = `{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"+15550001111"}]}`
+
+// benchCallSid is the n-th CallSid of a benchmark (kind tells benchmarks and legs apart).
+func benchCallSid(kind byte, n int64) string { return fmt.Sprintf("CA%02x%030x", kind, n) }
+
+// benchPost serves one signed webhook and returns the recorder; safe from many goroutines.
+func benchPost(h http.Handler, pathAndQuery string, form url.Values) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodPost, pathAndQuery, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Twilio-Signature", signature.Sign(authToken, publicURL+pathAndQuery, form))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// benchVoiceForm is an incoming call as Twilio posts it (with the caller's CallToken).
+func benchVoiceForm(sid string) url.Values {
+	return url.Values{
+		"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {sid}, "CallStatus": {"ringing"},
+		"Direction": {"inbound"}, "From": {caller}, "To": {masked}, "Caller": {caller}, "Called": {masked},
+		"CallerCountry": {"US"}, "CalledCountry": {"US"}, "FromCountry": {"US"}, "ToCountry": {"US"},
+		"CallToken": {`{"parentCallInfoToken":"` + strings.Repeat("eyJhbGciOiJFUzI1NiJ9", 24) + `"}`},
+	}
+}
+
+// BenchmarkVoiceWebhook is POST /twilio/voice for a new call: one at a time (serial), and from
+// 32 goroutines at once (parallel), like the load test's 32 connections.
+func BenchmarkVoiceWebhook(b *testing.B) {
+	b.Run("serial", func(b *testing.B) {
+		s := newTestServer(b)
+		s.putNumber(masked, benchRouting)
+		var n int64
+		b.ReportAllocs()
+		for b.Loop() {
+			n++
+			rec := benchPost(s.handler, "/twilio/voice", benchVoiceForm(benchCallSid(1, n)))
+			if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<Dial") {
+				b.Fatalf("voice: %d %s", rec.Code, rec.Body)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		s := newTestServer(b)
+		s.putNumber(masked, benchRouting)
+		var n atomic.Int64
+		b.SetParallelism(16)
+		// Open the pool's connections before the timer starts.
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() { benchPost(s.handler, "/twilio/voice", benchVoiceForm(benchCallSid(5, int64(i)))) })
+		}
+		wg.Wait()
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				rec := benchPost(s.handler, "/twilio/voice", benchVoiceForm(benchCallSid(2, n.Add(1))))
+				if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<Dial") {
+					b.Errorf("voice: %d %s", rec.Code, rec.Body)
+					return
+				}
+			}
+		})
+	})
+}
+
+// benchCallSupply hands out calls that exist, started through the store in batches outside
+// the timer.
+type benchCallSupply struct {
+	s    *testServer
+	kind byte
+	sids []string
+	next int64
+}
+
+func (c *benchCallSupply) take(b *testing.B) string {
+	if len(c.sids) == 0 {
+		b.StopTimer()
+		for range 500 {
+			c.next++
+			sid := benchCallSid(c.kind, c.next)
+			if _, err := c.s.db.StartCall(context.Background(), postgres.InboundCall{CallSid: sid, Number: masked, From: caller}); err != nil {
+				b.Fatal(err)
+			}
+			c.sids = append(c.sids, sid)
+		}
+		b.StartTimer()
+	}
+	sid := c.sids[0]
+	c.sids = c.sids[1:]
+	return sid
+}
+
+// BenchmarkCallStatusWebhook is POST /twilio/call-status?target=0: each op one status
+// callback of the forwarded leg of a call, which is answered and hung up (initiated, ringing,
+// in-progress, completed).
+func BenchmarkCallStatusWebhook(b *testing.B) {
+	s := newTestServer(b)
+	s.putNumber(masked, benchRouting)
+	calls := &benchCallSupply{s: s, kind: 3}
+	statuses := []string{"initiated", "ringing", "in-progress", "completed"}
+	var parent, leg string
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		k := i % len(statuses)
+		if k == 0 {
+			parent = calls.take(b)
+			leg = "CAff" + parent[4:]
+		}
+		form := url.Values{
+			"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {leg}, "ParentCallSid": {parent},
+			"CallStatus": {statuses[k]}, "Direction": {"outbound-dial"}, "From": {caller}, "To": {"+15550001111"},
+			"Caller": {caller}, "Called": {"+15550001111"}, "CallbackSource": {"call-progress-events"},
+			"SequenceNumber": {fmt.Sprint(k)}, "Timestamp": {t0.Add(time.Duration(k) * time.Second).Format(time.RFC1123Z)},
+		}
+		if k == 3 {
+			form.Set("CallDuration", "42")
+			form.Set("Duration", "1")
+		}
+		if rec := benchPost(s.handler, "/twilio/call-status?target=0", form); rec.Code != http.StatusNoContent {
+			b.Fatalf("call-status %s: %d %s", statuses[k], rec.Code, rec.Body)
+		}
+		i++
+	}
+}
+
+// BenchmarkDialOutcomeWebhook is POST /twilio/dial-outcome?attempt=0 of a call nobody
+// answered: the caller is sent to voicemail.
+func BenchmarkDialOutcomeWebhook(b *testing.B) {
+	s := newTestServer(b)
+	s.putNumber(masked, benchRouting)
+	calls := &benchCallSupply{s: s, kind: 4}
+	b.ReportAllocs()
+	for b.Loop() {
+		sid := calls.take(b)
+		form := url.Values{
+			"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {sid}, "CallStatus": {"in-progress"},
+			"Direction": {"inbound"}, "From": {caller}, "To": {masked}, "Caller": {caller}, "Called": {masked},
+			"DialCallStatus": {"no-answer"}, "DialCallSid": {"CAff" + sid[4:]},
+		}
+		rec := benchPost(s.handler, "/twilio/dial-outcome?attempt=0", form)
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<Record") {
+			b.Fatalf("dial-outcome: %d %s", rec.Code, rec.Body)
+		}
+	}
+}

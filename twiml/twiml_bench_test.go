@@ -1,0 +1,80 @@
+package twiml_test
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/twiml"
+)
+
+// benchRoutingJSON is DESIGN.md's example routing: greeting, a phone, a SIP and a client
+// target; benchRouting edits its mode and ring.
+const benchRoutingJSON = `{
+  "owner_email": "dana@example.com", "mode": "direct", "ring": "simultaneous",
+  "timeout_seconds": 15, "caller_id": "caller", "greeting": "Please hold while we connect you.",
+  "language": "en-US", "voice": "Polly.Joanna",
+  "targets": [
+    {"type": "phone", "to": "+15550001111"},
+    {"type": "sip", "uri": "sip:dana@pbx.example.com", "username": "dana", "password": "s3cret",
+     "headers": {"x-team": "sales"}, "transport": "tls", "region": "ie1"},
+    {"type": "client", "identity": "dana"}
+  ],
+  "voicemail": {"enabled": true, "prompt": "Please leave a message after the beep.",
+                "max_length_seconds": 120, "transcribe": true},
+  "enabled": true
+}`
+
+func benchRouting(b *testing.B, mode, ring string) callrelay.Routing {
+	b.Helper()
+	js := strings.Replace(benchRoutingJSON, `"mode": "direct"`, `"mode": "`+mode+`"`, 1)
+	js = strings.Replace(js, `"ring": "simultaneous"`, `"ring": "`+ring+`"`, 1)
+	r, err := callrelay.DecodeRouting(strings.NewReader(js))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// BenchmarkRespond renders the documents the voice and dial-outcome webhooks answer with,
+// through Builder.Respond as the handlers call it.
+func BenchmarkRespond(b *testing.B) {
+	u, err := url.Parse("https://relay.example.com")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bl := twiml.NewBuilder(u)
+	in := twiml.Inbound{CallSid: "CA0123456789abcdef0123456789abcdef", From: "+15559870000", To: "+15551230000"}
+	simultaneous := benchRouting(b, callrelay.ModeDirect, callrelay.RingSimultaneous)
+	sequential := benchRouting(b, callrelay.ModeDirect, callrelay.RingSequential)
+	conference := benchRouting(b, callrelay.ModeConference, callrelay.RingSimultaneous)
+	for _, c := range []struct {
+		name string
+		r    callrelay.Routing
+		p    callrelay.Plan
+	}{
+		// voice: simultaneous ring of the three targets, after the greeting.
+		{"direct-simultaneous-3", simultaneous, callrelay.PlanInbound(simultaneous)},
+		// dial-outcome: the first target did not answer, ring the second.
+		{"direct-sequential", sequential, callrelay.PlanDialOutcome(sequential, 0, callrelay.DialNoAnswer, "in-progress")},
+		{"conference", conference, callrelay.PlanInbound(conference)},
+		// dial-outcome: nobody answered.
+		{"voicemail", simultaneous, callrelay.PlanDialOutcome(simultaneous, 0, callrelay.DialNoAnswer, "in-progress")},
+		{"hangup", simultaneous, callrelay.PlanDialOutcome(simultaneous, 0, callrelay.DialCompleted, "in-progress")},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			doc, err := bl.Respond(c.r, c.p, in)
+			if err != nil || len(doc) == 0 {
+				b.Fatalf("Respond: %v (%d bytes)", err, len(doc))
+			}
+			b.SetBytes(int64(len(doc)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bl.Respond(c.r, c.p, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
