@@ -28,11 +28,15 @@ type DB struct {
 	Now func() time.Time
 	// Jobs enqueues the voicemail emails; set once the job queue exists (it needs the DB).
 	Jobs Jobs
+
+	starts *startBatcher
 }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool) *DB {
-	return &DB{pool: pool, Now: time.Now}
+	db := &DB{pool: pool, Now: time.Now}
+	db.starts = &startBatcher{db: db}
+	return db
 }
 
 // Pool returns the connection pool, for health checks and tests.
