@@ -4,10 +4,12 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +24,8 @@ import (
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/server"
+	"github.com/callrelay/callrelay/internal/signature"
+	"github.com/callrelay/callrelay/internal/spool"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/voicemail"
 	"github.com/callrelay/callrelay/twiml"
@@ -37,16 +41,26 @@ type Options struct {
 	JobPollInterval time.Duration
 	// Registry collects the metrics (a new one with Go and process collectors when nil).
 	Registry *prometheus.Registry
+	// SpoolInterval is how often spooled callbacks are retried (DefaultSpoolInterval when zero).
+	SpoolInterval time.Duration
 }
+
+// DefaultSpoolInterval: how often a replica tries to replay its spooled callbacks.
+const DefaultSpoolInterval = time.Second
 
 // App is callrelay, assembled: serve Handler, Start the background work, Shutdown at the end.
 type App struct {
 	Handler http.Handler
 	DB      *postgres.DB
 
-	log   *slog.Logger
-	queue *river.Client[pgx.Tx]
-	conf  *conference.Service
+	log    *slog.Logger
+	queue  *river.Client[pgx.Tx]
+	conf   *conference.Service
+	spool  *spool.Spool // nil when CALLRELAY_SPOOL_DIR is empty
+	replay *spool.Replayer
+
+	stopReplay context.CancelFunc
+	replayDone chan struct{}
 }
 
 // New assembles callrelay on a migrated database.
@@ -77,8 +91,25 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	rest := twilioapi.New(twilioapi.Config{AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken.Value(),
 		BaseURL: cfg.TwilioAPIURL.URL, ParticipantInterval: opts.ParticipantInterval})
 	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
-	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links, Conference: conf})
-	return &App{Handler: handler, DB: db, log: log, queue: queue, conf: conf}, nil
+	var sp *spool.Spool
+	if cfg.SpoolDir != "" {
+		if sp, err = spool.Open(cfg.SpoolDir); err != nil {
+			return nil, fmt.Errorf("config: CALLRELAY_SPOOL_DIR: %w", err)
+		}
+		log.Info("spool", slog.String("dir", cfg.SpoolDir), slog.Int("waiting", sp.Len()))
+	} else {
+		log.Warn("CALLRELAY_SPOOL_DIR is empty: callbacks that arrive while the database is down are refused (503)")
+	}
+	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links,
+		Conference: conf, Spool: sp})
+	a := &App{Handler: handler, DB: db, log: log, queue: queue, conf: conf, spool: sp}
+	if sp != nil {
+		token := cfg.TwilioAuthToken.Value()
+		a.replay = &spool.Replayer{Spool: sp, Handler: handler, PublicURL: cfg.PublicURL.URL, Log: log,
+			Interval: cmp.Or(opts.SpoolInterval, DefaultSpoolInterval),
+			Sign:     func(fullURL string, form url.Values) string { return signature.Sign(token, fullURL, form) }}
+	}
+	return a, nil
 }
 
 // Start starts the voicemail job queue. It runs until Shutdown, not until ctx ends: webhooks
@@ -87,6 +118,15 @@ func (a *App) Start(ctx context.Context) error {
 	if err := a.queue.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start job queue: %w", err)
 	}
+	if a.replay != nil {
+		var rctx context.Context
+		rctx, a.stopReplay = context.WithCancel(context.WithoutCancel(ctx))
+		a.replayDone = make(chan struct{})
+		go func() {
+			defer close(a.replayDone)
+			a.replay.Run(rctx)
+		}()
+	}
 	return nil
 }
 
@@ -94,6 +134,14 @@ func (a *App) Start(ctx context.Context) error {
 // participants being added and legs being ended (a caller must not be left waiting), then
 // running jobs (finished, or cancelled and handed back to the queue for another replica).
 func (a *App) Shutdown(ctx context.Context) error {
+	if a.stopReplay != nil {
+		// What is left stays on disk for the next start.
+		a.stopReplay()
+		<-a.replayDone
+	}
+	if a.spool != nil {
+		defer a.spool.Close()
+	}
 	if err := a.conf.Shutdown(ctx); err != nil {
 		a.log.Warn("conference work", slog.String("error", err.Error()))
 	}

@@ -28,6 +28,7 @@ type Config struct {
 	SMTPURL               Secret        `envconfig:"SMTP_URL"`
 	MailFrom              string        `envconfig:"CALLRELAY_MAIL_FROM" default:"callrelay@localhost"`
 	MailDir               string        `envconfig:"CALLRELAY_MAIL_DIR" default:".data/mail"`
+	SpoolDir              string        `envconfig:"CALLRELAY_SPOOL_DIR" default:".data/spool"`
 	TranscriptWait        time.Duration `envconfig:"CALLRELAY_TRANSCRIPT_WAIT" default:"90s"`
 	HoldMusicURL          URL           `envconfig:"CALLRELAY_HOLD_MUSIC_URL"`
 	LinkSecret            Secret        `envconfig:"CALLRELAY_LINK_SECRET"`

@@ -45,6 +45,7 @@ func TestLoad_OK(t *testing.T) {
 		{"TwilioAPIURL", c.TwilioAPIURL.String(), "https://api.twilio.com"},
 		{"MailFrom", c.MailFrom, "callrelay@localhost"},
 		{"MailDir", c.MailDir, ".data/mail"},
+		{"SpoolDir", c.SpoolDir, ".data/spool"},
 		{"HoldMusicURL", c.HoldMusicURL.String(), ""},
 	} {
 		if tc.got != tc.want {

@@ -14,15 +14,15 @@ import (
 	"github.com/callrelay/callrelay/twiml"
 )
 
-// eventTime is a callback's Timestamp (RFC 2822, as Twilio writes it), else now.
-func eventTime(s string, now func() time.Time) time.Time {
+// eventTime is a callback's Timestamp (RFC 2822, as Twilio writes it), else when it arrived.
+func eventTime(s string, received time.Time) time.Time {
 	if ts, err := time.Parse(time.RFC1123Z, s); err == nil {
 		return ts.UTC()
 	}
-	return now().UTC()
+	return received.UTC()
 }
 
-func handleConferenceStatus(svc *conference.Service, now func() time.Time) http.Handler {
+func handleConferenceStatus(svc *conference.Service, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := r.PostForm
 		ev := postgres.ConferenceEvent{
@@ -32,7 +32,7 @@ func handleConferenceStatus(svc *conference.Service, now func() time.Time) http.
 			Participant:   f.Get("CallSid"),
 			Label:         f.Get("ParticipantLabel"),
 			Sequence:      -1,
-			At:            eventTime(f.Get("Timestamp"), now),
+			At:            eventTime(f.Get("Timestamp"), sp.received(r)),
 			Hold:          f.Get("Hold") == "true",
 			ReasonLeft:    f.Get("ReasonParticipantLeft"),
 			ReasonEnded:   f.Get("ReasonConferenceEnded"),
@@ -47,9 +47,8 @@ func handleConferenceStatus(svc *conference.Service, now func() time.Time) http.
 		}
 		res, err := svc.ConferenceEvent(r.Context(), ev)
 		if err != nil {
-			// Not a live caller: an error status lets Twilio's retry (if configured) try again.
 			logger(r.Context()).Error("conference status: store", slog.String("call_sid", ev.CallSid), slog.String("error", err.Error()))
-			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			sp.callback(w, r, "/twilio/conference-status")
 			return
 		}
 		if !res.Known {

@@ -14,6 +14,7 @@ type metrics struct {
 	duration          *prometheus.HistogramVec
 	signatureFailures *prometheus.CounterVec
 	fallbacks         *prometheus.CounterVec
+	spooled           *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,8 +36,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "callrelay_webhook_fallbacks_total",
 			Help: "Webhooks answered without the database (cached routing or apology), by route and kind.",
 		}, []string{"route", "kind"}),
+		spooled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "callrelay_spooled_total",
+			Help: "Webhooks kept in the spool because the database was unreachable, by route.",
+		}, []string{"route"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.signatureFailures, m.fallbacks)
+	reg.MustRegister(m.requests, m.duration, m.signatureFailures, m.fallbacks, m.spooled)
 	return m
 }
 

@@ -13,20 +13,21 @@ import (
 // addRoutes maps every route of DESIGN.md. chi answers no route with a redirect (Twilio drops
 // the parameters on 301/302): /twilio/voice/ is a 404, not a redirect to /twilio/voice.
 func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signature.Validator, cache *routingCache) {
+	sp := spooler{sp: d.Spool, now: d.Now, m: m}
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /readyz", handleReadyz(d.DB))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 
 	mux.Group(func(tw chi.Router) {
 		tw.Use(twilioSignature(v, d.Config.InsecureSkipSignature, m), detach)
-		tw.Handle("POST /twilio/voice", handleVoice(d.DB, b, cache, m))
-		tw.Handle("POST /twilio/dial-outcome", handleDialOutcome(d.DB, b, cache, m))
-		tw.Handle("POST /twilio/call-status", handleCallStatus(d.Conference, d.Now))
-		tw.Handle("POST /twilio/conference-status", handleConferenceStatus(d.Conference, d.Now))
-		tw.Handle("POST /twilio/voicemail", handleVoicemail(d.DB, b, cache, m))
+		tw.Handle("POST /twilio/voice", handleVoice(d.DB, b, cache, m, sp))
+		tw.Handle("POST /twilio/dial-outcome", handleDialOutcome(d.DB, b, cache, m, sp))
+		tw.Handle("POST /twilio/call-status", handleCallStatus(d.Conference, sp))
+		tw.Handle("POST /twilio/conference-status", handleConferenceStatus(d.Conference, sp))
+		tw.Handle("POST /twilio/voicemail", handleVoicemail(d.DB, b, cache, m, sp))
 		tw.Handle("POST /twilio/recording", handleRecording(d.DB, b))
-		tw.Handle("POST /twilio/recording-status", handleRecordingStatus(d.DB, d.Config.TranscriptWait))
-		tw.Handle("POST /twilio/transcription", handleTranscription(d.DB))
+		tw.Handle("POST /twilio/recording-status", handleRecordingStatus(d.DB, d.Config.TranscriptWait, sp))
+		tw.Handle("POST /twilio/transcription", handleTranscription(d.DB, sp))
 		// GET for a holdUrl fetched with HoldMethod GET; the signature then covers the query.
 		tw.Handle("GET /twilio/hold-music", handleHoldMusic(b, d.Config.HoldMusicURL.String()))
 		tw.Handle("POST /twilio/hold-music", handleHoldMusic(b, d.Config.HoldMusicURL.String()))

@@ -15,6 +15,7 @@ import (
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/signature"
+	"github.com/callrelay/callrelay/internal/spool"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/twiml"
 )
@@ -35,7 +36,9 @@ type Deps struct {
 	Links    *recording.Links     // the signed audio links in voicemail emails
 	// Conference runs conference-mode calls and hold (REST requests to Twilio).
 	Conference *conference.Service
-	Now        func() time.Time
+	// Spool keeps callbacks that arrive while the database is down (nil: they answer 503).
+	Spool *spool.Spool
+	Now   func() time.Time
 }
 
 // NewServer returns callrelay's HTTP handler.
@@ -49,6 +52,12 @@ func NewServer(d Deps) http.Handler {
 		d.Conference = conference.New(d.DB, rest, b, d.Config.HoldMusicURL.String(), d.Logger)
 	}
 	m := newMetrics(d.Registry)
+	if d.Spool != nil {
+		d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "callrelay_spool_entries",
+			Help: "Callbacks spooled while the database was unreachable, waiting to be replayed.",
+		}, func() float64 { return float64(d.Spool.Len()) }))
+	}
 	mux := chi.NewRouter()
 	mux.Use(withRequest(d.Logger, m), recoverPanics)
 	addRoutes(mux, d, m, b,

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
@@ -41,7 +40,7 @@ func fallbackRouting(cache *routingCache, m *metrics, route, number string) (cal
 	return rt, ok
 }
 
-func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics) http.Handler {
+func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
 		sid, to, from := r.PostForm.Get("CallSid"), r.PostForm.Get("To"), r.PostForm.Get("From")
@@ -58,6 +57,8 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			return
 		case err != nil:
 			log.Error("voice webhook: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			// The caller is answered from the cache; the call is recorded when the database is back.
+			sp.keep(r, "/twilio/voice")
 			var ok bool
 			if rt, ok = fallbackRouting(cache, m, "/twilio/voice", to); !ok {
 				writeTwiML(w, twiml.Apology("", ""))
@@ -88,7 +89,7 @@ func adoptCall(db *postgres.DB, r *http.Request) error {
 	return err
 }
 
-func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics) http.Handler {
+func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
 		f := r.PostForm
@@ -121,6 +122,7 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 		}
 		if err != nil {
 			log.Error("dial outcome: store", slog.String("call_sid", o.CallSid), slog.String("error", err.Error()))
+			sp.keep(r, "/twilio/dial-outcome")
 			cached, ok := fallbackRouting(cache, m, "/twilio/dial-outcome", f.Get("To"))
 			if !ok {
 				if decide(callrelay.Routing{}, callrelay.CallState{}).Action == callrelay.ActHangup {
@@ -150,7 +152,7 @@ func sipHeaders(f map[string][]string) map[string]string {
 	return h
 }
 
-func handleCallStatus(conf *conference.Service, now func() time.Time) http.Handler {
+func handleCallStatus(conf *conference.Service, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
 		f := r.PostForm
@@ -159,7 +161,7 @@ func handleCallStatus(conf *conference.Service, now func() time.Time) http.Handl
 			http.Error(w, "CallSid and CallStatus are required", http.StatusBadRequest)
 			return
 		}
-		at := eventTime(f.Get("Timestamp"), now)
+		at := eventTime(f.Get("Timestamp"), sp.received(r))
 		var known bool
 		var err error
 		// A <Dial> noun's leg has a ParentCallSid; a conference participant's call has none, and
@@ -184,9 +186,8 @@ func handleCallStatus(conf *conference.Service, now func() time.Time) http.Handl
 			known, err = conf.CallStatus(r.Context(), sid, status, at)
 		}
 		if err != nil {
-			// Not a live caller: an error status lets Twilio's retry (if configured) try again.
 			log.Error("call status: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
-			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			sp.callback(w, r, "/twilio/call-status")
 			return
 		}
 		if !known {
@@ -197,7 +198,7 @@ func handleCallStatus(conf *conference.Service, now func() time.Time) http.Handl
 	})
 }
 
-func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics) http.Handler {
+func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sid, to := r.PostForm.Get("CallSid"), r.PostForm.Get("To")
 		rt, err := db.StartVoicemail(r.Context(), sid)
@@ -206,6 +207,7 @@ func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *
 		}
 		if err != nil {
 			logger(r.Context()).Error("voicemail: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			sp.keep(r, "/twilio/voicemail")
 			var ok bool
 			if rt, ok = fallbackRouting(cache, m, "/twilio/voicemail", to); !ok {
 				writeTwiML(w, twiml.Apology("", ""))

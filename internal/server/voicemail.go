@@ -14,11 +14,11 @@ import (
 	"github.com/callrelay/callrelay/internal/recording"
 )
 
-// Callbacks that cannot be stored answer 503: not a live caller, and an error status lets a
-// retry (Twilio's connection overrides) deliver them again. Nothing is half-written: each
-// store method is one transaction.
+// Callbacks that cannot be stored are spooled for later (spooler.callback), or answer 503 so
+// that a retry may deliver them again. Nothing is half-written: each store method is one
+// transaction.
 
-func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration) http.Handler {
+func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := r.PostForm
 		rec := postgres.Recording{
@@ -48,7 +48,7 @@ func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration) http.H
 			log.Warn("recording of an unknown call: ignored", slog.String("status", rec.Status))
 		case err != nil:
 			log.Error("recording status: store", slog.String("error", err.Error()))
-			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			sp.callback(w, r, "/twilio/recording-status")
 			return
 		case vm != nil:
 			log.Info("voicemail stored", slog.Int64("voicemail_id", vm.ID), slog.String("transcript", vm.TranscriptStatus))
@@ -59,7 +59,7 @@ func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration) http.H
 	})
 }
 
-func handleTranscription(db *postgres.DB) http.Handler {
+func handleTranscription(db *postgres.DB, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := r.PostForm
 		t := postgres.Transcription{
@@ -80,7 +80,7 @@ func handleTranscription(db *postgres.DB) http.Handler {
 			return
 		case err != nil:
 			logger(r.Context()).Error("transcription: store", slog.String("call_sid", t.CallSid), slog.String("error", err.Error()))
-			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+			sp.callback(w, r, "/twilio/transcription")
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)

@@ -1,0 +1,60 @@
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/callrelay/callrelay/internal/spool"
+)
+
+// spooler keeps the webhooks whose store write failed (the database is unreachable) for
+// later, in the replica's spool: the callback is accepted now and applied when the database
+// is back (see package spool). Without a spool, callbacks answer 503 as before and Twilio's
+// own retries are all there is.
+type spooler struct {
+	sp  *spool.Spool // nil: no spool
+	now func() time.Time
+	m   *metrics
+}
+
+// received is when the request reached callrelay: now, or for a replay when it first came.
+func (s spooler) received(r *http.Request) time.Time {
+	if rp := spool.ReplayOf(r.Context()); rp != nil {
+		return rp.Received
+	}
+	return s.now()
+}
+
+// keep spools r after its store write failed, and reports whether it is safe on disk. A
+// replay is not spooled again: it stays where it is, marked for the next attempt.
+func (s spooler) keep(r *http.Request, route string) bool {
+	log := logger(r.Context())
+	if rp := spool.ReplayOf(r.Context()); rp != nil {
+		rp.Unstored = true
+		return false
+	}
+	if s.sp == nil {
+		return false
+	}
+	err := s.sp.Put(spool.Entry{Target: r.URL.RequestURI(), Form: r.PostForm, Received: s.now()})
+	if err != nil {
+		log.Error("spool: callback lost unless Twilio retries it", slog.String("route", route),
+			slog.String("call_sid", r.PostForm.Get("CallSid")), slog.String("error", err.Error()))
+		return false
+	}
+	s.m.spooled.WithLabelValues(route).Inc()
+	log.Warn("spool: callback kept for when the database is back", slog.String("route", route),
+		slog.String("call_sid", r.PostForm.Get("CallSid")))
+	return true
+}
+
+// callback answers a status callback whose store write failed: 204 once it is spooled, else
+// 503 so that a retry (Twilio's connection overrides) may deliver it again.
+func (s spooler) callback(w http.ResponseWriter, r *http.Request, route string) {
+	if s.keep(r, route) {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+}

@@ -1,0 +1,129 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ErrUnstored is returned by Drain when an entry could not be stored yet (the database is
+// still down): it and the entries after it stay for the next attempt.
+var ErrUnstored = errors.New("spooled callback not stored yet")
+
+// Replayer feeds spooled entries back through callrelay's own HTTP handler, signed as Twilio
+// would sign them, so that a replay takes exactly the path of a live callback.
+type Replayer struct {
+	Spool   *Spool
+	Handler http.Handler
+	// Sign returns the X-Twilio-Signature for a full URL and form (signature.Sign with the
+	// auth token).
+	Sign func(fullURL string, form url.Values) string
+	// PublicURL is CALLRELAY_PUBLIC_URL, the base the signatures are computed on.
+	PublicURL *url.URL
+	// Interval is how often Run looks for entries while some are waiting.
+	Interval time.Duration
+	Log      *slog.Logger
+}
+
+// Run replays entries every Interval until ctx ends.
+func (r *Replayer) Run(ctx context.Context) {
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		if r.Spool.Len() > 0 {
+			n, err := r.Drain(ctx)
+			switch {
+			case err == nil && n > 0:
+				r.Log.Info("spool: replayed callbacks", slog.Int("count", n))
+			case err != nil && !errors.Is(err, ErrUnstored) && ctx.Err() == nil:
+				r.Log.Error("spool: replay", slog.Int("replayed", n), slog.String("error", err.Error()))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Drain replays the entries in arrival order until none is left or one cannot be stored yet
+// (ErrUnstored). It returns how many were applied.
+func (r *Replayer) Drain(ctx context.Context) (int, error) {
+	names, err := r.Spool.List()
+	if err != nil {
+		return 0, err
+	}
+	applied := 0
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return applied, err
+		}
+		ok, err := r.replay(ctx, name)
+		if err != nil {
+			return applied, err
+		}
+		if ok {
+			applied++
+		}
+	}
+	return applied, nil
+}
+
+// replay applies one entry. It reports whether the entry was applied; an entry that can never
+// be applied is set aside (and logged), not retried forever.
+func (r *Replayer) replay(ctx context.Context, name string) (bool, error) {
+	e, err := r.Spool.Read(name)
+	if err != nil {
+		r.Log.Error("spool: unreadable entry set aside", slog.String("entry", name), slog.String("error", err.Error()))
+		return false, r.Spool.setAside(name)
+	}
+	rp := &Replay{Received: e.Received}
+	body := e.Form.Encode()
+	req, err := http.NewRequestWithContext(WithReplay(ctx, rp), http.MethodPost, e.Target, strings.NewReader(body))
+	if err != nil {
+		r.Log.Error("spool: bad entry set aside", slog.String("entry", name), slog.String("error", err.Error()))
+		return false, r.Spool.setAside(name)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Twilio-Signature", r.Sign(strings.TrimRight(r.PublicURL.String(), "/")+e.Target, e.Form))
+	req.RemoteAddr = "spool"
+	w := &statusOnly{header: http.Header{}}
+	r.Handler.ServeHTTP(w, req)
+	switch {
+	case rp.Unstored || w.status >= 500:
+		return false, fmt.Errorf("%w: %s (status %d)", ErrUnstored, e.Target, w.status)
+	case w.status >= 400:
+		// Accepted when it arrived, refused now (a changed auth token or public URL, say):
+		// keep it for a person rather than drop it.
+		r.Log.Error("spool: refused on replay, set aside", slog.String("entry", name), slog.String("target", e.Target),
+			slog.Int("status", w.status))
+		return false, r.Spool.setAside(name)
+	}
+	return true, r.Spool.Remove(name)
+}
+
+// statusOnly is a ResponseWriter that keeps the status and drops the body: nobody waits for
+// a replayed callback's answer.
+type statusOnly struct {
+	header http.Header
+	status int
+}
+
+func (w *statusOnly) Header() http.Header { return w.header }
+
+func (w *statusOnly) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *statusOnly) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
