@@ -45,6 +45,10 @@ func handleConferenceStatus(svc *conference.Service, sp spooler) http.Handler {
 			http.Error(w, "FriendlyName, ConferenceSid and StatusCallbackEvent are required", http.StatusBadRequest)
 			return
 		}
+		if sp.behind(r) {
+			sp.callback(w, r, "/twilio/conference-status")
+			return
+		}
 		res, err := svc.ConferenceEvent(r.Context(), ev)
 		if err != nil {
 			logger(r.Context()).Error("conference status: store", slog.String("call_sid", ev.CallSid), slog.String("error", err.Error()))

@@ -49,6 +49,14 @@ func (s spooler) keep(r *http.Request, route string) bool {
 	return true
 }
 
+// behind reports whether callbacks wait in the spool: a live callback then joins the queue
+// behind them instead of going straight to the store, so that this replica applies its
+// callbacks in the order they came (a leg's progress after the call it belongs to, say,
+// when both arrived during the outage).
+func (s spooler) behind(r *http.Request) bool {
+	return s.sp != nil && s.sp.Len() > 0 && spool.ReplayOf(r.Context()) == nil
+}
+
 // callback answers a status callback whose store write failed: 204 once it is spooled, else
 // 503 so that a retry (Twilio's connection overrides) may deliver it again.
 func (s spooler) callback(w http.ResponseWriter, r *http.Request, route string) {

@@ -161,6 +161,10 @@ func handleCallStatus(conf *conference.Service, sp spooler) http.Handler {
 			http.Error(w, "CallSid and CallStatus are required", http.StatusBadRequest)
 			return
 		}
+		if sp.behind(r) {
+			sp.callback(w, r, "/twilio/call-status")
+			return
+		}
 		at := eventTime(f.Get("Timestamp"), sp.received(r))
 		var known bool
 		var err error

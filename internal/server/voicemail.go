@@ -41,6 +41,10 @@ func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration, sp spo
 		if t, err := time.Parse(time.RFC1123Z, f.Get("RecordingStartTime")); err == nil {
 			rec.StartedAt = &t
 		}
+		if sp.behind(r) {
+			sp.callback(w, r, "/twilio/recording-status")
+			return
+		}
 		log := logger(r.Context()).With(slog.String("call_sid", rec.CallSid), slog.String("recording_sid", rec.RecordingSid))
 		vm, err := db.RecordRecording(r.Context(), rec, transcriptWait)
 		switch {
@@ -71,6 +75,10 @@ func handleTranscription(db *postgres.DB, sp spooler) http.Handler {
 		}
 		if t.CallSid == "" || t.RecordingSid == "" {
 			http.Error(w, "CallSid and RecordingSid are required", http.StatusBadRequest)
+			return
+		}
+		if sp.behind(r) {
+			sp.callback(w, r, "/twilio/transcription")
 			return
 		}
 		err := db.RecordTranscription(r.Context(), t)

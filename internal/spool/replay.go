@@ -30,19 +30,22 @@ type Replayer struct {
 	Log      *slog.Logger
 }
 
-// Run replays entries every Interval until ctx ends.
+// Run replays entries until ctx ends: every Interval while the store is down, and at once
+// again while entries keep coming in behind the ones just replayed.
 func (r *Replayer) Run(ctx context.Context) {
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
 	for {
-		if r.Spool.Len() > 0 {
+		for r.Spool.Len() > 0 && ctx.Err() == nil {
 			n, err := r.Drain(ctx)
-			switch {
-			case err == nil && n > 0:
-				r.Log.Info("spool: replayed callbacks", slog.Int("count", n))
-			case err != nil && !errors.Is(err, ErrUnstored) && ctx.Err() == nil:
+			if err == nil && n > 0 {
+				r.Log.Info("spool: replayed callbacks", slog.Int("count", n), slog.Int("waiting", r.Spool.Len()))
+				continue
+			}
+			if err != nil && !errors.Is(err, ErrUnstored) && ctx.Err() == nil {
 				r.Log.Error("spool: replay", slog.Int("replayed", n), slog.String("error", err.Error()))
 			}
+			break
 		}
 		select {
 		case <-ctx.Done():
