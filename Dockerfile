@@ -18,7 +18,10 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/callrelay /callrelay
 # The nonroot user's home: relative paths (CALLRELAY_MAIL_DIR=.data/mail) land here, writable.
 WORKDIR /home/nonroot
-ENV CALLRELAY_ADDR=:8080
+# The spool keeps callbacks that arrive while PostgreSQL is down until they are replayed: it
+# must outlive the container. Mount a volume of its own per replica here.
+ENV CALLRELAY_ADDR=:8080 CALLRELAY_SPOOL_DIR=/home/nonroot/spool
+VOLUME ["/home/nonroot/spool"]
 EXPOSE 8080
 USER nonroot:nonroot
 ENTRYPOINT ["/callrelay"]
