@@ -58,8 +58,23 @@ db: ## start (if needed) the dev Postgres and print its DATABASE_URL
 db-stop: ## stop the private dev cluster under .data/pg
 	@scripts/devdb.sh stop
 
-loadtest: ## wrk load test of POST /twilio/voice vs the express and go-ceiling peers (DURATION=10s; scripts/loadtest.sh)
+loadtest: ## wrk load test: POST /twilio/voice vs the express and go-ceiling peers, then callrelay's call-status and dial-outcome (DURATION=10s; scripts/loadtest.sh)
 	@GO="$(GO)" scripts/loadtest.sh
+
+# make bench: BENCH is the -bench regexp, COUNT the runs of each, BENCHTIME each run's length,
+# BENCH_PKGS the packages. Before/after: make bench COUNT=6 >old.txt, change, make bench COUNT=6
+# >new.txt, then go run golang.org/x/perf/cmd/benchstat@latest old.txt new.txt.
+BENCH ?= .
+COUNT ?= 1
+BENCHTIME ?= 1s
+BENCH_PKGS ?= ./internal/signature ./twiml ./internal/callrelay ./internal/postgres ./internal/server
+.PHONY: bench
+bench: testdb ## benchmarks of the webhook hot paths with -benchmem (BENCH=. COUNT=1 BENCHTIME=1s BENCH_PKGS=...)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) -benchtime $(BENCHTIME) $(BENCH_PKGS)
+
+.PHONY: soak
+soak: ## whole calls at half the voice peak rate for 5 min, watching callrelay's RSS and goroutines (SOAK_DURATION=5m SOAK_RATE=; scripts/loadtest/soak.sh)
+	@GO="$(GO)" scripts/loadtest/soak.sh
 
 demo: ## a whole call with no Twilio account: callrelay (make run defaults) + callsim, a transcribed voicemail, the email in .data/mail
 	@GO="$(GO)" scripts/demo.sh

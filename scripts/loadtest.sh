@@ -1,10 +1,24 @@
 #!/usr/bin/env bash
-# loadtest.sh — load-test callrelay's voice webhook against two peers, side by side, with wrk.
+# loadtest.sh — load-test callrelay's voice webhook against two peers, side by side, with wrk,
+# then callrelay's two busiest callbacks on the calls the voice run created.
 #
 # Usage: scripts/loadtest.sh            (or: make loadtest [DURATION=10s])
 #
 # One run, on this machine, one server at a time (never concurrently):
 #   1. callrelay   POST /twilio/voice, signed webhooks, on a fresh database (dropped at the end)
+#      then, callrelay only (the peers have no equivalent), on the same database and a new
+#      callrelay process each (so each route has its own peak RSS):
+#      1b. POST /twilio/call-status?target=0: the status callbacks of each call's forwarded leg
+#          (initiated, ringing, then answered + completed, no-answer or busy; SequenceNumber,
+#          RFC 2822 Timestamp, CallDuration), written in waves so a leg's arrive in order
+#      1c. POST /twilio/dial-outcome?attempt=0: each call's Dial action (DialCallStatus 40%
+#          completed, 45% no-answer, 15% busy; CallStatus, DialCallSid, DialCallDuration)
+#      Their CallSids are the calls table's after the voice run and an unmeasured top-up (the
+#      voice run's unused lines, WARMUP+DURATION again: a Dial action costs about as much as a
+#      new call, so the callbacks need more calls than the measured run made); scripts/loadtest/gen
+#      signs them (internal/signature.Sign, over the URL with its query), cross-checked with
+#      twilio-node. Rows are checked: leg events and legs, dial-outcome events and calls moved to
+#      voicemail or completed.
 #   2. express     the seed tutorial's Express server (peers/express-seed), POST /webhook/voice,
 #                  no database, does not check signatures
 #   3. ceiling     the least a stateful Go webhook can do (peers/go-ceiling, mode pg), POST
@@ -17,9 +31,14 @@
 # time per request, and, for the two database servers, the rows written compared with the 2xx
 # responses wrk counted.
 #
-# Prints a summary table and the ratios callrelay/express and callrelay/ceiling. Exits non-zero
-# when callrelay answered anything but 2xx or had socket errors, when it wrote fewer call rows
-# than it answered 2xx, or when the request file ran out (raise LOADTEST_MAX_RPS).
+# Prints a summary table and the ratios callrelay/express and callrelay/ceiling, then a table of
+# callrelay per route, and one greppable line per server and route:
+#   LOADTEST server=… route=… rps=… p50_ms=… p99_ms=… max_ms=… errors=… non2xx=… rss_mb=… …
+# Exits non-zero when callrelay answered anything but 2xx (any route, by its own /metrics) or had
+# socket errors, when it wrote fewer rows than it answered 2xx (voice: calls; call-status: leg
+# events; dial-outcome: dial-outcome events, and calls moved to voicemail or completed), or when
+# a request file ran out (voice: raise LOADTEST_MAX_RPS; callbacks: there are not enough calls,
+# see the message).
 # Compare ratios within one run, not absolute figures across runs: the machine is shared.
 #
 # Environment (defaults):
@@ -63,114 +82,22 @@ NUMBER=+15551230000 # the masked number called (To); the ceiling peer knows only
 CALLER=+15559870000 # From
 FORWARD=+15550001111
 
-log() { printf 'loadtest: %s\n' "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
-
-# hex N: N random bytes as hex.
-hex() { od -An -v -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
-
-# seconds D: a wrk duration (10, 10s, 2m, 1h) in whole seconds.
-seconds() {
-	case $1 in
-	*[!0-9smh]* | "" | [smh]*) return 1 ;;
-	*s) echo "${1%s}" ;;
-	*m) echo $((${1%m} * 60)) ;;
-	*h) echo $((${1%h} * 3600)) ;;
-	*) echo "$1" ;;
-	esac
-}
-
-now_ms() { date +%s%3N; }
-
-# --- what we started, stopped and dropped on exit -------------------------------------------
-
-PIDS=()      # server processes still running
-DATABASES=() # databases we created
-
-psql_admin() { psql -X -w -q -A -t -v ON_ERROR_STOP=1 -d postgres -c "$1"; }
-psql_db() { psql -X -w -q -A -t -v ON_ERROR_STOP=1 -d "$1" -c "$2"; }
-
-# stop_pid PID: SIGTERM, then SIGKILL after 25 s (callrelay drains for up to 20 s).
-stop_pid() {
-	local pid=$1 i
-	kill -0 "$pid" 2>/dev/null || {
-		wait "$pid" 2>/dev/null || true
-		return 0
-	}
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 250; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "process $pid did not stop on SIGTERM; killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-	local keep=() p
-	for p in ${PIDS[@]+"${PIDS[@]}"}; do [[ $p == "$pid" ]] || keep+=("$p"); done
-	PIDS=(${keep[@]+"${keep[@]}"})
-}
-
-drop_db() {
-	local db=$1 keep=() d
-	if [[ $KEEP == 1 ]]; then
-		log "keeping database $db (LOADTEST_KEEP=1)"
-	else
-		psql_admin "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 ||
-			log "warning: could not drop database $db"
-	fi
-	for d in ${DATABASES[@]+"${DATABASES[@]}"}; do [[ $d == "$db" ]] || keep+=("$d"); done
-	DATABASES=(${keep[@]+"${keep[@]}"})
-}
+LOG_NAME=loadtest
+# shellcheck source=loadtest/lib.sh
+. "$ROOT/scripts/loadtest/lib.sh"
 
 cleanup() {
-	local rc=$? p d
+	local rc=$?
 	trap - EXIT INT TERM
-	for p in ${PIDS[@]+"${PIDS[@]}"}; do stop_pid "$p"; done
-	for d in ${DATABASES[@]+"${DATABASES[@]}"}; do drop_db "$d"; done
+	stop_everything
 	if [[ $KEEP != 1 ]]; then
-		rm -f "$RUN"/webhooks*.tsv
+		rm -f "$RUN"/webhooks*.tsv "$RUN"/calls.txt
 	fi
 	exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# create_db NAME: a fresh database, dropped on exit (call it in this shell, not in $(…)).
-create_db() {
-	DATABASES+=("$1")
-	psql_admin "CREATE DATABASE \"$1\"" >/dev/null || die "cannot create database $1"
-}
-db_url() { printf 'postgres://%s@%s:%s/%s?sslmode=disable\n' "$PGUSER" "$PGHOST" "$PGPORT" "$1"; }
-
-# port_free HOST PORT: nothing listens there.
-port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
-# wait_http URL PID SECONDS [WANT]: until URL answers (with status WANT if given, else any).
-wait_http() {
-	local url=$1 pid=$2 secs=$3 want=${4:-} code i
-	for ((i = 0; i < secs * 5; i++)); do
-		kill -0 "$pid" 2>/dev/null || return 1
-		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
-		if [[ $code != 000 && (-z $want || $code == "$want") ]]; then
-			return 0
-		fi
-		sleep 0.2
-	done
-	return 1
-}
-
-# cpu_ticks PID: user+system CPU time of PID in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# machine_ticks: "busy total" clock ticks of all CPUs since boot.
-machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
-# vmhwm_mb PID: peak resident set size of PID in MB.
-vmhwm_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 # --- 1. tools, builds, peers -------------------------------------------------------------------
 
@@ -185,14 +112,7 @@ WARM_S=$(seconds "$WARMUP") || die "WARMUP=$WARMUP: want whole seconds, e.g. 3s"
 for c in curl psql node npm "$GO" awk od jq; do
 	command -v "$c" >/dev/null 2>&1 || die "$c not found on PATH"
 done
-if ! command -v wrk >/dev/null 2>&1; then
-	[[ $(id -u) -eq 0 ]] || die "wrk is missing: sudo apt-get install -y wrk"
-	log "installing wrk (apt-get)"
-	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >&2; then
-		DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >&2
-	fi
-fi
+need_wrk
 
 psql_admin 'SELECT 1' >/dev/null 2>&1 ||
 	die "cannot log in to Postgres at $PGHOST:$PGPORT as $PGUSER (set PGHOST, PGPORT, PGUSER)"
@@ -201,11 +121,12 @@ port_free 127.0.0.1 "$EXPRESS_PORT" || die "127.0.0.1:$EXPRESS_PORT is in use"
 port_free 127.0.0.1 3113 || die "127.0.0.1:3113 is in use"
 
 mkdir -p "$SCRATCH" "$RUN"
-rm -f "$RUN"/*.log "$RUN"/*.out "$RUN"/webhooks*.tsv
+rm -f "$RUN"/*.log "$RUN"/*.out "$RUN"/*.body "$RUN"/webhooks*.tsv "$RUN"/calls.txt "$RUN"/callrelay*.metrics.*
 
 REV=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)
 log "building callrelay ($REV; the working tree as it is now)"
 (cd "$ROOT" && "$GO" build -o "$SCRATCH/callrelay" ./cmd/callrelay) || die "go build ./cmd/callrelay failed"
+(cd "$ROOT" && "$GO" build -o "$SCRATCH/gen" ./scripts/loadtest/gen) || die "go build ./scripts/loadtest/gen failed"
 
 log "building the go-ceiling peer"
 rm -rf "$SCRATCH/go-ceiling"
@@ -314,22 +235,32 @@ wrk_run() {
 }
 
 # measure NAME URL PID DB: warm-up, then the measured run, with CPU, RSS and row counts.
-# DB is the database whose TABLE (R[NAME.table]) gets the rows; empty for none.
+# DB is the database whose TABLE (R[NAME.table], a FROM clause: "calls", "call_events WHERE …")
+# gets the rows (R[NAME.rows]; R[NAME.table2], if set, is counted too: R[NAME.rows2]); empty for
+# none. The request files are $RUN/R[NAME.files].{warm,main}.tsv
+# (default webhooks); for callrelay's runs (R[NAME.metrics] set) /metrics is saved before and
+# after the measured run.
 measure() {
-	local name=$1 url=$2 pid=$3 db=$4 table=${R[$1.table]:-} before=0 after c0 c1 m0 m1 t0 t1
+	local name=$1 url=$2 pid=$3 db=$4 table=${R[$1.table]:-} before=0 after c0 c1 m0 m1 t0 t1 before2=0
+	local files=$RUN/${R[$1.files]:-webhooks} metrics=${R[$1.metrics]:-}
 	log "$name: warm-up $WARMUP"
-	wrk_run "$name" "$url" "$RUN/webhooks.warm.tsv" "$WARMUP" "$RUN/$name.warmup.out"
+	wrk_run "$name" "$url" "$files.warm.tsv" "$WARMUP" "$RUN/$name.warmup.out"
 	kill -0 "$pid" 2>/dev/null || die "$name exited during the warm-up (log: $RUN/$name.log)"
 	log "$name: warm-up $(grep '^RESULT' "$RUN/$name.warmup.out" | cut -d' ' -f3-)"
-	[[ ${R[$name.exhausted]} -eq 0 ]] || log "warning: $name: the warm-up used up its lines (fine, but raise LOADTEST_MAX_RPS)"
+	if [[ ${R[$name.exhausted]} -ne 0 && -z ${R[$name.files]:-} ]]; then
+		log "warning: $name: the warm-up used up its lines (fine, but raise LOADTEST_MAX_RPS)"
+	elif [[ ${R[$name.exhausted]} -ne 0 ]]; then
+		log "warning: $name: the warm-up used up its lines: the measured run will likely run out too"
+	fi
 	[[ -z $db ]] || before=$(psql_db "$db" "SELECT count(*) FROM $table")
-	if [[ $name == callrelay ]]; then
-		curl -s --max-time 5 "$CR_URL/metrics" -o "$RUN/callrelay.metrics.before" || true
+	[[ -z ${R[$name.table2]:-} ]] || before2=$(psql_db "$db" "SELECT count(*) FROM ${R[$name.table2]}")
+	if [[ -n $metrics ]]; then
+		curl -s --max-time 5 "$metrics" -o "$RUN/$name.metrics.before" || true
 	fi
 	c0=$(cpu_ticks "$pid")
 	read -r m0 t0 < <(machine_ticks)
 	log "$name: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url"
-	wrk_run "$name" "$url" "$RUN/webhooks.main.tsv" "$DURATION" "$RUN/$name.wrk.out"
+	wrk_run "$name" "$url" "$files.main.tsv" "$DURATION" "$RUN/$name.wrk.out"
 	kill -0 "$pid" 2>/dev/null || die "$name exited during the run (log: $RUN/$name.log)"
 	c1=$(cpu_ticks "$pid")
 	read -r m1 t1 < <(machine_ticks)
@@ -343,10 +274,36 @@ measure() {
 	if [[ -n $db ]]; then
 		after=$(psql_db "$db" "SELECT count(*) FROM $table")
 		R[$name.rows]=$((after - before))
+		if [[ -n ${R[$name.table2]:-} ]]; then
+			R[$name.rows2]=$(($(psql_db "$db" "SELECT count(*) FROM ${R[$name.table2]}") - before2))
+		fi
 	else
 		R[$name.rows]=-
 	fi
+	if [[ -n $metrics ]]; then
+		curl -s --max-time 5 "$metrics" -o "$RUN/$name.metrics.after" || true
+	fi
 	log "$name: $(grep '^RESULT' "$RUN/$name.wrk.out" | cut -d' ' -f3-) rss_mb=${R[$name.rss]} rows=${R[$name.rows]}"
+}
+
+# route_metrics NAME ROUTE: from callrelay's /metrics around NAME's measured run, the answers to
+# ROUTE by kind: R[NAME.m200], R[NAME.m2xx] (any 2xx), R[NAME.mnon2xx] (anything else),
+# R[NAME.m403], R[NAME.m5] (5xx), and R[NAME.fallbacks] (answered without the database).
+route_metrics() {
+	local name=$1 route="route=\"$2\"" kind a b
+	local before=$RUN/$name.metrics.before after=$RUN/$name.metrics.after
+	for kind in 200 2 403 5 ''; do
+		b=$(metric_sum "$before" "^callrelay_http_requests_total.*code=\"$kind.*$route")
+		a=$(metric_sum "$after" "^callrelay_http_requests_total.*code=\"$kind.*$route")
+		case $kind in
+		2) R[$name.m2xx]=$((a - b)) ;;
+		'') R[$name.mall]=$((a - b)) ;;
+		*) R[$name.m$kind]=$((a - b)) ;;
+		esac
+	done
+	R[$name.mnon2xx]=$((R[$name.mall] - R[$name.m2xx]))
+	R[$name.fallbacks]=$(($(metric_sum "$after" "^callrelay_webhook_fallbacks_total.*$route") -
+		$(metric_sum "$before" "^callrelay_webhook_fallbacks_total.*$route")))
 }
 
 # smoke NAME URL: POST the smoke line once; prints the status code, the body goes to a file.
@@ -354,15 +311,6 @@ smoke() {
 	curl -s -o "$RUN/$1.smoke.body" -w '%{http_code}' --max-time 10 \
 		-H 'Content-Type: application/x-www-form-urlencoded' -H "X-Twilio-Signature: $SMOKE_SIG" \
 		--data-binary "$SMOKE_BODY" "$2" || echo 000
-}
-
-# metric_sum FILE REGEX: sum of the Prometheus samples whose line matches REGEX.
-metric_sum() {
-	[[ -f $1 ]] || {
-		echo 0
-		return
-	}
-	awk -v re="$2" '$0 !~ /^#/ && $0 ~ re { s += $NF } END { printf "%d", s }' "$1"
 }
 
 # signature_report: why callrelay refused the smoke webhook with 403.
@@ -382,20 +330,8 @@ log "callrelay: database $CR_DB, listening on $CR_ADDR"
 create_db "$CR_DB"
 CR_DBURL=$(db_url "$CR_DB")
 OPS=$(hex 24)
-DATABASE_URL=$CR_DBURL CALLRELAY_ADDR=$CR_ADDR CALLRELAY_PUBLIC_URL=$CR_URL TWILIO_AUTH_TOKEN=$TOKEN \
-	CALLRELAY_OPS_TOKEN=$OPS CALLRELAY_MAIL_DIR=$RUN/mail SMTP_URL='' CALLRELAY_INSECURE_SKIP_SIGNATURE=false \
-	"$SCRATCH/callrelay" serve >"$RUN/callrelay.log" 2>&1 &
-CR_PID=$!
-PIDS+=("$CR_PID")
-if ! wait_http "$CR_URL/readyz" "$CR_PID" 60 200; then
-	tail -n 20 "$RUN/callrelay.log" >&2
-	die "callrelay did not become ready on $CR_URL/readyz (log: $RUN/callrelay.log)"
-fi
-code=$(curl -s -o "$RUN/callrelay.number.json" -w '%{http_code}' --max-time 10 -X PUT \
-	-H "Authorization: Bearer $OPS" -H 'Content-Type: application/json' \
-	"$CR_URL/api/numbers/%2B${NUMBER#+}" \
-	-d "{\"owner_email\":\"dana@example.com\",\"targets\":[{\"type\":\"phone\",\"to\":\"$FORWARD\"}]}" || echo 000)
-[[ $code == 2?? ]] || die "callrelay: PUT /api/numbers/$NUMBER answered $code: $(cat "$RUN/callrelay.number.json")"
+start_callrelay "$SCRATCH/callrelay" "$CR_DBURL" "$CR_ADDR" "$OPS" "$TOKEN" "$RUN/callrelay.log" "$RUN/mail"
+put_number "$CR_ADDR" "$OPS" "$NUMBER" "$FORWARD" "$RUN/callrelay.number.json"
 code=$(smoke callrelay "$CR_URL/twilio/voice")
 if [[ $code == 403 ]]; then
 	signature_report
@@ -406,19 +342,104 @@ grep -q '<Dial' "$RUN/callrelay.smoke.body" ||
 	die "callrelay: smoke webhook answered 200 without <Dial>: $(head -c 500 "$RUN/callrelay.smoke.body")"
 log "callrelay: ready; smoke webhook 200 with <Dial>"
 R[callrelay.table]=calls
+R[callrelay.metrics]=$CR_URL/metrics
+R[callrelay.route]=/twilio/voice
 measure callrelay "$CR_URL/twilio/voice" "$CR_PID" "$CR_DB"
-curl -s --max-time 5 "$CR_URL/metrics" -o "$RUN/callrelay.metrics.after" || true
-route='route="/twilio/voice"'
-for kind in 200 403 5; do
-	b=$(metric_sum "$RUN/callrelay.metrics.before" "^callrelay_http_requests_total.*code=\"$kind.*$route")
-	a=$(metric_sum "$RUN/callrelay.metrics.after" "^callrelay_http_requests_total.*code=\"$kind.*$route")
-	R[callrelay.m$kind]=$((a - b))
-done
-R[callrelay.fallbacks]=$(($(metric_sum "$RUN/callrelay.metrics.after" '^callrelay_webhook_fallbacks_total') -
-	$(metric_sum "$RUN/callrelay.metrics.before" '^callrelay_webhook_fallbacks_total')))
+route_metrics callrelay /twilio/voice
 R[callrelay.fallbacks_all]=$(metric_sum "$RUN/callrelay.metrics.after" '^callrelay_webhook_fallbacks_total')
 R[callrelay.sigfail]=$(metric_sum "$RUN/callrelay.metrics.after" '^callrelay_twilio_signature_failures_total')
+# More calls for the callbacks, unmeasured: the measured run's unused lines for WARMUP+DURATION
+# again. A Dial action costs callrelay about as much as a new call, so the calls of the voice run
+# alone leave its run little margin. Skipped lines: those the run sent, and some, since its
+# threads read the file interleaved (a repeat would only answer again and write nothing).
+skip=$((R[callrelay.sent] + R[callrelay.sent] / 10 + 1000))
+tail -n "+$skip" "$RUN/webhooks.main.tsv" >"$RUN/webhooks.topup.tsv"
+calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls")
+log "callrelay: more calls for the callbacks (unmeasured): wrk -d$((WARM_S + DUR_S))s on the voice run's unused lines"
+wrk_run callrelay-topup "$CR_URL/twilio/voice" "$RUN/webhooks.topup.tsv" "$((WARM_S + DUR_S))s" "$RUN/callrelay-topup.out"
+rm -f "$RUN/webhooks.topup.tsv"
+R[callrelay.topup]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls") - calls0))
 stop_pid "$CR_PID"
+
+# callrelay's callbacks ------------------------------------------------------------------------
+# The calls the voice run created (smoke, warm-up, measured, top-up), oldest first: the callbacks
+# hit them, in that order, call-status first (the legs), then dial-outcome (the Dial actions).
+CALLS=$RUN/calls.txt
+psql_db "$CR_DB" "SELECT call_sid FROM calls ORDER BY started_at, call_sid" >"$CALLS"
+N_CALLS=$(wc -l <"$CALLS")
+((N_CALLS > 10)) || die "the voice run left $N_CALLS calls: too few for the callbacks"
+log "callbacks: $N_CALLS calls from the voice run (${R[callrelay.topup]} of them from the top-up)"
+
+# split_lines FILE PREFIX: line 1 of FILE → PREFIX.smoke.tsv, then a WARMUP/(WARMUP+DURATION)
+# share of the rest → PREFIX.warm.tsv, the others → PREFIX.main.tsv. Sets N_LINES.
+split_lines() {
+	local file=$1 prefix=$2 warm
+	N_LINES=$(wc -l <"$file")
+	warm=$(((N_LINES - 1) * WARM_S / (WARM_S + DUR_S)))
+	head -n 1 "$file" >"$prefix.smoke.tsv"
+	sed -n "2,$((1 + warm))p" "$file" >"$prefix.warm.tsv"
+	tail -n "+$((2 + warm))" "$file" >"$prefix.main.tsv"
+	rm -f "$file"
+}
+
+# node_sig URL LINE: the signature twilio-node computes for the line's params and URL.
+node_sig() {
+	(cd "$EXP" && node -e '
+		const twilio = require("twilio");
+		const [token, url, line] = process.argv.slice(1);
+		const p = Object.fromEntries(new URLSearchParams(line.split("\t")[1]));
+		process.stdout.write(twilio.getExpectedTwilioSignature(token, url, p));
+	' "$TOKEN" "$1" "$2")
+}
+
+# callback NAME ROUTE WANT_CODE WANT_BODY COUNT_FROM: generate the route's webhooks for every
+# call, cross-check one signature with twilio-node, start a new callrelay on the voice run's
+# database, smoke-test, measure, read its metrics, stop it.
+callback() {
+	local name=$1 route=$2 want_code=$3 want_body=$4 count_from=$5 url line sig body code want_sig
+	url=$("$SCRATCH/gen" -route "$route" -url "$CR_URL" -print-url) || die "gen -print-url failed"
+	log "$name: generating $route webhooks for $N_CALLS calls (scripts/loadtest/gen), signed for $url"
+	"$SCRATCH/gen" -route "$route" -url "$CR_URL" -token "$TOKEN" -calls "$CALLS" \
+		-number "$NUMBER" -from "$CALLER" -target "$FORWARD" >"$RUN/webhooks-$name.tsv" ||
+		die "gen -route $route failed"
+	split_lines "$RUN/webhooks-$name.tsv" "$RUN/webhooks-$name"
+	R[$name.lines]=$N_LINES
+	line=$(cat "$RUN/webhooks-$name.smoke.tsv")
+	sig=${line%%$'\t'*}
+	body=${line#*$'\t'}
+	want_sig=$(node_sig "$url" "$line")
+	[[ $sig == "$want_sig" ]] ||
+		die "$name: gen signed $sig, twilio-node $TWILIO_NODE signs $want_sig for $url and the same params"
+	log "$name: signature cross-check with twilio-node $TWILIO_NODE: agree ($sig)"
+
+	start_callrelay "$SCRATCH/callrelay" "$CR_DBURL" "$CR_ADDR" "$OPS" "$TOKEN" "$RUN/$name.log" "$RUN/mail"
+	code=$(curl -s -o "$RUN/$name.smoke.body" -w '%{http_code}' --max-time 10 \
+		-H 'Content-Type: application/x-www-form-urlencoded' -H "X-Twilio-Signature: $sig" \
+		--data-binary "$body" "$url" || echo 000)
+	[[ $code == "$want_code" ]] ||
+		die "$name: smoke webhook answered $code (want $want_code): $(head -c 500 "$RUN/$name.smoke.body")"
+	[[ -z $want_body ]] || grep -q "$want_body" "$RUN/$name.smoke.body" ||
+		die "$name: smoke webhook answered without $want_body: $(head -c 500 "$RUN/$name.smoke.body")"
+	log "$name: ready; smoke webhook $code${want_body:+ with $want_body}"
+	R[$name.table]=$count_from
+	R[$name.files]=webhooks-$name
+	R[$name.metrics]=$CR_URL/metrics
+	R[$name.route]=$route
+	measure "$name" "$url" "$CR_PID" "$CR_DB"
+	route_metrics "$name" "$route"
+	stop_pid "$CR_PID"
+}
+
+# Leg status callbacks: each 2xx adds one 'leg' event (one per leg and status); rows2: legs.
+R[callrelay-status.table2]=legs
+callback callrelay-status /twilio/call-status 204 '' "call_events WHERE type = 'leg'"
+R[callrelay-status.answered]=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE callee_call_sid IS NOT NULL")
+
+# Dial actions: each 2xx adds one 'dial-outcome' event and moves its call to voicemail (nobody
+# answered) or completed (answered, or the caller hung up): rows2.
+R[callrelay-dial.table2]="calls WHERE status IN ('voicemail', 'completed')"
+callback callrelay-dial /twilio/dial-outcome 200 '<Response' "call_events WHERE type = 'dial-outcome'"
+R[callrelay-dial.statuses]=$(psql_db "$CR_DB" "SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM (SELECT status, count(*) n FROM calls GROUP BY status) s")
 drop_db "$CR_DB"
 
 # express ----------------------------------------------------------------------------------------
@@ -481,15 +502,46 @@ echo "callrelay /twilio/voice during the run (its /metrics): 200=${R[callrelay.m
 	"since start (smoke, warm-up, run): fallbacks=${R[callrelay.fallbacks_all]} signature failures=${R[callrelay.sigfail]}"
 echo "callrelay calls rows written during the run=${R[callrelay.rows]}, wrk 2xx=${R[callrelay.ok]}, lines sent=${R[callrelay.sent]}" \
 	"(rows may exceed 2xx by the requests in flight when wrk stopped)"
-nerr=$(grep -c '"level":"ERROR"' "$RUN/callrelay.log" || true)
-if [[ $nerr -gt 0 ]]; then
-	echo "callrelay logged $nerr ERROR lines; the kinds (count, message, error with the CallSid cut):"
-	grep '"level":"ERROR"' "$RUN/callrelay.log" | jq -r '[.msg, (.error // "" | gsub("CA[0-9a-f]{32}"; "CA…"))] | join(": ")' 2>/dev/null |
-		sort | uniq -c | sort -rn | head -n 5 | sed 's/^/  /'
-fi
+echo
+echo "callrelay per route (callrelay only: express-seed and go-ceiling have no call-status or dial-outcome equivalent)." \
+	"Each route on a new callrelay process (RSS = that process's peak), the callbacks on the voice run's $N_CALLS calls:"
+rfmt='%-22s %9s %8s %8s %9s %7s %8s %8s %9s %6s %8s %8s\n'
+# shellcheck disable=SC2059
+printf "$rfmt" route 'req/s' 'p50 ms' 'p99 ms' 'max ms' errors non-2xx 'RSS MB' 'cpu us/r' 'busy%' 2xx rows
+CR_RUNS=(callrelay callrelay-status callrelay-dial)
+for n in "${CR_RUNS[@]}"; do
+	# shellcheck disable=SC2059
+	printf "$rfmt" "${R[$n.route]}" "${R[$n.rps]}" "${R[$n.p50_ms]}" "${R[$n.p99_ms]}" "${R[$n.max_ms]}" "${R[$n.errors]}" \
+		"${R[$n.non2xx]}" "${R[$n.rss]}" "${R[$n.cpu_us]}" "${R[$n.busy]}" "${R[$n.ok]}" "${R[$n.rows]}"
+done
+echo "rows: voice = calls; call-status = leg events (one per leg and status); dial-outcome = dial-outcome events"
+for n in "${CR_RUNS[@]}"; do
+	echo "callrelay ${R[$n.route]} during the run (its /metrics): 2xx=${R[$n.m2xx]} non-2xx=${R[$n.mnon2xx]} 403=${R[$n.m403]} 5xx=${R[$n.m5]}" \
+		"fallbacks=${R[$n.fallbacks]}; lines sent=${R[$n.sent]}${R[$n.lines]:+ of ${R[$n.lines]}}"
+done
+echo "call-status effects: ${R[callrelay-status.rows2]} legs created during the run; after it, ${R[callrelay-status.answered]} calls with an answered leg (their callee)"
+echo "dial-outcome effects: ${R[callrelay-dial.rows2]} calls moved to voicemail or completed during the run for ${R[callrelay-dial.ok]} 2xx;" \
+	"calls by status at the end: ${R[callrelay-dial.statuses]}"
+for n in "${CR_RUNS[@]}"; do
+	nerr=$(grep -c '"level":"ERROR"' "$RUN/$n.log" || true)
+	if [[ $nerr -gt 0 ]]; then
+		echo "callrelay (${R[$n.route]} run) logged $nerr ERROR lines; the kinds (count, message, error with the CallSid cut):"
+		error_kinds "$RUN/$n.log"
+	fi
+done
 echo "columns: errors = socket errors; non-2xx = wrk's status errors (>399); cpu us/r = server process CPU per" \
 	"request (Postgres excluded); busy% = whole machine (wrk and Postgres included); rows = rows written in the run"
 echo "logs and wrk output: $RUN"
+echo
+for n in callrelay express ceiling callrelay-status callrelay-dial; do
+	case $n in
+	callrelay*) server=callrelay route=${R[$n.route]} ;;
+	*) server=$n route=/webhook/voice ;;
+	esac
+	echo "LOADTEST server=$server route=$route rps=${R[$n.rps]} p50_ms=${R[$n.p50_ms]} p99_ms=${R[$n.p99_ms]}" \
+		"max_ms=${R[$n.max_ms]} errors=${R[$n.errors]} non2xx=${R[$n.non2xx]} rss_mb=${R[$n.rss]} cpu_us=${R[$n.cpu_us]}" \
+		"ok=${R[$n.ok]} rows=${R[$n.rows]}"
+done
 
 for n in callrelay express ceiling; do
 	[[ ${R[$n.exhausted]} -eq 0 ]] ||
@@ -500,9 +552,23 @@ done
 [[ ${R[callrelay.m403]} -eq 0 ]] || FAIL+=("callrelay: ${R[callrelay.m403]} webhooks refused with 403 (signature)")
 [[ ${R[callrelay.rows]} -ge ${R[callrelay.ok]} ]] ||
 	FAIL+=("callrelay: wrote ${R[callrelay.rows]} call rows for ${R[callrelay.ok]} 2xx answers (fallbacks: ${R[callrelay.fallbacks]})")
+for n in "${CR_RUNS[@]}"; do
+	r=${R[$n.route]}
+	[[ ${R[$n.mnon2xx]} -eq 0 ]] || FAIL+=("callrelay $r: ${R[$n.mnon2xx]} answers other than 2xx (its /metrics)")
+	[[ $n == callrelay ]] && continue
+	[[ ${R[$n.exhausted]} -eq 0 ]] ||
+		FAIL+=("callrelay $r: the request file ran out (${R[$n.sent]} of ${R[$n.lines]} lines, one per callback of the voice run's $N_CALLS calls): callrelay answered $r much faster than /twilio/voice; a longer run does not help (both grow), tell whoever keeps scripts/loadtest.sh to top up more")
+	[[ ${R[$n.errors]} -eq 0 ]] || FAIL+=("callrelay $r: ${R[$n.errors]} socket errors")
+	[[ ${R[$n.non2xx]} -eq 0 ]] || FAIL+=("callrelay $r: ${R[$n.non2xx]} non-2xx responses")
+	[[ ${R[$n.m403]} -eq 0 ]] || FAIL+=("callrelay $r: ${R[$n.m403]} webhooks refused with 403 (signature)")
+	[[ ${R[$n.rows]} -ge ${R[$n.ok]} ]] ||
+		FAIL+=("callrelay $r: wrote ${R[$n.rows]} events for ${R[$n.ok]} 2xx answers (fallbacks: ${R[$n.fallbacks]})")
+done
+[[ ${R[callrelay-dial.rows2]} -ge ${R[callrelay-dial.ok]} ]] ||
+	FAIL+=("callrelay /twilio/dial-outcome: ${R[callrelay-dial.rows2]} calls moved to voicemail or completed for ${R[callrelay-dial.ok]} 2xx answers")
 if ((${#FAIL[@]})); then
 	echo
 	for f in "${FAIL[@]}"; do echo "FAIL $f"; done
 	exit 1
 fi
-echo "PASS callrelay answered every signed webhook with 2xx and wrote a call row for each"
+echo "PASS callrelay answered every signed webhook (voice, call-status, dial-outcome) with 2xx and wrote the rows for each"
