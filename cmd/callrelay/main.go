@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callrelay/callrelay/internal/app"
@@ -27,6 +26,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts the graceful shutdown; a second one kills at once (the default
+	// action, restored here), for whoever cannot wait for the drain.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "callrelay:", err)
 		os.Exit(1)
@@ -35,7 +40,7 @@ func main() {
 
 // Shutdown and start-up bounds; the HTTP server's own timeouts are internal/server's.
 const (
-	shutdownTimeout = 20 * time.Second
+	shutdownTimeout = app.DefaultShutdownTimeout
 	startupTimeout  = 60 * time.Second
 )
 
@@ -63,7 +68,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer pool.Close()
-	if err := migrateWhenReachable(ctx, log, pool); err != nil {
+	if err := postgres.MigrateWhenReachable(ctx, pool, log, startupTimeout); err != nil {
 		return err
 	}
 	if cmd == "migrate" {
@@ -88,29 +93,6 @@ func openPool(ctx context.Context, databaseURL string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// migrateWhenReachable applies migrations, waiting a while for a database that is still
-// starting (replicas and their database often start together).
-func migrateWhenReachable(ctx context.Context, log *slog.Logger, pool *pgxpool.Pool) error {
-	ctx, cancel := context.WithTimeout(ctx, startupTimeout)
-	defer cancel()
-	for {
-		err := postgres.Migrate(ctx, pool)
-		if err == nil {
-			return nil
-		}
-		var connErr *pgconn.ConnectError
-		if !errors.As(err, &connErr) {
-			return err
-		}
-		log.Warn("database not reachable yet; retrying", slog.String("error", err.Error()))
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("database unreachable for %s: %w", startupTimeout, err)
-		case <-time.After(time.Second):
-		}
-	}
-}
-
 func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpool.Pool) error {
 	if cfg.InsecureSkipSignature {
 		log.Warn("CALLRELAY_INSECURE_SKIP_SIGNATURE=true: webhook signatures are NOT checked; anyone can drive calls. Local development only.")
@@ -127,30 +109,8 @@ func serve(ctx context.Context, log *slog.Logger, cfg config.Config, pool *pgxpo
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	if err := a.Start(ctx); err != nil {
-		ln.Close()
-		return err
-	}
-	log.Info("serving", slog.String("addr", ln.Addr().String()), slog.String("public_url", cfg.PublicURL.String()),
+	log.Info("starting", slog.String("addr", ln.Addr().String()), slog.String("public_url", cfg.PublicURL.String()),
 		slog.String("twilio_api_url", cfg.TwilioAPIURL.String()))
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	// Finish in-flight requests: a webhook cut off mid-answer leaves a caller in silence.
-	log.Info("shutting down: finishing in-flight requests")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := a.Shutdown(sctx); err != nil {
-		log.Warn("shutdown", slog.String("error", err.Error()))
-	}
-	log.Info("stopped")
-	return nil
+	// Serve shuts down gracefully when ctx ends (SIGTERM, SIGINT): see app.Serve.
+	return a.Serve(ctx, srv, ln, app.ServeOptions{ShutdownTimeout: shutdownTimeout})
 }

@@ -49,36 +49,14 @@ func startRelay(t *testing.T) *relay {
 	relaySrv := httptest.NewUnstartedServer(nil)
 	relayURL, _ := url.Parse("http://" + relaySrv.Listener.Addr().String())
 	apiURL, _ := url.Parse("http://" + simSrv.Listener.Addr().String())
-	smtpURL := config.Secret(smtp.URL())
-	cfg := config.Config{
-		PublicURL:        config.URL{URL: relayURL},
-		TwilioAccountSID: accountSID,
-		TwilioAuthToken:  authToken,
-		TwilioAPIURL:     config.URL{URL: apiURL},
-		OpsToken:         opsToken,
-		SMTPURL:          smtpURL,
-		MailFrom:         "callrelay@relay.example.com",
-		MailDir:          t.TempDir(),
-		TranscriptWait:   90 * time.Second / speed,
-	}
+	cfg := relayConfig(t, relayURL, apiURL, smtp.URL())
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	a, err := app.New(cfg, pool, log, app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond})
+	a, err := app.New(cfg, pool, log, relayOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := twiliofake.DefaultSpec()
-	if err != nil {
-		t.Fatal(err) // in CI the spec must be there; see twiliofake.FindSpecFile
-	}
-	sim, err := twiliosim.New(twiliosim.Config{
-		AccountSID: accountSID, AuthToken: authToken, OpsToken: opsToken,
-		BaseURL: relayURL.String(), APIURL: apiURL.String(),
-		Clock: twiliosim.NewClock(time.Now(), speed), Spec: spec, CheckTwiML: checkTwiML,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := newSim(t, relayURL.String(), apiURL.String())
 	simSrv.Config.Handler, relaySrv.Config.Handler = sim, a.Handler
 	simSrv.Start()
 	relaySrv.Start()
@@ -95,6 +73,49 @@ func startRelay(t *testing.T) *relay {
 		simSrv.Close()
 	})
 	return &relay{sim: sim, smtp: smtp, logs: logs}
+}
+
+// newSim returns a Twilio simulator that calls callrelay at baseURL (its public URL) and is
+// reached by callrelay at apiURL (its TWILIO_API_URL).
+func newSim(t *testing.T, baseURL, apiURL string) *twiliosim.Sim {
+	t.Helper()
+	spec, err := twiliofake.DefaultSpec()
+	if err != nil {
+		t.Fatal(err) // in CI the spec must be there; see twiliofake.FindSpecFile
+	}
+	sim, err := twiliosim.New(twiliosim.Config{
+		AccountSID: accountSID, AuthToken: authToken, OpsToken: opsToken,
+		BaseURL: baseURL, APIURL: apiURL,
+		Clock: twiliosim.NewClock(time.Now(), speed), Spec: spec, CheckTwiML: checkTwiML,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim
+}
+
+// relayConfig is callrelay's configuration in the end-to-end tests: publicURL is where Twilio
+// (the simulator) reaches it and signs against, apiURL the simulator's REST API, smtpURL the
+// mail server.
+func relayConfig(t *testing.T, publicURL, apiURL *url.URL, smtpURL string) config.Config {
+	t.Helper()
+	return config.Config{
+		PublicURL:        config.URL{URL: publicURL},
+		TwilioAccountSID: accountSID,
+		TwilioAuthToken:  authToken,
+		TwilioAPIURL:     config.URL{URL: apiURL},
+		OpsToken:         opsToken,
+		SMTPURL:          config.Secret(smtpURL),
+		MailFrom:         "callrelay@relay.example.com",
+		MailDir:          t.TempDir(),
+		TranscriptWait:   90 * time.Second / speed,
+	}
+}
+
+// relayOptions scale callrelay's own timers to the simulator's speed, and poll for due jobs
+// often so that an email is not held back by the queue's default poll.
+func relayOptions() app.Options {
+	return app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond}
 }
 
 // checkTwiML validates a document against Twilio's XSD, with the one gap callrelay's TwiML

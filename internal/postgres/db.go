@@ -50,17 +50,25 @@ const migrateLock = 7272740
 // Migrate applies the embedded migrations, then River's (the job queue's tables). A session
 // advisory lock is held throughout, so replicas starting together apply each migration once.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	conn, err := pool.Acquire(ctx)
+	// The lock's session is a connection of its own, outside the pool: River's migrator takes
+	// connections from the pool while the lock is held, and a pool of one (pool_max_conns=1)
+	// would wait for itself until start-up gives up.
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig)
 	if err != nil {
-		return fmt.Errorf("migrate: acquire connection: %w", err)
+		return fmt.Errorf("migrate: connect: %w", err)
 	}
-	defer conn.Release()
+	defer func() {
+		// Closing ends the session, and so releases the lock; bounded, as the database may
+		// be gone.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
 	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrateLock); err != nil {
 		return fmt.Errorf("migrate: lock: %w", err)
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrateLock) //nolint:errcheck // released with the session anyway
 
-	m, err := migrate.NewMigrator(ctx, conn.Conn(), versionTable)
+	m, err := migrate.NewMigrator(ctx, conn, versionTable)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
