@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/mail/mailtest"
 )
 
 const (
@@ -257,4 +259,52 @@ func TestPacer(t *testing.T) {
 			t.Errorf("next slot = %v, want %v", p.next, want)
 		}
 	})
+}
+
+// TestClient_unreachable: Twilio refusing connections is an upstream error at once, one worth
+// trying again (not Twilio refusing the request), saying that Twilio could not be reached.
+func TestClient_unreachable(t *testing.T) {
+	hold, err := mailtest.HoldPort("127.0.0.1:0") // bound, not listening: connections refused
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	c := newClient(t, "http://"+hold.Addr(), Config{Timeout: time.Minute})
+	start := time.Now()
+	err = c.Hold(context.Background(), confSid, callSid, true, "https://relay.example.com/twilio/hold-music", "GET")
+	took := time.Since(start)
+	var e *callrelay.Error
+	if !errors.As(err, &e) || e.Code != callrelay.EUPSTREAM || e.TwilioCode != 0 ||
+		!strings.Contains(e.Message, "Cannot reach Twilio to hold the participant") || !strings.Contains(e.Message, "connection refused") {
+		t.Fatalf("err = %v, want an upstream error saying Twilio cannot be reached", err)
+	}
+	if IsRefused(err) || IsNotFound(err) {
+		t.Errorf("IsRefused %v, IsNotFound %v; want neither: the request may succeed when Twilio is back", IsRefused(err), IsNotFound(err))
+	}
+	if took > 2*time.Second {
+		t.Errorf("a refused connection took %v to fail, want at once", took)
+	}
+}
+
+// TestClient_stalledBody checks that the timeout covers the whole answer: a Twilio that sends
+// its headers and then stalls costs at most the timeout too.
+func TestClient_stalledBody(t *testing.T) {
+	srv, _ := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{"call_sid":`))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // until the client gives up
+	})
+	const timeout = 200 * time.Millisecond
+	c := newClient(t, srv.URL, Config{Timeout: timeout})
+	start := time.Now()
+	_, err := c.CreateParticipant(context.Background(), confSid, Participant{From: "+15551230000", To: "+15550001111", Label: "callee-1"})
+	took := time.Since(start)
+	if callrelay.ErrorCode(err) != callrelay.EUPSTREAM || IsRefused(err) {
+		t.Fatalf("err = %v, want an upstream error that is not a refusal", err)
+	}
+	if took < timeout || took > timeout+2*time.Second {
+		t.Errorf("CreateParticipant failed after %v, want at the %v timeout", took, timeout)
+	}
 }

@@ -30,6 +30,12 @@ const (
 	MaxAttachment = 10 << 20
 	// GiveUpAfter: a voicemail not delivered this long after it was recorded is marked failed.
 	GiveUpAfter = 24 * time.Hour
+	// DefaultAudioTimeout bounds the download of the recording to attach (Notifier.AudioTimeout
+	// when zero). Without its own bound a Twilio that sends the headers and then stalls would
+	// use up the whole jobTimeout, leaving the SMTP send no time: the email would fail on every
+	// attempt for as long as Twilio stalls. With it, the email goes with the link alone and
+	// the SMTP send keeps its own time (mail.DefaultTimeout, 30 s) within the attempt.
+	DefaultAudioTimeout = time.Minute
 	// claimLease: a send claimed longer ago than this was cut off (the worker died) and may be
 	// retried. Longer than a send can take (the job timeout).
 	claimLease    = 5 * time.Minute
@@ -49,6 +55,9 @@ type Notifier struct {
 	links *recording.Links
 	from  string
 	log   *slog.Logger
+
+	// AudioTimeout bounds the recording's download (DefaultAudioTimeout when zero).
+	AudioTimeout time.Duration
 }
 
 // NewNotifier returns the worker. from is the sender address (CALLRELAY_MAIL_FROM).
@@ -123,6 +132,12 @@ func linkExpiry(link string) time.Time {
 // alone and a note: the owner hears the message either way, and a Twilio hiccup must not hold
 // the email back.
 func (n *Notifier) fetchAudio(ctx context.Context, log *slog.Logger, vm *callrelay.Voicemail) audio {
+	timeout := n.AudioTimeout
+	if timeout <= 0 {
+		timeout = DefaultAudioTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	data, contentType, err := n.media.Fetch(ctx, vm.RecordingURL, MaxAttachment)
 	switch {
 	case err == nil:

@@ -58,6 +58,20 @@ type harness struct {
 // worker runs.
 func newHarness(t *testing.T, smtpURL string, now func() time.Time, serve http.HandlerFunc) *harness {
 	t.Helper()
+	return newHarnessWith(t, smtpURL, now, serve, harnessConfig{})
+}
+
+// harnessConfig tunes a harness; zero values keep the defaults.
+type harnessConfig struct {
+	smtpTimeout  time.Duration // bounds each SMTP send (5 s when zero)
+	audioTimeout time.Duration // bounds the recording's download (the notifier's default when zero)
+}
+
+func newHarnessWith(t *testing.T, smtpURL string, now func() time.Time, serve http.HandlerFunc, cfg harnessConfig) *harness {
+	t.Helper()
+	if cfg.smtpTimeout == 0 {
+		cfg.smtpTimeout = 5 * time.Second
+	}
 	ctx := context.Background()
 	h := &harness{db: postgres.New(pgtest.NewPool(t))}
 	if now != nil {
@@ -78,13 +92,14 @@ func newHarness(t *testing.T, smtpURL string, now func() time.Time, serve http.H
 
 	apiURL, _ := url.Parse(media.URL)
 	pub, _ := url.Parse(publicURL)
-	sender, err := mail.New(smtpURL, "", 5*time.Second)
+	sender, err := mail.New(smtpURL, "", cfg.smtpTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := voicemail.NewNotifier(h.db, sender, recording.NewFetcher(apiURL, accountSID, authToken, nil),
 		recording.NewLinks(pub, []string{"linksecret"}, recording.DefaultTTL, time.Now),
 		"Callrelay <callrelay@example.com>", slog.New(slog.DiscardHandler))
+	n.AudioTimeout = cfg.audioTimeout
 	h.queue, err = voicemail.NewQueue(h.db.Pool(), n, voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
