@@ -138,6 +138,13 @@ func upstream(what string, err error) error {
 		return &callrelay.Error{Code: callrelay.EUPSTREAM, TwilioCode: ve.Code, TwilioMessage: ve.Message, TwilioStatus: ve.HttpStatusCode,
 			Message: fmt.Sprintf("Twilio refused to %s: %s (code %d).", what, ve.Message, ve.Code)}
 	}
+	// A *url.Error names twilio-go's URL, on api.twilio.com whatever TWILIO_API_URL is: the
+	// cause alone (connection refused, deadline exceeded…) says what went wrong, without
+	// pointing ops at the wrong host.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
 	return &callrelay.Error{Code: callrelay.EUPSTREAM, Message: fmt.Sprintf("Cannot reach Twilio to %s: %v.", what, err)}
 }
 

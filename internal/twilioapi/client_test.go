@@ -278,6 +278,9 @@ func TestClient_unreachable(t *testing.T) {
 		!strings.Contains(e.Message, "Cannot reach Twilio to hold the participant") || !strings.Contains(e.Message, "connection refused") {
 		t.Fatalf("err = %v, want an upstream error saying Twilio cannot be reached", err)
 	}
+	if strings.Contains(e.Message, twilioHost) {
+		t.Errorf("message %q names %s, where the request did not go", e.Message, twilioHost)
+	}
 	if IsRefused(err) || IsNotFound(err) {
 		t.Errorf("IsRefused %v, IsNotFound %v; want neither: the request may succeed when Twilio is back", IsRefused(err), IsNotFound(err))
 	}
