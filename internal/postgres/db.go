@@ -29,14 +29,12 @@ type DB struct {
 	// Jobs enqueues the voicemail emails; set once the job queue exists (it needs the DB).
 	Jobs Jobs
 
-	starts *startBatcher
+	routings routingMemo // StartCall's decoded routings
 }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool) *DB {
-	db := &DB{pool: pool, Now: time.Now}
-	db.starts = &startBatcher{db: db}
-	return db
+	return &DB{pool: pool, Now: time.Now}
 }
 
 // Pool returns the connection pool, for health checks and tests.

@@ -10,9 +10,9 @@ import (
 	"github.com/callrelay/callrelay/internal/postgres"
 )
 
-// Concurrent StartCalls share batches (more callers than lanes); every caller still gets its
-// own answer: its number's routing, ENOTFOUND for an unknown number, the first routing for a
-// CallSid sent twice in one burst, and each call exactly one row and one inbound event.
+// Concurrent StartCalls, with the routing memo shared between them: every caller gets its own
+// answer (its number's routing, ENOTFOUND for an unknown number, the first routing for a
+// CallSid sent twice in one burst) and each call exactly one row and one inbound event.
 func TestStartCall_Concurrent(t *testing.T) {
 	ctx := context.Background()
 	db, _ := newDB(t)
@@ -72,7 +72,7 @@ func TestStartCall_Concurrent(t *testing.T) {
 	}
 }
 
-// A call PostgreSQL refuses fails alone; the calls batched with it are recorded.
+// A call PostgreSQL refuses fails alone; the calls arriving with it are recorded.
 func TestStartCall_BadCallFailsAlone(t *testing.T) {
 	ctx := context.Background()
 	db, _ := newDB(t)
