@@ -180,7 +180,11 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client
 		Workers:           workers,
 		FetchPollInterval: opts.FetchPollInterval,
 		JobTimeout:        jobTimeout,
-		Logger:            logger,
+		// A replica killed mid-send (SIGKILL, out of memory) leaves its job running; another
+		// replica takes it over once its attempt and its claim on the voicemail have surely
+		// lapsed, rather than after River's default hour.
+		RescueStuckJobsAfter: jobTimeout + claimLease,
+		Logger:               logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
