@@ -42,6 +42,9 @@ func setBaseEnv(t *testing.T, databaseURL string) {
 	t.Setenv("TWILIO_AUTH_TOKEN", "testtoken123")
 	t.Setenv("CALLRELAY_OPS_TOKEN", "opstoken456")
 	t.Setenv("CALLRELAY_INSECURE_SKIP_SIGNATURE", "false")
+	// The defaults are relative to the working directory: keep the tests' files out of the tree.
+	t.Setenv("CALLRELAY_SPOOL_DIR", t.TempDir())
+	t.Setenv("CALLRELAY_MAIL_DIR", t.TempDir())
 }
 
 func TestRun_ErrConfig(t *testing.T) {
