@@ -38,7 +38,7 @@ func pgCall(t *testing.T, base string, n int64, outage func() bool, check func(p
 			"CallStatus": {"in-progress"}, "DialCallStatus": {"no-answer"}}},
 		{"/twilio/voicemail", url.Values{"CallSid": {callSid}, "To": {restartNumber}, "From": {"+15559870000"}}},
 		{"/twilio/recording-status", url.Values{"CallSid": {callSid}, "RecordingSid": {recSid}, "RecordingStatus": {"completed"},
-			"RecordingUrl": {"https://api.twilio.com/2010-04-01/Accounts/" + accountSID + "/Recordings/" + recSid},
+			"RecordingUrl":      {"https://api.twilio.com/2010-04-01/Accounts/" + accountSID + "/Recordings/" + recSid},
 			"RecordingDuration": {"12"}}},
 		{"/twilio/transcription", url.Values{"CallSid": {callSid}, "RecordingSid": {recSid}, "TranscriptionSid": {sid("TR", n)},
 			"TranscriptionStatus": {"completed"}, "TranscriptionText": {"message " + callSid}}},
