@@ -71,34 +71,3 @@ func TestStartCall_Concurrent(t *testing.T) {
 		t.Errorf("calls = %d, inbound events = %d, calls to the unknown number = %d; want %d, %d, 0", rows, events, unknown, wantRows, wantRows)
 	}
 }
-
-// A call PostgreSQL refuses fails alone; the calls arriving with it are recorded.
-func TestStartCall_BadCallFailsAlone(t *testing.T) {
-	ctx := context.Background()
-	db, _ := newDB(t)
-	if _, _, err := db.PutNumber(ctx, "+15551230000", mustRouting(t, seqRouting)); err != nil {
-		t.Fatal(err)
-	}
-	errs := make([]error, 64)
-	var wg sync.WaitGroup
-	for i := range errs {
-		in := postgres.InboundCall{CallSid: fmt.Sprintf("CA%032d", i), Number: "+15551230000", From: "+15559870000"}
-		if i == 7 {
-			in.From = "+1555\x00" // PostgreSQL text cannot hold NUL: the statement is refused
-		}
-		wg.Go(func() { _, errs[i] = db.StartCall(ctx, in) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if (err != nil) != (i == 7) {
-			t.Errorf("call %d: err = %v, want an error only for call 7", i, err)
-		}
-	}
-	var rows int
-	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM calls`).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows != len(errs)-1 {
-		t.Errorf("calls = %d, want %d", rows, len(errs)-1)
-	}
-}

@@ -29,7 +29,6 @@ func (s spooler) received(r *http.Request) time.Time {
 // keep spools r after its store write failed, and reports whether it is safe on disk. A
 // replay is not spooled again: it stays where it is, marked for the next attempt.
 func (s spooler) keep(r *http.Request, route string) bool {
-	log := logger(r.Context())
 	if rp := spool.ReplayOf(r.Context()); rp != nil {
 		rp.Unstored = true
 		return false
@@ -37,6 +36,7 @@ func (s spooler) keep(r *http.Request, route string) bool {
 	if s.sp == nil {
 		return false
 	}
+	log := logger(r.Context())
 	err := s.sp.Put(spool.Entry{Target: r.URL.RequestURI(), Form: r.PostForm, Received: s.now()})
 	if err != nil {
 		log.Error("spool: callback lost unless Twilio retries it", slog.String("route", route),
