@@ -29,12 +29,14 @@ type DB struct {
 	// Jobs enqueues the voicemail emails; set once the job queue exists (it needs the DB).
 	Jobs Jobs
 
-	routings routingMemo // StartCall's decoded routings
+	starts *startBatcher
 }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool) *DB {
-	return &DB{pool: pool, Now: time.Now}
+	db := &DB{pool: pool, Now: time.Now}
+	db.starts = &startBatcher{db: db}
+	return db
 }
 
 // Pool returns the connection pool, for health checks and tests.

@@ -3,14 +3,17 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
 )
 
-// Concurrent StartCalls, with the routing memo shared between them: every caller gets its own
+// Concurrent StartCalls (more than the batcher's lanes, so most share batches): every caller gets its own
 // answer (its number's routing, ENOTFOUND for an unknown number, the first routing for a
 // CallSid sent twice in one burst) and each call exactly one row and one inbound event.
 func TestStartCall_Concurrent(t *testing.T) {
@@ -69,5 +72,133 @@ func TestStartCall_Concurrent(t *testing.T) {
 	}
 	if wantRows := calls - calls/3; rows != wantRows || events != wantRows || unknown != 0 {
 		t.Errorf("calls = %d, inbound events = %d, calls to the unknown number = %d; want %d, %d, 0", rows, events, unknown, wantRows, wantRows)
+	}
+}
+
+// One batch holding every kind of call StartCall can get: new calls to two numbers, a CallSid
+// started earlier whose number has changed since (it keeps its first routing), one whose number
+// was deleted since, a CallSid twice in the batch and an unknown number. Then a batch with a
+// call PostgreSQL refuses (NUL in a text), which fails alone.
+func TestStartCall_Batch(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	put := func(number, ring string) {
+		t.Helper()
+		js := fmt.Sprintf(`{"owner_email":"dana@example.com","ring":%q,"targets":[{"type":"phone","to":"+15550001111"}]}`, ring)
+		if _, _, err := db.PutNumber(ctx, number, mustRouting(t, js)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("+15551230000", "sequential")
+	put("+15551230001", "simultaneous")
+	put("+15551230002", "sequential")
+	for _, sid := range []string{"CA_old0", "CA_old2"} {
+		number := "+1555123000" + sid[len(sid)-1:]
+		if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: sid, Number: number, From: "+15559870000"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("+15551230000", "simultaneous") // CA_old0 keeps sequential
+	if err := db.DeleteNumber(ctx, "+15551230002"); err != nil {
+		t.Fatal(err) // CA_old2 keeps sequential
+	}
+
+	tests := []struct {
+		sid, number, from string
+		want              string // ring; "" ENOTFOUND; "error" refused
+	}{
+		{"CA_new0", "+15551230000", "+15559870000", "simultaneous"},
+		{"CA_old0", "+15551230000", "+15559870000", "sequential"},
+		{"CA_new1", "+15551230001", "+15559870000", "simultaneous"},
+		{"CA_twice", "+15551230001", "+15559870000", "simultaneous"},
+		{"CA_old2", "+15551230002", "+15559870000", "sequential"},
+		{"CA_unknown", "+15550009999", "+15559870000", ""},
+		{"CA_twice", "+15551230001", "+15559870000", "simultaneous"},
+		{"CA_new2", "+15551230000", "+15559870000", "simultaneous"},
+		// The second batch.
+		{"CA_new3", "+15551230000", "+15559870000", "simultaneous"},
+		{"CA_nul", "+15551230000", "+1555\x00", "error"},
+		{"CA_new4", "+15551230001", "+15559870000", "simultaneous"},
+	}
+	ins := make([]postgres.InboundCall, len(tests))
+	for i, tt := range tests {
+		ins[i] = postgres.InboundCall{CallSid: tt.sid, Number: tt.number, From: tt.from}
+	}
+	const second = 8
+	routings, errs := db.StartBatch(ctx, ins[:second])
+	routings2, errs2 := db.StartBatch(ctx, ins[second:])
+	routings, errs = append(routings, routings2...), append(errs, errs2...)
+	for i, tt := range tests {
+		r, err := routings[i], errs[i]
+		switch {
+		case tt.want == "error":
+			if err == nil {
+				t.Errorf("%s: err = nil, want PostgreSQL's refusal", tt.sid)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tt.sid, err)
+		case tt.want == "" && r != nil:
+			t.Errorf("%s to %s: routing %+v, want none (not configured)", tt.sid, tt.number, r)
+		case tt.want != "" && (r == nil || string(r.Ring) != tt.want):
+			t.Errorf("%s to %s: routing %+v, want ring %s", tt.sid, tt.number, r, tt.want)
+		}
+	}
+
+	var calls, events int
+	err := db.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM calls), (SELECT count(*) FROM call_events WHERE type = 'inbound')`).Scan(&calls, &events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// CA_old0, CA_old2 (before) + CA_new0, CA_new1, CA_twice, CA_new2, CA_new3, CA_new4.
+	if calls != 8 || events != 8 {
+		t.Errorf("calls = %d, inbound events = %d, want 8 and 8", calls, events)
+	}
+}
+
+// StartCall's statements are prepared once per connection, and PostgreSQL may then run a
+// generic plan made from the statistics of that moment. On a new database (tables empty,
+// never analyzed), the generic plans must still find calls and numbers by index: a plan that
+// scans a table grows with the table (the first batched statement joined calls by a
+// sequential scan and lost two thirds of its rate within a 10 s load test).
+func TestStartCall_GenericPlanUsesIndexes(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	conn, err := db.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
+		t.Fatal(err)
+	}
+	args := map[string]string{
+		"batch": `(text[], text[], text[], text[], timestamptz)`,
+		"one":   `(text, text, text, text, timestamptz)`,
+	}
+	exec := map[string]string{
+		"batch": `('{CA1,CA2}', '{+15551230000,+15551230000}', '{+15559870000,+15559870000}', '{t1,t2}', now())`,
+		"one":   `('CA1', '+15551230000', '+15559870000', 't1', now())`,
+	}
+	for name, sql := range postgres.StartCallSQL {
+		t.Run(name, func(t *testing.T) {
+			if _, err := conn.Exec(ctx, "PREPARE plan_"+name+args[name]+" AS "+sql); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := conn.Query(ctx, "EXPLAIN EXECUTE plan_"+name+exec[name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := strings.Join(lines, "\n")
+			if strings.Contains(text, "Seq Scan") {
+				t.Errorf("generic plan scans a table:\n%s", text)
+			}
+			if !strings.Contains(text, "Index Scan using numbers_pkey") {
+				t.Errorf("generic plan does not look numbers up by index:\n%s", text)
+			}
+		})
 	}
 }
