@@ -59,16 +59,22 @@ type DialOutcome struct {
 func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(r callrelay.Routing, c callrelay.CallState) callrelay.Plan) (callrelay.Routing, callrelay.Plan, error) {
 	var routing []byte
 	var c callrelay.CallState
-	// FOR SHARE waits for a hold being applied (its transaction holds the row while Twilio is
-	// asked): the Dial a hold ends must see the hold.
-	err := db.pool.QueryRow(ctx, `SELECT routing, status, hold_caller, hold_callee FROM calls WHERE call_sid = $1 FOR SHARE`, o.CallSid).
-		Scan(&routing, &c.Status, &c.Hold.Caller, &c.Hold.Callee)
+	// Wait for a hold being applied (Hold holds the lock while it asks Twilio): the Dial a
+	// hold ends must see the hold. The read is the next statement, with a snapshot taken once
+	// the lock is ours; both go in one round trip, and the lock is released when they end.
+	// Not a row lock (FOR SHARE): locking the row writes it, and cost the dial-outcome webhook
+	// about a third of its rate under load.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock_shared($1, hashtext($2))`, holdLock, o.CallSid)
+	b.Queue(`SELECT routing, status, hold_caller, hold_callee FROM calls WHERE call_sid = $1`, o.CallSid).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&routing, &c.Status, &c.Hold.Caller, &c.Hold.Callee) })
+	err := db.pool.SendBatch(ctx, b).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return callrelay.Routing{}, callrelay.Plan{}, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", o.CallSid)
 	} else if err != nil {
 		return callrelay.Routing{}, callrelay.Plan{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}
-	r, err := decodeRouting(routing)
+	r, err := db.starts.routings.decode(routing)
 	if err != nil {
 		return r, callrelay.Plan{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}

@@ -357,8 +357,13 @@ type HoldTarget struct {
 	Owner string
 }
 
+// holdLock is the advisory-lock namespace of Hold: it holds its call's lock for the whole
+// transaction (which asks Twilio), and RecordDialOutcome waits for it without locking a row.
+const holdLock = 7272742
+
 // Hold applies a hold request under a lock on the call, so that concurrent requests for one
-// call are applied one after the other (and a Dial that the request ends waits to see it). A
+// call are applied one after the other (and a Dial that the request ends waits to see it: the
+// call's holdLock). A
 // party already in the asked state is left alone (apply is not called); a party that is not
 // connected is ECONFLICT; otherwise apply makes the change at Twilio, and the hold state
 // changes only if it succeeds. Every attempt is on the timeline, failed or not. It returns the
@@ -370,6 +375,9 @@ func (db *DB) Hold(ctx context.Context, req HoldRequest, apply func(context.Cont
 	}
 	var failure error
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, holdLock, req.CallSid); err != nil {
+			return err
+		}
 		var t HoldTarget
 		var status string
 		var conferenceSid, callee, owner *string

@@ -1,10 +1,13 @@
 package server_test
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/callrelay/callrelay/internal/twiliofake"
 	"github.com/callrelay/callrelay/twiml/twimltest"
@@ -158,6 +161,54 @@ func TestDirectHold_Caller(t *testing.T) {
 	}
 	if code, _ := c.hold("unhold", "caller"); code != http.StatusConflict {
 		t.Errorf("unhold after the end = %d, want 409", code)
+	}
+}
+
+// TestDirectHold_DialOutcomeDuringHold: the caller's Dial action, which the hold's redirect of
+// the callee's leg causes, can reach callrelay before the hold has been recorded (Twilio posts
+// it while callrelay still waits for the REST answer). It must wait for the hold and answer
+// with the caller's queue, not end the call.
+func TestDirectHold_DialOutcomeDuringHold(t *testing.T) {
+	c := newDirectCall(t)
+	ctx := context.Background()
+	answer := make(chan *twimltest.Node, 1)
+	var once sync.Once
+	c.fake.OnRequest(func(r twiliofake.Request) {
+		if r.Operation != "UpdateCall" || r.PathParams["Sid"] != c.callee {
+			return
+		}
+		once.Do(func() {
+			go func() {
+				f := url.Values{"CallSid": {c.caller}, "CallStatus": {"in-progress"}, "DialCallStatus": {"completed"}, "DialCallSid": {c.callee}}
+				answer <- twiml(t, c.s.twilio("/twilio/dial-outcome?attempt=0", f))
+			}()
+			// Twilio answers the REST request only once the Dial action is waiting for the
+			// hold (a lock wait in PostgreSQL).
+			deadline := time.Now().Add(3 * time.Second) // within the REST client's timeout
+			for {
+				var waiting bool
+				err := c.s.db.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+					WHERE datname = current_database() AND wait_event_type = 'Lock')`).Scan(&waiting)
+				if err != nil {
+					t.Errorf("pg_stat_activity: %v", err)
+					return
+				}
+				if waiting {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("the Dial action did not wait for the hold")
+					return
+				}
+				time.Sleep(5 * time.Millisecond) // polled: PostgreSQL does not tell of a lock wait
+			}
+		})
+	})
+	c.mustHold("hold", "caller", true, false)
+	wantEnqueue(t, <-answer, "cr-"+c.caller+"-caller", "/twilio/enqueue-outcome?call="+c.caller+"&party=caller")
+	c.s.conf.Wait()
+	if call := getCall(t, c.s, c.caller); call["status"] != "in-progress" {
+		t.Errorf("status = %v, want in-progress while held", call["status"])
 	}
 }
 
