@@ -73,7 +73,7 @@ bench: testdb ## benchmarks of the webhook hot paths with -benchmem (BENCH=. COU
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) -benchtime $(BENCHTIME) $(BENCH_PKGS)
 
 .PHONY: soak
-soak: ## whole calls at half the voice peak rate for 5 min, watching callrelay's RSS and goroutines (SOAK_DURATION=5m SOAK_RATE=; scripts/loadtest/soak.sh)
+soak: ## whole calls at half their measured peak rate for 5 min, watching callrelay's RSS and goroutines (SOAK_DURATION=5m SOAK_RATE=; scripts/loadtest/soak.sh)
 	@GO="$(GO)" scripts/loadtest/soak.sh
 
 demo: ## a whole call with no Twilio account: callrelay (make run defaults) + callsim, a transcribed voicemail, the email in .data/mail

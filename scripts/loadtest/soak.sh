@@ -4,10 +4,12 @@
 #
 # Usage: scripts/loadtest/soak.sh      (or: make soak [SOAK_DURATION=5m] [SOAK_RATE=300])
 #
-#   1. The rate: SOAK_RATE (or RATE) requests/s if given; else half of callrelay's voice peak,
-#      measured first: a callrelay on a fresh database, PEAK_DURATION of wrk on POST
-#      /twilio/voice (signed webhooks from scripts/loadtest/gen, each CallSid once), after a 2 s
-#      warm-up; then that callrelay and database are gone.
+#   1. The rate: SOAK_RATE (or RATE) requests/s if given; else half of callrelay's peak for the
+#      same mix, measured first: a callrelay on a fresh database, CONNECTIONS closed-loop workers
+#      of scripts/loadtest/soak -peak sending whole calls back to back (over at most 16
+#      connections) for PEAK_DURATION, after a 2 s warm-up; then that callrelay and database are
+#      gone. (Half the voice webhook's peak would be more than callrelay answers of the mix: a
+#      Dial action or a leg's status costs more than a new call, which shares its commit.)
 #   2. The soak: a new callrelay on a fresh database, one masked number forwarding to one phone,
 #      and scripts/loadtest/soak for SOAK_DURATION at that rate: open loop, whole calls (voice,
 #      the leg's status callbacks, the Dial action; 40% answered, 45% no-answer, 15% busy),
@@ -22,9 +24,9 @@
 # missing; 2 on a setup error.
 #
 # Environment (defaults):
-#   SOAK_DURATION=5m  SOAK_RATE=(half the voice peak; RATE works too)  SOAK_SAMPLE=10s
+#   SOAK_DURATION=5m  SOAK_RATE=(half the peak; RATE works too)  SOAK_SAMPLE=10s
 #   SOAK_MAX_GROWTH=20 (%)  SOAK_RSS_SLACK_MB=8  SOAK_GOROUTINE_SLACK=20
-#   PEAK_DURATION=10s  THREADS=2  CONNECTIONS=32      the voice peak's wrk run
+#   PEAK_DURATION=10s  CONNECTIONS=32                  the peak run
 #   LOADTEST_DIR=<repo>/.data/loadtest (output in soak/)  LOADTEST_TWILIO_TOKEN=loadtesttoken123
 #   LOADTEST_KEEP=0 (1: keep the databases)  PGHOST=127.0.0.1 PGPORT=5432 PGUSER=<current user>  GO=go
 # Port: callrelay on 127.0.0.1:18080 (must be free). Never run it with another load test.
@@ -34,7 +36,6 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SCRATCH=${LOADTEST_DIR:-$ROOT/.data/loadtest}
 RUN=$SCRATCH/soak
 BIN=$SCRATCH/soak-bin
-LUA=$ROOT/scripts/loadtest/webhooks.lua
 
 SOAK_DURATION=${SOAK_DURATION:-5m}
 SOAK_RATE=${SOAK_RATE:-${RATE:-}}
@@ -43,7 +44,6 @@ SOAK_MAX_GROWTH=${SOAK_MAX_GROWTH:-20}
 SOAK_RSS_SLACK_MB=${SOAK_RSS_SLACK_MB:-8}
 SOAK_GOROUTINE_SLACK=${SOAK_GOROUTINE_SLACK:-20}
 PEAK_DURATION=${PEAK_DURATION:-10s}
-THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-32}
 TOKEN=${LOADTEST_TWILIO_TOKEN:-loadtesttoken123}
 KEEP=${LOADTEST_KEEP:-0}
@@ -84,12 +84,11 @@ if [[ -n $SOAK_RATE ]]; then
 	[[ $SOAK_RATE =~ ^[0-9]+([.][0-9]+)?$ ]] && awk -v r="$SOAK_RATE" 'BEGIN { exit !(r > 0) }' ||
 		die "SOAK_RATE=$SOAK_RATE: want requests per second, > 0"
 fi
-((THREADS >= 1 && CONNECTIONS >= THREADS)) || die "THREADS=$THREADS CONNECTIONS=$CONNECTIONS: need CONNECTIONS >= THREADS >= 1"
+((CONNECTIONS >= 1)) || die "CONNECTIONS=$CONNECTIONS: want at least 1"
 
 for c in curl psql "$GO" awk od jq; do
 	command -v "$c" >/dev/null 2>&1 || die "$c not found on PATH"
 done
-[[ -n $SOAK_RATE ]] || need_wrk
 psql_admin 'SELECT 1' >/dev/null 2>&1 ||
 	die "cannot log in to Postgres at $PGHOST:$PGPORT as $PGUSER (set PGHOST, PGPORT, PGUSER)"
 port_free 127.0.0.1 18080 || die "127.0.0.1:18080 is in use: another callrelay (or load test) is running"
@@ -97,9 +96,8 @@ port_free 127.0.0.1 18080 || die "127.0.0.1:18080 is in use: another callrelay (
 mkdir -p "$RUN" "$BIN"
 rm -f "$RUN"/*.log "$RUN"/*.out "$RUN"/webhooks*.tsv
 REV=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)
-log "building callrelay ($REV; the working tree as it is now), gen and soak"
+log "building callrelay ($REV; the working tree as it is now) and soak"
 (cd "$ROOT" && "$GO" build -o "$BIN/callrelay" ./cmd/callrelay) || die "go build ./cmd/callrelay failed"
-(cd "$ROOT" && "$GO" build -o "$BIN/gen" ./scripts/loadtest/gen) || die "go build ./scripts/loadtest/gen failed"
 (cd "$ROOT" && "$GO" build -o "$BIN/soak" ./scripts/loadtest/soak) || die "go build ./scripts/loadtest/soak failed"
 
 LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
@@ -113,39 +111,29 @@ OPS=$(hex 24)
 PEAK=-
 if [[ -z $SOAK_RATE ]]; then
 	db=callrelay_peak_$(hex 4)
-	log "peak: callrelay on database $db; wrk -t$THREADS -c$CONNECTIONS -d$PEAK_DURATION on POST /twilio/voice"
+	log "peak: callrelay on database $db; $CONNECTIONS closed-loop workers sending whole calls for $PEAK_DURATION"
 	create_db "$db"
 	start_callrelay "$BIN/callrelay" "$(db_url "$db")" "$CR_ADDR" "$OPS" "$TOKEN" "$RUN/peak.log" "$RUN/mail"
 	put_number "$CR_ADDR" "$OPS" "$NUMBER" "$FORWARD" "$RUN/number.json"
-	# 20000 lines per second of warm-up and run: more than callrelay answers here.
-	"$BIN/gen" -route /twilio/voice -url "$CR_URL" -token "$TOKEN" -n $((2 * 20000)) -number "$NUMBER" -from "$CALLER" \
-		>"$RUN/webhooks.warm.tsv" || die "gen failed"
-	"$BIN/gen" -route /twilio/voice -url "$CR_URL" -token "$TOKEN" -n $((PEAK_S * 20000)) -number "$NUMBER" -from "$CALLER" \
-		>"$RUN/webhooks.peak.tsv" || die "gen failed"
 	for phase in warm peak; do
 		d=2s
 		[[ $phase == peak ]] && d=$PEAK_DURATION
-		timeout --foreground --signal=INT --kill-after=10 $(($(seconds "$d") + 60)) \
-			wrk -t"$THREADS" -c"$CONNECTIONS" -d"$d" --latency -s "$LUA" "$CR_URL/twilio/voice" -- \
-			"$RUN/webhooks.$phase.tsv" "$THREADS" "peak-$phase" >"$RUN/peak-$phase.out" 2>&1 || {
+		"$BIN/soak" -url "$CR_URL" -token "$TOKEN" -peak "$CONNECTIONS" -duration "$d" \
+			-number "$NUMBER" -from "$CALLER" -target "$FORWARD" >"$RUN/peak-$phase.out" 2>&1 || {
 			cat "$RUN/peak-$phase.out" >&2
-			die "wrk failed (peak, $phase)"
+			die "peak ($phase): callrelay failed requests (log: $RUN/peak.log)"
 		}
 	done
-	result=$(grep '^RESULT ' "$RUN/peak-peak.out" | tail -n 1) || die "wrk printed no RESULT line (peak): see $RUN/peak-peak.out"
-	log "peak: ${result#RESULT }"
+	result=$(grep '^PEAK ' "$RUN/peak-peak.out" | tail -n 1) || die "no PEAK line: see $RUN/peak-peak.out"
+	log "peak: ${result#PEAK }"
 	declare -A P
-	for kv in ${result#RESULT }; do P[${kv%%=*}]=${kv#*=}; done
-	[[ ${P[errors]} -eq 0 && ${P[non2xx]} -eq 0 ]] ||
-		die "peak: callrelay answered ${P[non2xx]} non-2xx and ${P[errors]} socket errors to the voice webhook (log: $RUN/peak.log)"
-	[[ ${P[exhausted]} -eq 0 ]] || log "warning: peak: the request file ran out; the peak is at least ${P[rps]}"
+	for kv in ${result#PEAK }; do P[${kv%%=*}]=${kv#*=}; done
 	PEAK=${P[rps]}
 	SOAK_RATE=$(awk -v p="$PEAK" 'BEGIN { printf "%.0f", p / 2 }')
 	((SOAK_RATE >= 1)) || die "peak: $PEAK requests/s: too low to soak at half of it"
 	stop_pid "$CR_PID"
 	drop_db "$db"
-	rm -f "$RUN"/webhooks*.tsv
-	log "peak: $PEAK voice requests/s; soaking at half: $SOAK_RATE requests/s"
+	log "peak: $PEAK requests/s of whole calls; soaking at half: $SOAK_RATE requests/s"
 fi
 
 # --- 2. the soak ---------------------------------------------------------------------------------
@@ -156,7 +144,7 @@ create_db "$db"
 start_callrelay "$BIN/callrelay" "$(db_url "$db")" "$CR_ADDR" "$OPS" "$TOKEN" "$RUN/callrelay.log" "$RUN/mail"
 put_number "$CR_ADDR" "$OPS" "$NUMBER" "$FORWARD" "$RUN/number.json"
 echo "callrelay soak — $(date -u +%Y-%m-%dT%H:%M:%SZ), callrelay $REV, $(nproc) cores, load average at start $LOAD_START," \
-	"voice peak $PEAK requests/s, soak rate $SOAK_RATE requests/s for $SOAK_DURATION"
+	"peak $PEAK requests/s (whole calls, closed loop), soak rate $SOAK_RATE requests/s for $SOAK_DURATION"
 rc=0
 "$BIN/soak" -url "$CR_URL" -token "$TOKEN" -rate "$SOAK_RATE" -duration "${SOAK_S}s" -sample "${SAMPLE_S}s" -pid "$CR_PID" \
 	-max-growth "$SOAK_MAX_GROWTH" -rss-slack-mb "$SOAK_RSS_SLACK_MB" -goroutine-slack "$SOAK_GOROUTINE_SLACK" \

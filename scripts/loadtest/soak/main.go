@@ -25,6 +25,13 @@
 //	garbage collector's pacing and connections opened by a latency spike).
 //
 // Machine-greppable lines: SAMPLE (each sample), SOAK (per route), SOAK_GROWTH, SOAK_VERDICT.
+//
+//	soak -url http://127.0.0.1:18080 -token TOKEN -peak 32 -duration 10s
+//
+// measures the peak instead: -peak workers each send whole calls back to back, closed loop (a
+// call's webhooks one after the other, each as soon as the last is answered), for -duration; it
+// prints "PEAK rps=… requests=… errors=…", the rate of answered requests of this mix, and fails
+// on any error. The soak's rate is meant to be a fraction of that figure.
 package main
 
 import (
@@ -70,6 +77,7 @@ type config struct {
 	maxGrowth                float64
 	rssSlackMB, goroutineSlk float64
 	number, from, target     string
+	peak                     int
 }
 
 func run() (bool, error) {
@@ -87,10 +95,20 @@ func run() (bool, error) {
 	flag.StringVar(&c.number, "number", "+15551230000", "the masked number (To)")
 	flag.StringVar(&c.from, "from", "+15559870000", "the caller (From)")
 	flag.StringVar(&c.target, "target", "+15550001111", "the phone the number forwards to")
+	flag.IntVar(&c.peak, "peak", 0, "measure the peak with this many closed-loop workers instead of soaking")
 	flag.Parse()
 	c.base = strings.TrimRight(c.base, "/")
 	if c.metricsURL == "" {
 		c.metricsURL = c.base + "/metrics"
+	}
+	if c.peak > 0 {
+		if c.token == "" {
+			return false, errors.New("-token is required")
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		c.rate = 1 // unused; newSoak divides by it
+		return newSoak(c).measurePeak(ctx)
 	}
 	switch {
 	case c.token == "":
@@ -204,6 +222,55 @@ schedule:
 	close(sampling)
 	<-samplerDone
 	return s.report(ctx, time.Since(start))
+}
+
+// measurePeak runs c.peak closed-loop workers for c.duration and prints the rate of answered
+// requests.
+func (s *soak) measurePeak(ctx context.Context) (bool, error) {
+	start := time.Now()
+	end := start.Add(s.c.duration)
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	for range s.c.peak {
+		wg.Go(func() {
+			// A call started before the end is finished: no request is cut.
+			for ctx.Err() == nil && time.Now().Before(end) {
+				s.callNow(ctx, fmt.Sprintf("CA%s%024x", s.prefix, n.Add(1)))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var ok, failed int
+	s.mu.Lock()
+	for _, r := range routes {
+		st := s.routes[r]
+		ok, failed = ok+st.ok, failed+st.failed
+		for f, k := range st.failures {
+			fmt.Printf("peak: %s: %d× %s\n", r, k, f)
+		}
+	}
+	s.mu.Unlock()
+	fmt.Printf("PEAK rps=%.1f requests=%d errors=%d workers=%d seconds=%.1f\n",
+		float64(ok)/elapsed.Seconds(), ok, failed, s.c.peak, elapsed.Seconds())
+	return failed == 0, ctx.Err()
+}
+
+// callNow sends one call's webhooks back to back, each when the one before is answered.
+func (s *soak) callNow(ctx context.Context, sid string) {
+	call := webhook.Call{Sid: sid, Number: s.c.number, From: s.c.from, Target: s.c.target}
+	o, hungUp := webhook.OutcomeOf(sid)
+	if !s.send(ctx, time.Now(), webhook.RouteVoice, call.Voice(), http.StatusOK, "<Dial") {
+		return
+	}
+	for seq, step := range webhook.LegSteps(o) {
+		s.send(ctx, time.Now(), webhook.RouteCallStatus, call.LegStatus(seq, step, time.Now()), http.StatusNoContent, "")
+	}
+	want := "<Record"
+	if o == webhook.Answered {
+		want = "<Hangup"
+	}
+	s.send(ctx, time.Now(), webhook.RouteDialOutcome, call.DialOutcome(o, hungUp), http.StatusOK, want)
 }
 
 // call sends one call's webhooks, each at its time after at.
