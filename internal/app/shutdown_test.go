@@ -229,7 +229,7 @@ func shutdownUnderLoad(t *testing.T, balanced bool) {
 			h.ServeHTTP(w, r)
 		})
 	}
-	// The drain ends 300 ms after the last request (the balancer polls every 20 ms), or after
+	// The drain ends 300 ms after the last request (the balancer polls every 100 ms), or after
 	// 800 ms when they keep coming.
 	opts := app.ServeOptions{ShutdownTimeout: 10 * time.Second, DrainMax: 800 * time.Millisecond, DrainQuiet: 300 * time.Millisecond}
 	s := startServing(t, pool, smtp.URL(), "http://127.0.0.1:1", opts, nil, track)
@@ -242,6 +242,7 @@ func shutdownUnderLoad(t *testing.T, balanced bool) {
 	var routable atomic.Bool
 	routable.Store(true)
 	lbSaw := make(chan string, 1)
+	polled := make(chan struct{}, 1) // a health check just answered 200
 	if balanced {
 		go func() {
 			probe := &http.Client{Timeout: time.Second}
@@ -258,7 +259,11 @@ func shutdownUnderLoad(t *testing.T, balanced bool) {
 					lbSaw <- resp.Status
 					return
 				}
-				time.Sleep(20 * time.Millisecond) // the balancer's health-check interval
+				select {
+				case polled <- struct{}{}:
+				default:
+				}
+				time.Sleep(100 * time.Millisecond) // the balancer's health-check interval
 			}
 		}()
 	}
@@ -357,6 +362,20 @@ func shutdownUnderLoad(t *testing.T, balanced bool) {
 		}
 	}
 
+	if balanced {
+		// SIGTERM just after a health check, as it may come: the balancer routes here for
+		// one more interval, and those requests must be served. (Sent just before a check,
+		// none might be, and the test would prove nothing.)
+		select {
+		case <-polled:
+		default:
+		}
+		select {
+		case <-polled:
+		case <-ctx.Done():
+			t.Fatal("the balancer stopped polling")
+		}
+	}
 	shutdownAt := time.Now()
 	shuttingDown.Store(true)
 	s.cancel() // SIGTERM
