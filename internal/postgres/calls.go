@@ -74,7 +74,7 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(
 	} else if err != nil {
 		return callrelay.Routing{}, callrelay.Plan{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}
-	r, err := db.starts.routings.decode(routing)
+	r, err := db.routings.decode(routing)
 	if err != nil {
 		return r, callrelay.Plan{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}

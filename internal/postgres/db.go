@@ -29,7 +29,8 @@ type DB struct {
 	// Jobs enqueues the voicemail emails; set once the job queue exists (it needs the DB).
 	Jobs Jobs
 
-	starts *startBatcher
+	starts   *startBatcher
+	routings routingMemo // decoded routings (StartCall, RecordDialOutcome)
 }
 
 // New returns a store on pool.

@@ -25,7 +25,7 @@ func (db *DB) StartBatch(ctx context.Context, ins []InboundCall) ([]*callrelay.R
 		<-w.done
 		errs[i] = w.err
 		if w.err == nil && w.routing != nil {
-			r, err := db.starts.routings.decode(w.routing)
+			r, err := db.routings.decode(w.routing)
 			routings[i], errs[i] = &r, err
 		}
 	}

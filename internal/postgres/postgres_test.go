@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -131,33 +132,42 @@ func TestStartCall(t *testing.T) {
 		}
 	})
 
-	// The initial status is computed in SQL; it must agree with the Go plan.
+	// The initial status is computed in SQL; it must agree with the Go plan, for a call alone
+	// (startOneSQL) and for calls recorded together (startCallsSQL).
 	t.Run("StatusFollowsPlan", func(t *testing.T) {
 		db, _ := newDB(t)
-		for i, js := range []string{
-			`{"owner_email":"a@example.com","targets":[{"type":"phone","to":"+15550001111"}]}`,
-			`{"owner_email":"a@example.com","enabled":false,"targets":[{"type":"phone","to":"+15550001111"}]}`,
-			`{"owner_email":"a@example.com","enabled":false,"voicemail":{"enabled":false},"targets":[{"type":"phone","to":"+15550001111"}]}`,
-		} {
-			r := mustRouting(t, js)
+		routings := []callrelay.Routing{
+			mustRouting(t, `{"owner_email":"a@example.com","targets":[{"type":"phone","to":"+15550001111"}]}`),
+			mustRouting(t, `{"owner_email":"a@example.com","enabled":false,"targets":[{"type":"phone","to":"+15550001111"}]}`),
+			mustRouting(t, `{"owner_email":"a@example.com","enabled":false,"voicemail":{"enabled":false},"targets":[{"type":"phone","to":"+15550001111"}]}`),
+		}
+		var batch []postgres.InboundCall
+		for i, r := range routings {
 			number := "+1555123000" + string(rune('0'+i))
 			if _, _, err := db.PutNumber(ctx, number, r); err != nil {
 				t.Fatal(err)
 			}
-			sid := "CA1" + string(rune('0'+i))
-			if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: sid, Number: number, From: "+15559870000"}); err != nil {
+			if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA1" + string(rune('0'+i)), Number: number, From: "+15559870000"}); err != nil {
 				t.Fatal(err)
 			}
-			c, err := db.GetCall(ctx, sid)
-			if err != nil {
-				t.Fatal(err)
-			}
+			batch = append(batch, postgres.InboundCall{CallSid: "CA2" + string(rune('0'+i)), Number: number, From: "+15559870000"})
+		}
+		if _, errs := db.StartBatch(ctx, batch); errors.Join(errs...) != nil {
+			t.Fatal(errors.Join(errs...))
+		}
+		for i, r := range routings {
 			want := callrelay.PlanInbound(r).Status()
-			if c.Status != want {
-				t.Errorf("routing %d: status = %q, want %q", i, c.Status, want)
-			}
-			if ended := c.EndedAt != nil; ended != callrelay.IsTerminal(want) {
-				t.Errorf("routing %d: ended_at = %v, want set only for a terminal status", i, c.EndedAt)
+			for _, sid := range []string{"CA1" + string(rune('0'+i)), "CA2" + string(rune('0'+i))} {
+				c, err := db.GetCall(ctx, sid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Status != want {
+					t.Errorf("routing %d, %s: status = %q, want %q", i, sid, c.Status, want)
+				}
+				if ended := c.EndedAt != nil; ended != callrelay.IsTerminal(want) {
+					t.Errorf("routing %d, %s: ended_at = %v, want set only for a terminal status", i, sid, c.EndedAt)
+				}
 			}
 		}
 	})

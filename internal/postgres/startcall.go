@@ -32,6 +32,12 @@ const (
 	startTimeout = 10 * time.Second
 )
 
+// initialStatusSQL is a new call's status from its routing, as callrelay.PlanInbound decides
+// it (TestStartCall/StatusFollowsPlan holds the two together, for both statements).
+const initialStatusSQL = `CASE WHEN (routing->>'enabled')::boolean THEN 'ringing'
+	WHEN (routing->'voicemail'->>'enabled')::boolean THEN 'voicemail'
+	ELSE 'completed' END`
+
 // startCallsSQL records calls ($1..$4 are parallel arrays, one element per call) and returns,
 // per element index, the routing of each call it inserted. A call it did not insert (its
 // number is not configured, or its CallSid is already known: a repeated webhook) gets no row;
@@ -49,10 +55,7 @@ const startCallsSQL = `
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
 			WITH ORDINALITY AS r(call_sid, number, from_number, call_token, i)
 	), n AS (
-		SELECT req.*,
-			CASE WHEN (routing->>'enabled')::boolean THEN 'ringing'
-			     WHEN (routing->'voicemail'->>'enabled')::boolean THEN 'voicemail'
-			     ELSE 'completed' END AS status
+		SELECT req.*, ` + initialStatusSQL + ` AS status
 		FROM req WHERE routing IS NOT NULL
 	), ins AS (
 		INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at, ended_at, call_token)
@@ -74,10 +77,7 @@ const startCallsSQL = `
 // inserted by the statement itself.
 const startOneSQL = `
 	WITH n AS (
-		SELECT routing,
-			CASE WHEN (routing->>'enabled')::boolean THEN 'ringing'
-			     WHEN (routing->'voicemail'->>'enabled')::boolean THEN 'voicemail'
-			     ELSE 'completed' END AS status
+		SELECT routing, ` + initialStatusSQL + ` AS status
 		FROM numbers WHERE number = $2
 	), ins AS (
 		INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at, ended_at, call_token)
@@ -105,8 +105,7 @@ type startWait struct {
 
 // startBatcher coalesces concurrent StartCalls (see startCallsSQL).
 type startBatcher struct {
-	db       *DB
-	routings routingMemo
+	db *DB
 
 	mu      sync.Mutex
 	pending []*startWait
@@ -251,8 +250,8 @@ func (b *startBatcher) one(ctx context.Context, in InboundCall) ([]byte, error) 
 // number that is not configured (then nothing is written). Lookup, insert and timeline entry
 // are one statement, shared with the other calls starting at the same moment (startBatcher).
 // A repeated webhook for the same CallSid writes nothing again and returns the routing the
-// call started with (a second statement, startOneSQL, answers for it). The initial status follows callrelay.PlanInbound (a test holds the two
-// together).
+// call started with (a second statement, startOneSQL, answers for it). The initial status
+// follows callrelay.PlanInbound (initialStatusSQL).
 func (db *DB) StartCall(ctx context.Context, in InboundCall) (callrelay.Routing, error) {
 	routing, err := db.starts.start(ctx, in)
 	if err != nil {
@@ -261,7 +260,7 @@ func (db *DB) StartCall(ctx context.Context, in InboundCall) (callrelay.Routing,
 	if routing == nil {
 		return callrelay.Routing{}, callrelay.Errorf(callrelay.ENOTFOUND, "Number %s is not configured.", in.Number)
 	}
-	r, err := db.starts.routings.decode(routing)
+	r, err := db.routings.decode(routing)
 	if err != nil {
 		return callrelay.Routing{}, fmt.Errorf("start call %s: %w", in.CallSid, err)
 	}
