@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/riverqueue/river"
 
+	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/mail"
@@ -43,6 +44,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// SpoolInterval is how often spooled callbacks are retried (DefaultSpoolInterval when zero).
 	SpoolInterval time.Duration
+	// Now is the clock every part runs on (callrelay.SystemClock when nil). Tests pass a
+	// running clock (clocktest.Now) to run the whole server at another date.
+	Now func() time.Time
 }
 
 // DefaultSpoolInterval: how often a replica tries to replay its spooled callbacks.
@@ -54,6 +58,7 @@ type App struct {
 	DB      *postgres.DB
 
 	log    *slog.Logger
+	now    func() time.Time
 	queue  *river.Client[pgx.Tx]
 	conf   *conference.Service
 	spool  *spool.Spool // nil when CALLRELAY_SPOOL_DIR is empty
@@ -65,16 +70,22 @@ type App struct {
 
 // New assembles callrelay on a migrated database.
 func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) (*App, error) {
+	now := opts.Now
+	if now == nil {
+		now = callrelay.SystemClock
+	}
 	db := postgres.New(pool)
+	db.Now = now
 	media := recording.NewFetcher(cfg.TwilioAPIURL.URL, cfg.TwilioAccountSID, cfg.TwilioAuthToken.Value(), nil)
-	links := recording.NewLinks(cfg.PublicURL.URL, recording.ParseSecrets(cfg.LinkSecret.Value()), recording.DefaultTTL, time.Now)
+	links := recording.NewLinks(cfg.PublicURL.URL, recording.ParseSecrets(cfg.LinkSecret.Value()), recording.DefaultTTL, now)
 	sender, err := mail.New(cfg.SMTPURL.Value(), cfg.MailDir, mail.DefaultTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("config: SMTP_URL: %w", err)
 	}
 	log.Info("mail", slog.String("sender", fmt.Sprint(sender)))
-	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, log),
-		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval})
+	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now).
+	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log),
+		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now})
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +100,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		log.Warn("TWILIO_ACCOUNT_SID is not set: conference mode and hold cannot use Twilio's REST API")
 	}
 	rest := twilioapi.New(twilioapi.Config{AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken.Value(),
-		BaseURL: cfg.TwilioAPIURL.URL, ParticipantInterval: opts.ParticipantInterval})
+		BaseURL: cfg.TwilioAPIURL.URL, ParticipantInterval: opts.ParticipantInterval, Now: now})
 	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
 	var sp *spool.Spool
 	if cfg.SpoolDir != "" {
@@ -101,8 +112,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		log.Warn("CALLRELAY_SPOOL_DIR is empty: callbacks that arrive while the database is down are refused (503)")
 	}
 	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links,
-		Conference: conf, Spool: sp})
-	a := &App{Handler: handler, DB: db, log: log, queue: queue, conf: conf, spool: sp}
+		Conference: conf, Spool: sp, Now: now})
+	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp}
 	if sp != nil {
 		token := cfg.TwilioAuthToken.Value()
 		a.replay = &spool.Replayer{Spool: sp, Handler: handler, PublicURL: cfg.PublicURL.URL, Log: log,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/app"
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/mail/mailtest"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
@@ -86,7 +87,7 @@ func newSim(t *testing.T, baseURL, apiURL string) *twiliosim.Sim {
 	sim, err := twiliosim.New(twiliosim.Config{
 		AccountSID: accountSID, AuthToken: authToken, OpsToken: opsToken,
 		BaseURL: baseURL, APIURL: apiURL,
-		Clock: twiliosim.NewClock(time.Now(), speed), Spec: spec, CheckTwiML: checkTwiML,
+		Clock: twiliosim.NewClock(clocktest.Now(), speed), Spec: spec, CheckTwiML: checkTwiML,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +116,7 @@ func relayConfig(t *testing.T, publicURL, apiURL *url.URL, smtpURL string) confi
 // relayOptions scale callrelay's own timers to the simulator's speed, and poll for due jobs
 // often so that an email is not held back by the queue's default poll.
 func relayOptions() app.Options {
-	return app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond}
+	return app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond, Now: clocktest.Now}
 }
 
 // checkTwiML validates a document against Twilio's XSD, with the one gap callrelay's TwiML

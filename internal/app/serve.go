@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
 )
 
 // Defaults of ServeOptions.
@@ -66,7 +68,7 @@ const (
 // shutdown, else an error saying what was cut.
 func (a *App) Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts ServeOptions) error {
 	timeout := cmp.Or(opts.ShutdownTimeout, DefaultShutdownTimeout)
-	d := &drainer{next: srv.Handler, max: cmp.Or(opts.DrainMax, DefaultDrainMax), quiet: cmp.Or(opts.DrainQuiet, DefaultDrainQuiet)}
+	d := &drainer{now: a.now, next: srv.Handler, max: cmp.Or(opts.DrainMax, DefaultDrainMax), quiet: cmp.Or(opts.DrainQuiet, DefaultDrainQuiet)}
 	srv.Handler = d
 	if err := a.Start(ctx); err != nil {
 		ln.Close()
@@ -91,7 +93,8 @@ func (a *App) Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts
 		}
 		a.log.Info("shutting down: finishing in-flight requests")
 	}
-	err := a.shutdown(srv, shutdownBudget(time.Now(), timeout))
+	// The budget's deadlines are for contexts, which run on the machine's clock.
+	err := a.shutdown(srv, shutdownBudget(callrelay.Deadline(0), timeout))
 	if err := errors.Join(serveErr, err); err != nil {
 		return err
 	}
@@ -143,6 +146,7 @@ func (a *App) shutdown(srv *http.Server, b budget) error {
 // drainer is the handler during a drain: it says the replica is going away and counts the
 // requests that still come.
 type drainer struct {
+	now        func() time.Time
 	next       http.Handler
 	max, quiet time.Duration
 
@@ -153,7 +157,7 @@ type drainer struct {
 func (d *drainer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	probe := r.URL.Path == "/readyz" || r.URL.Path == "/healthz" || r.URL.Path == "/metrics"
 	if !probe {
-		d.last.Store(time.Now().UnixNano())
+		d.last.Store(d.now().UnixNano())
 	}
 	if d.draining.Load() {
 		// Served whole, and then the connection closes: the client opens a new one for its
@@ -172,7 +176,7 @@ func (d *drainer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // drain serves on until no request has come for d.quiet, or d.max has passed, or the
 // server has failed (its error, from errc, is returned), whichever is first.
 func (d *drainer) drain(errc <-chan error) error {
-	start := time.Now()
+	start := d.now()
 	d.draining.Store(true)
 	deadline := time.NewTimer(d.max)
 	defer deadline.Stop()
@@ -180,7 +184,7 @@ func (d *drainer) drain(errc <-chan error) error {
 	defer tick.Stop()
 	for {
 		last := time.Unix(0, max(d.last.Load(), start.UnixNano()))
-		if time.Since(last) >= d.quiet {
+		if d.now().Sub(last) >= d.quiet {
 			return nil
 		}
 		select {

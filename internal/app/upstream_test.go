@@ -23,6 +23,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/callrelay/callrelay/internal/app"
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/mail/mailtest"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
@@ -81,7 +82,7 @@ func startUpRelay(t *testing.T) *upRelay {
 		TranscriptWait:   90 * time.Second / speed,
 	}
 	a, err := app.New(cfg, r.pool, slog.New(slog.NewTextHandler(r.logs, nil)),
-		app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond})
+		app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond, Now: clocktest.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func startUpRelay(t *testing.T) *upRelay {
 	r.sim, err = twiliosim.New(twiliosim.Config{
 		AccountSID: accountSID, AuthToken: authToken, OpsToken: opsToken,
 		BaseURL: r.url, APIURL: apiURL.String(),
-		Clock: twiliosim.NewClock(time.Now(), speed), Spec: spec, CheckTwiML: checkTwiML,
+		Clock: twiliosim.NewClock(clocktest.Now(), speed), Spec: spec, CheckTwiML: checkTwiML,
 		Log: func(e twiliosim.Entry) {
 			select { // called under the simulator's lock: never block it
 			case r.entries <- e:
@@ -694,7 +695,7 @@ func TestUpstream_SMTPUnavailable_OK(t *testing.T) {
 			r.smtp.Up()
 			jobs := awaitJobs(t, r, rivertype.JobStateRetryable, 2)
 			for _, j := range jobs {
-				if wait := time.Until(j.ScheduledAt); wait < 20*time.Second {
+				if wait := j.ScheduledAt.Sub(clocktest.Now()); wait < 20*time.Second {
 					t.Errorf("job %d retries in %v, want the 30 s backoff", j.ID, wait)
 				}
 			}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // Dir writes each message as an .eml file into a folder (the drop folder used
@@ -30,8 +29,8 @@ const maxNameLen = 150
 
 // Send writes the rendered message to <dir>/<name>.eml, where name is the
 // Message-ID made safe for a file name (the same Message-ID always gives the
-// same file, which a retry overwrites) or, without a Message-ID, the UTC time
-// and a random suffix. The file appears whole or not at all: it is written to
+// same file, which a retry overwrites) or, without a Message-ID, its Date in
+// UTC and a random suffix. The file appears whole or not at all: it is written to
 // a temporary file in the same folder, synced, and renamed into place.
 func (d *Dir) Send(ctx context.Context, m Message) error {
 	if err := ctx.Err(); err != nil {
@@ -58,7 +57,7 @@ func (d *Dir) fileName(m Message) (string, error) {
 	if m.MessageID == "" {
 		var rnd [4]byte
 		_, _ = rand.Read(rnd[:])
-		return time.Now().UTC().Format("20060102T150405.000000000Z") + "-" + hex.EncodeToString(rnd[:]) + ".eml", nil
+		return m.Date.UTC().Format("20060102T150405.000000000Z") + "-" + hex.EncodeToString(rnd[:]) + ".eml", nil
 	}
 	id, err := cleanMessageID(m.MessageID)
 	if err != nil {

@@ -43,7 +43,7 @@ type Message struct {
 	// Text and HTML are both sent, as multipart/alternative; either may be
 	// empty (then the message has only the other one).
 	Text, HTML string
-	// Date is rendered with its zone (RFC 1123 with numeric offset); zero: now.
+	// Date, required, is rendered with its zone (RFC 1123 with numeric offset).
 	Date time.Time
 	// MessageID, e.g. "<voicemail-42@callrelay>" (angle brackets optional),
 	// must be stable across retries of the same email: it names the dropped
@@ -117,11 +117,11 @@ func render(m Message) (*gomail.Msg, []byte, error) {
 	}
 	msg.Subject(m.Subject)
 
-	date := m.Date
-	if date.IsZero() {
-		date = time.Now()
+	if m.Date.IsZero() {
+		// The caller's clock decides the Date; this package reads none.
+		return nil, nil, invalid("no Date")
 	}
-	msg.SetDateWithValue(date)
+	msg.SetDateWithValue(m.Date)
 
 	if m.MessageID != "" {
 		id, err := cleanMessageID(m.MessageID)

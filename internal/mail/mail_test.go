@@ -116,6 +116,7 @@ func TestRender_Invalid(t *testing.T) {
 		"no from":          func(m *mail.Message) { m.From = "" },
 		"bad from":         func(m *mail.Message) { m.From = "not an address" },
 		"no to":            func(m *mail.Message) { m.To = "" },
+		"no date":          func(m *mail.Message) { m.Date = time.Time{} },
 		"bad message id":   func(m *mail.Message) { m.MessageID = "<no at sign>" },
 		"reserved header":  func(m *mail.Message) { m.Headers = map[string]string{"subject": "x"} },
 		"header injection": func(m *mail.Message) { m.Headers = map[string]string{"X-A": "1\r\nBcc: evil@example.com"} },

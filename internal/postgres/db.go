@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 
+	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/migrations"
 )
 
@@ -24,7 +25,8 @@ const versionTable = "public.schema_version"
 // DB is callrelay's store.
 type DB struct {
 	pool *pgxpool.Pool
-	// Now returns the current time; tests replace it.
+	// Now is the store's clock (callrelay.SystemClock from New); tests replace it. Every time
+	// the store writes comes from it, never from PostgreSQL's now().
 	Now func() time.Time
 	// Jobs enqueues the voicemail emails; set once the job queue exists (it needs the DB).
 	Jobs Jobs
@@ -35,7 +37,7 @@ type DB struct {
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool) *DB {
-	db := &DB{pool: pool, Now: time.Now}
+	db := &DB{pool: pool, Now: callrelay.SystemClock}
 	db.starts = &startBatcher{db: db}
 	return db
 }

@@ -11,11 +11,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 )
 
-var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+var t0 = clocktest.Start()
 
 // newDB returns a store on a fresh database whose clock is moved by advance.
 func newDB(t *testing.T) (*postgres.DB, func(time.Duration)) {

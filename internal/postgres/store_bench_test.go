@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 )
@@ -17,7 +18,7 @@ import (
 // The store's statements of the three hottest webhooks, each against a real PostgreSQL on a
 // fresh database (TEST_DATABASE_URL, else 127.0.0.1:5432; skipped when unreachable).
 
-var benchT0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+var benchT0 = clocktest.Start()
 
 const (
 	benchNumber = "+15551230000"

@@ -113,10 +113,11 @@ func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, tra
 	if err != nil {
 		return nil, err
 	}
-	// The queue schedules on the wall clock, not on db.Now; the zero time means now.
+	// The zero time means now. The queue runs on the same clock as the store (see
+	// voicemail.QueueOptions.Now).
 	var sendAt time.Time
 	if tag.RowsAffected() == 0 && expect == callrelay.TranscriptPending {
-		sendAt = time.Now().Add(transcriptWait)
+		sendAt = db.Now().Add(transcriptWait)
 	}
 	res, err := db.Jobs.InsertTx(ctx, tx, callrelay.NotifyVoicemail{VoicemailID: id}, &river.InsertOpts{
 		ScheduledAt: sendAt,

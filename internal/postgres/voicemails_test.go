@@ -49,8 +49,9 @@ func (s *jobSpy) JobRetryTx(ctx context.Context, tx pgx.Tx, id int64) (*rivertyp
 func newVoicemailDB(t *testing.T, routingJSON string) (*postgres.DB, func(time.Duration), *jobSpy) {
 	t.Helper()
 	db, advance := newDB(t)
-	n := voicemail.NewNotifier(db, nil, nil, nil, "callrelay@example.com", slog.New(slog.DiscardHandler))
-	client, err := voicemail.NewQueue(db.Pool(), n, voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond})
+	// The queue is never started: it only inserts, on the store's clock.
+	n := voicemail.NewNotifier(db, nil, nil, nil, "callrelay@example.com", db.Now, slog.New(slog.DiscardHandler))
+	client, err := voicemail.NewQueue(db.Pool(), n, voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond, Now: db.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,8 @@ func getVM(t *testing.T, db *postgres.DB, id int64) *callrelay.Voicemail {
 func TestRecordRecording_OK(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	startedAt := time.Date(2026, 11, 21, 4, 59, 30, 0, time.FixedZone("CST", -6*3600))
+	// Recorded a day before, in another zone: stored as the instant it is.
+	startedAt := t0.Add(-24*time.Hour - 30*time.Second).In(time.FixedZone("CST", -6*3600))
 	db, _, _ := newVoicemailDB(t, vmRouting)
 	for i, tc := range []struct {
 		name      string
@@ -203,7 +205,7 @@ func TestRecordRecording_OK(t *testing.T) {
 			t.Parallel()
 			rec := vmRecording(callSid, recSid, tc.seconds)
 			rec.StartedAt = tc.startedAt
-			before := time.Now()
+			before := db.Now()
 			vm, err := db.RecordRecording(ctx, rec, vmWait)
 			if err != nil {
 				t.Fatal(err)
@@ -355,7 +357,7 @@ func TestRecordTranscription_OK(t *testing.T) {
 				t.Fatalf("job state = %s before the transcript, want scheduled", job.State)
 			}
 			advance(20 * time.Second)
-			before := time.Now()
+			before := db.Now()
 			err := db.RecordTranscription(ctx, postgres.Transcription{
 				CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR1", Status: tc.status, Text: tc.text,
 			})
@@ -414,7 +416,7 @@ func TestRecordTranscription_BeforeRecording(t *testing.T) {
 			}
 
 			advance(time.Second)
-			before := time.Now()
+			before := db.Now()
 			vm, err := db.RecordRecording(ctx, vmRecording("CA1", "RE1", 30), vmWait)
 			if err != nil {
 				t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/postgres"
@@ -38,13 +39,14 @@ type Deps struct {
 	Conference *conference.Service
 	// Spool keeps callbacks that arrive while the database is down (nil: they answer 503).
 	Spool *spool.Spool
-	Now   func() time.Time
+	// Now is the clock (callrelay.SystemClock when nil).
+	Now func() time.Time
 }
 
 // NewServer returns callrelay's HTTP handler.
 func NewServer(d Deps) http.Handler {
 	if d.Now == nil {
-		d.Now = time.Now
+		d.Now = callrelay.SystemClock
 	}
 	b := twiml.NewBuilder(d.Config.PublicURL.URL)
 	if d.Conference == nil {

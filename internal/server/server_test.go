@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/mail"
@@ -41,7 +42,7 @@ const (
 	caller     = "+15559870000"
 )
 
-var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+var t0 = clocktest.Start()
 
 type testServer struct {
 	t       testing.TB
@@ -93,7 +94,7 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 		MailFrom:         "callrelay@relay.example.com",
 		MailDir:          t.TempDir(),
 		TranscriptWait:   time.Hour,
-	}, queueOpts: voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond}, linkKeys: []string{"linksecret"}}
+	}, queueOpts: voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond, Now: clocktest.Now}, linkKeys: []string{"linksecret"}}
 	for _, o := range opts {
 		o(&st)
 	}
@@ -112,14 +113,16 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 		st.queueOpts.Logger = logger // River's own lines too
 	}
 	db := postgres.New(st.pool)
-	db.Now = func() time.Time { return t0 }
+	// The store and the handler are frozen at t0; the queue, the notifier and the links run on
+	// the test clock (River's timers need a running one).
+	db.Now = clocktest.Fixed(t0)
 	media := recording.NewFetcher(apiURL, accountSID, authToken, nil)
-	links := recording.NewLinks(u, st.linkKeys, recording.DefaultTTL, time.Now)
+	links := recording.NewLinks(u, st.linkKeys, recording.DefaultTTL, clocktest.Now)
 	sender, err := mail.New(st.cfg.SMTPURL.Value(), st.cfg.MailDir, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	queue, err := voicemail.NewQueue(st.pool, voicemail.NewNotifier(db, sender, media, links, st.cfg.MailFrom, logger),
+	queue, err := voicemail.NewQueue(st.pool, voicemail.NewNotifier(db, sender, media, links, st.cfg.MailFrom, clocktest.Now, logger),
 		st.queueOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +157,7 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 		Media:      media,
 		Links:      links,
 		Conference: conf,
-		Now:        func() time.Time { return t0 },
+		Now:        clocktest.Fixed(t0),
 	})
 	return &testServer{t: t, handler: h, db: db, cfg: st.cfg, queue: queue, media: st.media, links: links, conf: conf}
 }
@@ -495,7 +498,7 @@ func TestCallStatus(t *testing.T) {
 	leg := func(status, seq string) *httptest.ResponseRecorder {
 		return s.twilio("/twilio/call-status?target=1", url.Values{
 			"CallSid": {"CA300leg"}, "ParentCallSid": {"CA300"}, "CallStatus": {status},
-			"SequenceNumber": {seq}, "Timestamp": {"Sat, 21 Nov 2026 10:00:0" + seq + " +0000"},
+			"SequenceNumber": {seq}, "Timestamp": {t0.Add(time.Duration(seq[0]-'0') * time.Second).Format(time.RFC1123Z)},
 			"To": {"sip:dana@pbx.example.com"}, "CallbackSource": {"call-progress-events"},
 		})
 	}
@@ -506,8 +509,8 @@ func TestCallStatus(t *testing.T) {
 	}
 	c := getCall(t, s, "CA300")
 	l := c["legs"].([]any)[0].(map[string]any)
-	if l["status"] != "completed" || l["answered_at"] != "2026-11-21T10:00:02Z" || l["target"] != "sip:dana@pbx.example.com" {
-		t.Errorf("leg = %v, want completed, answered at 10:00:02", l)
+	if l["status"] != "completed" || l["answered_at"] != t0.Add(2*time.Second).Format(time.RFC3339) || l["target"] != "sip:dana@pbx.example.com" {
+		t.Errorf("leg = %v, want completed, answered at t0+2s", l)
 	}
 	if rec := s.twilio("/twilio/call-status", url.Values{"CallStatus": {"ringing"}}); rec.Code != http.StatusBadRequest {
 		t.Errorf("without CallSid: %d, want 400", rec.Code)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/mail/mailtest"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
@@ -80,7 +81,7 @@ func recordingStatus(t testing.TB, s *testServer, callSid, sid, status string, s
 		"AccountSid": {accountSID}, "CallSid": {callSid}, "RecordingSid": {sid},
 		"RecordingUrl": {s.media.recordingURL(sid)}, "RecordingStatus": {status},
 		"RecordingDuration": {fmt.Sprint(seconds)}, "RecordingChannels": {"1"}, "RecordingSource": {"RecordVerb"},
-		"RecordingStartTime": {"Sat, 21 Nov 2026 10:00:30 +0000"},
+		"RecordingStartTime": {t0.Add(30 * time.Second).Format(time.RFC1123Z)},
 	}
 	if rec := s.twilio("/twilio/recording-status", f); rec.Code != http.StatusNoContent {
 		t.Fatalf("recording-status: %d %s", rec.Code, rec.Body)
@@ -157,7 +158,7 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 	if subj := e.Header.Get("Subject"); !strings.Contains(subj, caller) {
 		t.Errorf("Subject = %q, want the caller's number", subj)
 	}
-	for _, want := range []string{caller, masked, "Sat, 21 Nov 2026 10:00:30 UTC", "0:30", "Hi Dana, call me back <soon> & thanks.", publicURL + "/voicemails/1/audio?"} {
+	for _, want := range []string{caller, masked, t0.Add(30 * time.Second).Format("Mon, 2 Jan 2006 15:04:05 MST"), "0:30", "Hi Dana, call me back <soon> & thanks.", publicURL + "/voicemails/1/audio?"} {
 		if !strings.Contains(e.Text, want) {
 			t.Errorf("text part lacks %q:\n%s", want, e.Text)
 		}
@@ -213,7 +214,7 @@ func TestVoicemail_ExpiredLink(t *testing.T) {
 	toVoicemail(t, s, "CA705")
 	recordingStatus(t, s, "CA705", recSid(705), "completed", 30)
 	u, _ := url.Parse(publicURL)
-	monthAgo := func() time.Time { return time.Now().Add(-31 * 24 * time.Hour) }
+	monthAgo := func() time.Time { return clocktest.Now().Add(-31 * 24 * time.Hour) }
 	old := recording.NewLinks(u, []string{"linksecret"}, recording.DefaultTTL, monthAgo)
 	for _, l := range []*recording.Links{old, s.links} {
 		rec := httptest.NewRecorder()
@@ -335,7 +336,7 @@ func TestVoicemail_SMTPDownThenUp(t *testing.T) {
 	if n["status"] != "pending" || n["attempts"] != float64(1) || n["last_error"] == nil {
 		t.Errorf("after a failed send: notification %v, want pending with the error", n)
 	}
-	if failed.Job.ScheduledAt.Before(time.Now().Add(20 * time.Second)) {
+	if failed.Job.ScheduledAt.Before(clocktest.Now().Add(20 * time.Second)) {
 		t.Errorf("retry scheduled at %v, want a backoff of about 30 s", failed.Job.ScheduledAt)
 	}
 

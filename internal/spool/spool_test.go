@@ -13,11 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/spool"
 )
 
-var t0 = time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+var t0 = clocktest.Start()
 
 func entry(i int, target string) spool.Entry {
 	return spool.Entry{Target: target, Form: url.Values{"CallSid": {"CA" + string(rune('a'+i))}, "Seq": {string(rune('0' + i))}},

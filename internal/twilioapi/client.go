@@ -297,7 +297,7 @@ type pacer struct {
 
 func newPacer(interval time.Duration, now func() time.Time, after func(time.Duration) <-chan time.Time) *pacer {
 	if now == nil {
-		now = time.Now
+		now = callrelay.SystemClock
 	}
 	if after == nil {
 		after = time.After

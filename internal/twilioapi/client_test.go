@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/mail/mailtest"
 )
 
@@ -229,7 +230,7 @@ func TestClient_CreateParticipant(t *testing.T) {
 // TestPacer checks that participants are spaced by the interval, and that a cancelled wait
 // gives its slot back.
 func TestPacer(t *testing.T) {
-	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	now := clocktest.Start()
 	var asked []time.Duration
 	fire := make(chan time.Time)
 	close(fire) // every timer fires at once: the test checks the delays asked for

@@ -7,24 +7,31 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/mail"
 )
 
 const testLink = "https://callrelay.example.com/voicemails/7/audio?expires=1795348800&sig=abc-_DEF"
 
+// recordedAt is when the test voicemail was recorded, in New York's winter zone: the email
+// shows it in UTC. linkExpires is when its link expires.
+var (
+	recordedAt  = clocktest.Start().In(time.FixedZone("EST", -5*3600))
+	linkExpires = recordedAt.Add(30 * 24 * time.Hour)
+)
+
 func testVoicemail(status string, transcript *string, seconds int) *callrelay.Voicemail {
 	return &callrelay.Voicemail{
 		ID: 7, CallSid: "CA1", Number: "+15551230000", From: "+15559870000", OwnerEmail: "dana@example.com",
 		RecordingSid: "RE0123456789abcdef", DurationSeconds: seconds,
-		// 10:00:30 in New York is 15:00:30 UTC.
-		RecordedAt:       time.Date(2026, 11, 21, 10, 0, 30, 0, time.FixedZone("EST", -5*3600)),
+		RecordedAt:       recordedAt,
 		TranscriptStatus: status, Transcript: transcript,
 	}
 }
 
 func mustCompose(t *testing.T, vm *callrelay.Voicemail, from string, a audio) mail.Message {
 	t.Helper()
-	m, err := compose(vm, from, testLink, time.Date(2026, 12, 21, 15, 0, 0, 0, time.UTC), a)
+	m, err := compose(vm, from, testLink, linkExpires, a)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,15 +54,15 @@ func TestCompose(t *testing.T) {
 	if want := "Voicemail from +15559870000 (1:15)"; m.Subject != want {
 		t.Errorf("Subject = %q, want %q", m.Subject, want)
 	}
-	if want := time.Date(2026, 11, 21, 15, 0, 30, 0, time.UTC); !m.Date.Equal(want) {
+	if want := recordedAt; !m.Date.Equal(want) || m.Date.Location() != time.UTC {
 		t.Errorf("Date = %v, want %v", m.Date, want)
 	}
 	if m.Headers["X-Callrelay-Voicemail"] != "7" || m.Headers["X-Callrelay-Call"] != "CA1" {
 		t.Errorf("headers = %v, want the voicemail and call", m.Headers)
 	}
 	for _, want := range []string{
-		"+15559870000", "+15551230000", "Sat, 21 Nov 2026 15:00:30 UTC", "1:15",
-		`Hi Dana, call me back <soon> & "thanks"`, testLink, "21 Dec 2026", "The recording is attached.",
+		"+15559870000", "+15551230000", recordedAt.UTC().Format("Mon, 2 Jan 2006 15:04:05 MST"), "1:15",
+		`Hi Dana, call me back <soon> & "thanks"`, testLink, linkExpires.UTC().Format("2 Jan 2006"), "The recording is attached.",
 	} {
 		if !strings.Contains(m.Text, want) {
 			t.Errorf("text part lacks %q:\n%s", want, m.Text)
@@ -63,7 +70,7 @@ func TestCompose(t *testing.T) {
 	}
 	// html/template escapes + too: &#43;15559870000 shows as +15559870000.
 	for _, want := range []string{
-		"&#43;15559870000", "&#43;15551230000", "Sat, 21 Nov 2026 15:00:30 UTC", "1:15",
+		"&#43;15559870000", "&#43;15551230000", recordedAt.UTC().Format("Mon, 2 Jan 2006 15:04:05 MST"), "1:15",
 		"Hi Dana, call me back &lt;soon&gt; &amp; &#34;thanks&#34;",
 		`href="` + strings.ReplaceAll(testLink, "&", "&amp;") + `"`, "The recording is attached.",
 	} {

@@ -54,15 +54,17 @@ type Notifier struct {
 	media *recording.Fetcher
 	links *recording.Links
 	from  string
+	now   func() time.Time
 	log   *slog.Logger
 
 	// AudioTimeout bounds the recording's download (DefaultAudioTimeout when zero).
 	AudioTimeout time.Duration
 }
 
-// NewNotifier returns the worker. from is the sender address (CALLRELAY_MAIL_FROM).
-func NewNotifier(db *postgres.DB, sender mail.Sender, media *recording.Fetcher, links *recording.Links, from string, log *slog.Logger) *Notifier {
-	return &Notifier{db: db, mail: sender, media: media, links: links, from: from, log: log}
+// NewNotifier returns the worker. from is the sender address (CALLRELAY_MAIL_FROM); now is
+// the clock that ages voicemails and schedules retries (the queue's, QueueOptions.Now).
+func NewNotifier(db *postgres.DB, sender mail.Sender, media *recording.Fetcher, links *recording.Links, from string, now func() time.Time, log *slog.Logger) *Notifier {
+	return &Notifier{db: db, mail: sender, media: media, links: links, from: from, now: now, log: log}
 }
 
 // Work sends one voicemail's email, at most once: the claim in the database, not the job,
@@ -106,7 +108,7 @@ func (n *Notifier) Work(ctx context.Context, job *river.Job[callrelay.NotifyVoic
 		log.Info("voicemail email sent", slog.String("to", vm.OwnerEmail))
 		return nil
 	}
-	final := mail.IsPermanent(err) || time.Since(vm.CreatedAt) > GiveUpAfter
+	final := mail.IsPermanent(err) || n.now().Sub(vm.CreatedAt) > GiveUpAfter
 	if ferr := n.db.FinishNotification(fctx, id, err, final); ferr != nil {
 		return errors.Join(err, ferr)
 	}
@@ -152,7 +154,7 @@ func (n *Notifier) fetchAudio(ctx context.Context, log *slog.Logger, vm *callrel
 // NextRetry backs off exponentially, from 30 s to 30 min between tries.
 func (n *Notifier) NextRetry(job *river.Job[callrelay.NotifyVoicemail]) time.Time {
 	d := minBackoff << min(job.Attempt-1, 10)
-	return time.Now().Add(min(d, maxBackoff))
+	return n.now().Add(min(d, maxBackoff))
 }
 
 // Timeout bounds one attempt: the audio download and the SMTP conversation.
@@ -162,6 +164,10 @@ func (n *Notifier) Timeout(*river.Job[callrelay.NotifyVoicemail]) time.Duration 
 type QueueOptions struct {
 	FetchPollInterval time.Duration
 	Logger            *slog.Logger
+	// Now is the clock the queue schedules and fetches jobs by; nil: the database's clock.
+	// It must be the clock that the store (postgres.DB.Now) and the notifier run on, since
+	// both compute the times jobs are scheduled at.
+	Now func() time.Time
 }
 
 // NewQueue returns River's client, working the notifier's jobs when started. It also enqueues
@@ -175,7 +181,7 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
+	cfg := &river.Config{
 		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 10}},
 		Workers:           workers,
 		FetchPollInterval: opts.FetchPollInterval,
@@ -185,9 +191,24 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client
 		// lapsed, rather than after River's default hour.
 		RescueStuckJobsAfter: jobTimeout + claimLease,
 		Logger:               logger,
-	})
+	}
+	if opts.Now != nil {
+		cfg.Test.Time = riverClock(opts.Now)
+	}
+	client, err := river.NewClient(riverpgxv5.New(pool), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
 	return client, nil
+}
+
+// riverClock is River's view of an injected clock. River passes NowOrNil to its queries in
+// place of the database's now(), so a queue on an injected clock runs entirely on it.
+type riverClock func() time.Time
+
+func (c riverClock) Now() time.Time { return c() }
+
+func (c riverClock) NowOrNil() *time.Time {
+	t := c().UTC()
+	return &t
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/mail/mailtest"
 	"github.com/callrelay/callrelay/internal/postgres"
@@ -54,7 +55,7 @@ type harness struct {
 	media    atomic.Int32 // authenticated media requests
 }
 
-// newHarness starts the queue. now is the store's clock (nil: time.Now); it is set before any
+// newHarness starts the queue. now is the store's clock (nil: clocktest.Now); it is set before any
 // worker runs.
 func newHarness(t *testing.T, smtpURL string, now func() time.Time, serve http.HandlerFunc) *harness {
 	t.Helper()
@@ -74,6 +75,9 @@ func newHarnessWith(t *testing.T, smtpURL string, now func() time.Time, serve ht
 	}
 	ctx := context.Background()
 	h := &harness{db: postgres.New(pgtest.NewPool(t))}
+	// The notifier and the queue run on the test clock; the store on now when given (a
+	// store clock behind the queue's makes voicemails that are already old).
+	h.db.Now = clocktest.Now
 	if now != nil {
 		h.db.Now = now
 	}
@@ -97,10 +101,10 @@ func newHarnessWith(t *testing.T, smtpURL string, now func() time.Time, serve ht
 		t.Fatal(err)
 	}
 	n := voicemail.NewNotifier(h.db, sender, recording.NewFetcher(apiURL, accountSID, authToken, nil),
-		recording.NewLinks(pub, []string{"linksecret"}, recording.DefaultTTL, time.Now),
-		"Callrelay <callrelay@example.com>", slog.New(slog.DiscardHandler))
+		recording.NewLinks(pub, []string{"linksecret"}, recording.DefaultTTL, clocktest.Now),
+		"Callrelay <callrelay@example.com>", clocktest.Now, slog.New(slog.DiscardHandler))
 	n.AudioTimeout = cfg.audioTimeout
-	h.queue, err = voicemail.NewQueue(h.db.Pool(), n, voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond})
+	h.queue, err = voicemail.NewQueue(h.db.Pool(), n, voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond, Now: clocktest.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +249,7 @@ func TestNotifier_GivesUpAfterADay(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			smtpSrv := mailtest.StartDown(t)
-			h := newHarness(t, smtpSrv.URL(), func() time.Time { return time.Now().Add(-tc.age) }, serveAudio)
+			h := newHarness(t, smtpSrv.URL(), func() time.Time { return clocktest.Now().Add(-tc.age) }, serveAudio)
 			vm := h.record(t)
 			ev := h.await(t, tc.wantEvent)
 
@@ -264,7 +268,7 @@ func TestNotifier_GivesUpAfterADay(t *testing.T) {
 				if job.FinalizedAt == nil {
 					t.Errorf("cancelled job not finalized: %+v", job)
 				}
-			} else if wait := time.Until(job.ScheduledAt); wait < 20*time.Second || wait > 40*time.Second {
+			} else if wait := job.ScheduledAt.Sub(clocktest.Now()); wait < 20*time.Second || wait > 40*time.Second {
 				t.Errorf("retry in %v, want about 30 s", wait)
 			}
 			if len(smtpSrv.Received()) != 0 {
@@ -433,7 +437,8 @@ func chunks(b []byte, n int) func(func([]byte) bool) {
 
 func TestNextRetry(t *testing.T) {
 	t.Parallel()
-	var n voicemail.Notifier
+	t0 := clocktest.Start()
+	n := voicemail.NewNotifier(nil, nil, nil, nil, "", clocktest.Fixed(t0), nil)
 	for _, tc := range []struct {
 		attempt int
 		want    time.Duration
@@ -447,11 +452,8 @@ func TestNextRetry(t *testing.T) {
 		{200, 30 * time.Minute},
 	} {
 		job := &river.Job[callrelay.NotifyVoicemail]{JobRow: &rivertype.JobRow{Attempt: tc.attempt}}
-		before := time.Now()
-		got := n.NextRetry(job)
-		after := time.Now()
-		if got.Before(before.Add(tc.want)) || got.After(after.Add(tc.want)) {
-			t.Errorf("attempt %d: NextRetry in %v, want %v", tc.attempt, got.Sub(before), tc.want)
+		if got := n.NextRetry(job); !got.Equal(t0.Add(tc.want)) {
+			t.Errorf("attempt %d: NextRetry in %v, want %v", tc.attempt, got.Sub(t0), tc.want)
 		}
 	}
 }
@@ -482,7 +484,7 @@ func TestNotifier_ClaimHeldElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := h.await(t, river.EventKindJobSnoozed)
-	if ev.Job.ScheduledAt.Before(time.Now().Add(4 * time.Minute)) {
+	if ev.Job.ScheduledAt.Before(clocktest.Now().Add(4 * time.Minute)) {
 		t.Errorf("snoozed until %v, want about the 5-minute lease", ev.Job.ScheduledAt)
 	}
 	if got := h.voicemail(t, vm.ID).Notification; got.Status != callrelay.NotifySending || got.Attempts != 1 {

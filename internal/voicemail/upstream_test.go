@@ -11,6 +11,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/mail/mailtest"
 )
 
@@ -63,7 +64,7 @@ func TestNotifier_SMTPUnavailable_OK(t *testing.T) {
 				t.Errorf("notification = %s after %d attempts, want %s after 1", got.Status, got.Attempts, callrelay.NotifyPending)
 			}
 			job := h.job(t, failed.Job.ID)
-			if wait := time.Until(job.ScheduledAt); job.State != rivertype.JobStateRetryable || wait < 20*time.Second || wait > 40*time.Second {
+			if wait := job.ScheduledAt.Sub(clocktest.Now()); job.State != rivertype.JobStateRetryable || wait < 20*time.Second || wait > 40*time.Second {
 				t.Errorf("job %s, retry in %v; want retryable in about 30 s", job.State, wait)
 			}
 
