@@ -92,5 +92,6 @@ clean: ## remove build and test output (keeps .data: dev database and secrets)
 	rm -rf bin
 	rm -f callrelay *.test *.out coverage.* cover.html
 
-distclean: clean db-stop ## also stop the dev cluster and delete .data (database, secrets, mail)
+distclean: clean db-stop ## also stop the dev cluster, drop the callrelay database devdb.sh created on a shared Postgres, delete .data (private database, secrets, mail)
+	@scripts/devdb.sh drop
 	rm -rf .data
