@@ -36,6 +36,7 @@ failed() {
 relay_pid="" sim_pid="" marker=""
 private_db_was_running=false
 if scripts/devdb.sh status >/dev/null 2>&1; then private_db_was_running=true; fi
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
 	local pid
 	for pid in $sim_pid $relay_pid; do
