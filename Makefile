@@ -18,14 +18,17 @@ CALLRELAY_MAIL_DIR ?= .data/mail
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: ## serve locally: Postgres (scripts/devdb.sh) + dev secrets (.data/dev.env), migrations at start-up
+# The server is built, then exec'd: it is make's own child, so Ctrl-C and a SIGTERM to make (which
+# make passes to its child) stop it. `go run` would not pass a SIGTERM on, and its child would
+# keep serving.
+run: build ## serve locally: Postgres (scripts/devdb.sh) + dev secrets (.data/dev.env), migrations at start-up
 	@set -euo pipefail; \
 	DATABASE_URL="$$(scripts/devdb.sh)"; export DATABASE_URL; \
 	eval "$$(scripts/devenv.sh env)"; \
 	export CALLRELAY_MAIL_DIR="$(CALLRELAY_MAIL_DIR)"; \
 	mkdir -p "$$CALLRELAY_MAIL_DIR"; \
 	scripts/devenv.sh hint; \
-	exec $(GO) run $(PKG) serve
+	exec ./$(BIN) serve
 
 test: testdb ## run all tests with the race detector (needs Postgres, see TEST_DATABASE_URL)
 	$(GO) test -race -count=1 ./...
@@ -89,5 +92,6 @@ clean: ## remove build and test output (keeps .data: dev database and secrets)
 	rm -rf bin
 	rm -f callrelay *.test *.out coverage.* cover.html
 
-distclean: clean db-stop ## also stop the dev cluster and delete .data (database, secrets, mail)
+distclean: clean db-stop ## also stop the dev cluster, drop the callrelay database devdb.sh created on a shared Postgres, delete .data (private database, secrets, mail)
+	@scripts/devdb.sh drop
 	rm -rf .data

@@ -5,17 +5,21 @@
 #   scripts/devdb.sh          print a DATABASE_URL (one line on stdout), starting Postgres if needed
 #   scripts/devdb.sh stop     stop the private cluster under .data/pg, if it runs
 #   scripts/devdb.sh status   tell whether the private cluster runs (exit 0 when it does)
+#   scripts/devdb.sh drop     drop the database this script created on the shared Postgres (b.
+#                             below), if it did; a database it found there is left alone
 #
 # Where the URL comes from, first match wins:
 #   a. DATABASE_URL is set: it is printed unchanged.
 #   b. A Postgres answers on 127.0.0.1:5432 and we can log in (as the current OS user, then as
-#      "postgres"): database "callrelay" is created there if missing.
+#      "postgres"): database "callrelay" is created there if missing, and then remembered in
+#      .data/devdb-created, so that `make distclean` (scripts/devdb.sh drop) drops it again.
 #   c. Otherwise a private cluster is created (once) under .data/pg and started, listening on
 #      127.0.0.1:${PGPORT_DEV:-5499} with trust auth; database "callrelay" is created in it.
 #      As root, the cluster runs as the "postgres" system user (or a "callrelay" system user,
 #      created on demand), because initdb and postgres refuse to run as root.
 #
-# Environment: DATABASE_URL, PGPORT_DEV (default 5499), PGDATA_DEV (default <repo>/.data/pg).
+# Environment: DATABASE_URL, PGPORT_DEV (default 5499), PGDATA_DEV (default <repo>/.data/pg),
+# DEVDB_NAME (default callrelay; lowercase letters, digits and _).
 # Progress goes to stderr; stdout carries the URL only.
 set -euo pipefail
 
@@ -24,7 +28,9 @@ PG_ROOT=${PGDATA_DEV:-$ROOT/.data/pg}
 PG_DATA=$PG_ROOT/data
 PG_LOG=$PG_ROOT/postgres.log
 PORT=${PGPORT_DEV:-5499}
-DB=callrelay
+DB=${DEVDB_NAME:-callrelay}
+# CREATED_MARK records a database created on the shared Postgres: "PORT USER DB".
+CREATED_MARK=$ROOT/.data/devdb-created
 SUPERUSER=postgres # superuser role of the private cluster
 
 log() { printf 'devdb: %s\n' "$*" >&2; }
@@ -80,6 +86,8 @@ client() {
 	return 1
 }
 
+[[ $DB =~ ^[a-z_][a-z0-9_]*$ ]] || die "DEVDB_NAME=$DB: use lowercase letters, digits and _"
+
 PSQL=$(client psql || true)
 PG_ISREADY=$(client pg_isready || true)
 
@@ -89,14 +97,35 @@ psql_at() {
 		-h 127.0.0.1 -p "$1" -U "$2" -d postgres -c "$3"
 }
 
-# ensure_db PORT USER: create database callrelay if missing (fails when USER may not).
+# ensure_db PORT USER: create database $DB if missing (fails when USER may not). CREATED tells
+# whether it did.
+CREATED=false
 ensure_db() {
 	local have
 	have=$(psql_at "$1" "$2" "SELECT 1 FROM pg_database WHERE datname = '$DB'") || return 1
 	if [[ $have != 1 ]]; then
 		log "creating database $DB on 127.0.0.1:$1 as $2"
 		psql_at "$1" "$2" "CREATE DATABASE $DB" >&2 || return 1
+		CREATED=true
 	fi
+}
+
+# drop_created: drop the database recorded in CREATED_MARK (one this script created on the
+# shared Postgres), then forget it. The private cluster's database goes with .data/pg.
+drop_created() {
+	local port user db
+	if [[ ! -f $CREATED_MARK ]]; then
+		log "no database to drop on a shared Postgres: this checkout's devdb.sh created none (one it found there is not its to drop)"
+		return 0
+	fi
+	read -r port user db <"$CREATED_MARK" || true
+	[[ $port =~ ^[0-9]+$ && -n $user && $db =~ ^[a-z_][a-z0-9_]*$ ]] || die "$CREATED_MARK: unreadable (want: PORT USER DB); delete it by hand"
+	[[ -n $PSQL ]] || die "psql not found: cannot drop database $db on 127.0.0.1:$port"
+	log "dropping database $db on 127.0.0.1:$port as $user (devdb.sh created it)"
+	if ! psql_at "$port" "$user" "DROP DATABASE IF EXISTS $db" >&2; then
+		die "could not drop database $db on 127.0.0.1:$port (server down, or still in use: stop 'make run'); $CREATED_MARK is kept: run 'make distclean' again"
+	fi
+	rm -f "$CREATED_MARK"
 }
 
 url() { printf 'postgres://%s@127.0.0.1:%s/%s?sslmode=disable\n' "$1" "$2" "$DB"; }
@@ -233,6 +262,10 @@ stop)
 	stop_private
 	exit 0
 	;;
+drop)
+	drop_created
+	exit 0
+	;;
 status)
 	pick_run_user
 	if running; then
@@ -246,7 +279,7 @@ status)
 	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
 	exit 0
 	;;
-*) die "unknown command '$1' (start, stop, status)" ;;
+*) die "unknown command '$1' (start, stop, status, drop)" ;;
 esac
 
 # a. an explicit DATABASE_URL wins.
@@ -262,6 +295,10 @@ if [[ -n $PSQL ]] && ready 5432; then
 	for u in "$me" postgres; do
 		if psql_at 5432 "$u" 'SELECT 1' >/dev/null 2>&1; then
 			if ensure_db 5432 "$u"; then
+				if $CREATED; then
+					mkdir -p "$(dirname "$CREATED_MARK")"
+					echo "5432 $u $DB" >"$CREATED_MARK"
+				fi
 				log "using the Postgres on 127.0.0.1:5432 as $u"
 				url "$u" 5432
 				exit 0

@@ -5,7 +5,9 @@
 #   scripts/devenv.sh          create .data/dev.env once (mode 0600) with generated secrets; silent
 #   scripts/devenv.sh env      print `export NAME='value'` lines for the secrets that are not already
 #                              set in the environment (for eval; your own exports win)
-#   scripts/devenv.sh hint     print the effective secrets and how to call the ops API
+#   scripts/devenv.sh hint     print where each secret comes from (the generated values, never
+#                              your own), whether webhook signatures are checked, and how to call
+#                              the ops API
 #   scripts/devenv.sh path     print the file's path
 #
 # The file holds TWILIO_ACCOUNT_SID (AC + 32 hex), TWILIO_AUTH_TOKEN (32 hex) and
@@ -63,6 +65,29 @@ effective() {
 	printf '%s' "$v"
 }
 
+# origin NAME: where NAME's value comes from. A generated value (a local placeholder) is shown;
+# one of your own (a real token, say) is not: the banner ends up in terminals and logs.
+origin() {
+	local v=${!1:-} f
+	f=$(value_in_file "$1")
+	if [[ -z $v || $v == "$f" ]]; then
+		echo "generated in ${FILE#"$ROOT"/}: $f"
+	else
+		echo "from your environment (not shown)"
+	fi
+}
+
+# redact_url URL: URL without the password of its user info.
+redact_url() { printf '%s' "$1" | sed -E 's#^([a-zA-Z][a-zA-Z0-9+.-]*://[^/:@]*):[^/@]*@#\1:***@#'; }
+
+# skip_signature: CALLRELAY_INSECURE_SKIP_SIGNATURE is true as callrelay reads it (strconv.ParseBool).
+skip_signature() {
+	case ${CALLRELAY_INSECURE_SKIP_SIGNATURE:-} in
+	1 | t | T | true | TRUE | True) return 0 ;;
+	*) return 1 ;;
+	esac
+}
+
 base_url() {
 	local addr=${CALLRELAY_ADDR:-:8080}
 	case $addr in
@@ -84,25 +109,32 @@ env)
 	;;
 hint)
 	ensure
-	ops=$(effective CALLRELAY_OPS_TOKEN)
 	url=$(base_url)
 	public=${CALLRELAY_PUBLIC_URL:-http://localhost:8080}
 	mail=".eml files in ${CALLRELAY_MAIL_DIR:-.data/mail} (SMTP_URL unset)"
-	[[ -z ${SMTP_URL:-} ]] || mail="via SMTP_URL"
-	cat <<EOF
-------------------------------------------------------------------------------
-callrelay dev server (secrets from ${FILE#"$ROOT"/}; delete it to rotate)
-  TWILIO_ACCOUNT_SID=$(effective TWILIO_ACCOUNT_SID)
-  TWILIO_AUTH_TOKEN=$(effective TWILIO_AUTH_TOKEN)
-  CALLRELAY_OPS_TOKEN=$ops
-  DATABASE_URL=${DATABASE_URL:-<unset>}
-  mail: $mail
-Twilio webhooks: $public/twilio/voice (X-Twilio-Signature checked with TWILIO_AUTH_TOKEN
-  against CALLRELAY_PUBLIC_URL=$public)
-Ops API:
-  curl -H 'Authorization: Bearer $ops' $url/api/numbers
-------------------------------------------------------------------------------
-EOF
+	[[ -z ${SMTP_URL:-} ]] || mail="via SMTP_URL (from your environment)"
+	echo "------------------------------------------------------------------------------"
+	echo "callrelay dev server"
+	for k in "${KEYS[@]}"; do
+		echo "  $k: $(origin "$k")"
+	done
+	echo "  (generated values are local placeholders, not Twilio credentials; delete ${FILE#"$ROOT"/} to rotate them)"
+	echo "  DATABASE_URL: $(redact_url "${DATABASE_URL:-<unset>}")"
+	echo "  mail: $mail"
+	if skip_signature; then
+		echo "Twilio webhooks: $public/twilio/voice — X-Twilio-Signature is NOT checked"
+		echo "  (CALLRELAY_INSECURE_SKIP_SIGNATURE=${CALLRELAY_INSECURE_SKIP_SIGNATURE}): anyone who reaches callrelay can drive calls"
+	else
+		echo "Twilio webhooks: $public/twilio/voice (X-Twilio-Signature checked with TWILIO_AUTH_TOKEN"
+		echo "  against CALLRELAY_PUBLIC_URL=$public)"
+	fi
+	echo "Ops API:"
+	if [[ $(effective CALLRELAY_OPS_TOKEN) == "$(value_in_file CALLRELAY_OPS_TOKEN)" ]]; then
+		echo "  curl -H 'Authorization: Bearer $(value_in_file CALLRELAY_OPS_TOKEN)' $url/api/numbers"
+	else
+		echo "  curl -H \"Authorization: Bearer \$CALLRELAY_OPS_TOKEN\" $url/api/numbers"
+	fi
+	echo "------------------------------------------------------------------------------"
 	;;
 path) echo "$FILE" ;;
 -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2 ;;

@@ -384,9 +384,15 @@ func (db *DB) queryCalls(ctx context.Context, where string, args ...any) ([]*cal
 		return nil, fmt.Errorf("legs: %w", err)
 	}
 
+	// The timeline in the order things happened. An event's time is Twilio's Timestamp, which
+	// has whole seconds, or callrelay's clock, which does not: by time alone a leg's initiated
+	// (Twilio's second) came before the inbound call that caused it. So: by the second, then in
+	// the order callrelay recorded the events (id). Not by id alone: a callback replayed from
+	// the spool is recorded late but keeps its time.
 	rows, err = db.pool.Query(ctx, `
 		SELECT call_sid, at, type, party, by, outcome, detail
-		FROM call_events WHERE call_sid = ANY($1) ORDER BY at, id`, sids)
+		FROM call_events WHERE call_sid = ANY($1)
+		ORDER BY date_trunc('second', at AT TIME ZONE 'UTC'), id`, sids)
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}
