@@ -257,3 +257,19 @@ func TestValidate_noValidator(t *testing.T) {
 		})
 	}
 }
+
+// TestCheck_vendoredXSD: with $TWIML_XSD unset, from a directory with nothing around it, Check
+// validates against the vendored schema set (it needs only xmllint).
+func TestCheck_vendoredXSD(t *testing.T) {
+	t.Setenv("TWIML_XSD", "")
+	t.Chdir(t.TempDir())
+	if !needValidator(t) {
+		return
+	}
+	if err := twimltest.Check([]byte(`<Response><Say><Dial/></Say></Response>`)); err == nil {
+		t.Error("Check(<Dial> inside <Say>) = nil, want an error")
+	}
+	if err := twimltest.Check([]byte(`<Response><Say xml:lang="en">hi</Say><Hangup/></Response>`)); err != nil {
+		t.Errorf("Check(valid) = %v", err)
+	}
+}
