@@ -273,3 +273,22 @@ func TestCheck_vendoredXSD(t *testing.T) {
 		t.Errorf("Check(valid) = %v", err)
 	}
 }
+
+// TestValidate_noXmllint: the schema is vendored, so xmllint is what may be missing: Validate
+// only logs then, except under CI=true, where it fails the test.
+func TestValidate_noXmllint(t *testing.T) {
+	t.Setenv("TWIML_XSD", "")
+	t.Setenv("PATH", t.TempDir())
+	for _, tt := range []struct {
+		ci        string
+		wantFatal bool
+	}{{"", false}, {"true", true}} {
+		t.Run("CI="+tt.ci, func(t *testing.T) {
+			t.Setenv("CI", tt.ci)
+			f := run(func(tb testing.TB) { twimltest.Validate(tb, []byte(`<Response/>`)) })
+			if f.fatal != tt.wantFatal || f.failed != tt.wantFatal || len(f.logs) == 0 || !strings.Contains(f.logs[0], "xmllint") {
+				t.Errorf("fatal = %v, failed = %v, logs %q; want fatal = %v and a message naming xmllint", f.fatal, f.failed, f.logs, tt.wantFatal)
+			}
+		})
+	}
+}
