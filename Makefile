@@ -13,7 +13,7 @@ PKG := ./cmd/callrelay
 # Where `make run` drops emails when SMTP_URL is unset (your environment wins).
 CALLRELAY_MAIL_DIR ?= .data/mail
 
-.PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest prismtest demo callsim
+.PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest demo callsim
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,7 +61,7 @@ db: ## start (if needed) the dev Postgres and print its DATABASE_URL
 db-stop: ## stop the private dev cluster under .data/pg
 	@scripts/devdb.sh stop
 
-loadtest: ## wrk load test: POST /twilio/voice vs the express and go-ceiling peers, then callrelay's call-status and dial-outcome (DURATION=10s; scripts/loadtest.sh)
+loadtest: ## wrk load test: POST /twilio/voice vs the express and go-ceiling peers (LOADTEST_PEERS, else ../shared/peers; skipped if absent), then callrelay's call-status and dial-outcome (DURATION=10s; scripts/loadtest.sh)
 	@GO="$(GO)" scripts/loadtest.sh
 
 # make bench: BENCH is the -bench regexp, COUNT the runs of each, BENCHTIME each run's length,
@@ -84,9 +84,6 @@ demo: ## a whole call with no Twilio account: callrelay (make run defaults) + ca
 
 callsim: ## build the Twilio simulator into bin/callsim (see README: testing call flows locally)
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/callsim ./cmd/callsim
-
-prismtest: ## the conference flow's Twilio REST requests against Prism serving Twilio's OpenAPI spec (needs npx)
-	@GO="$(GO)" scripts/prismtest.sh
 
 clean: ## remove build and test output (keeps .data: dev database and secrets)
 	rm -rf bin

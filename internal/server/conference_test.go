@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -642,61 +641,6 @@ func TestHoldMusic(t *testing.T) {
 				t.Errorf("GET signed without its query: %d, want 403", rec.Code)
 			}
 		})
-	}
-}
-
-// TestConference_Prism runs the conference flow's REST requests against Stoplight Prism serving
-// Twilio's OpenAPI spec (a second, independent judge of what Twilio accepts). It needs Prism
-// running (see the README's development section) and TWILIO_PRISM_URL pointing at it.
-func TestConference_Prism(t *testing.T) {
-	prism := os.Getenv("TWILIO_PRISM_URL")
-	if prism == "" {
-		t.Skip("TWILIO_PRISM_URL is not set (make prismtest runs Prism and this test)")
-	}
-	s := newTestServer(t, withTwilio(&twiliofake.Fake{URL: prism}))
-	s.putNumber(masked, conferenceTargets)
-	caller, conf := "CA"+strings.Repeat("c", 32), "CF"+strings.Repeat("f", 32)
-	f := inbound(caller)
-	f.Set("CallToken", "calltoken-abc")
-	twiml(t, s.twilio("/twilio/voice", f), twimltest.GapConferenceParticipantLabel)
-	event := func(seq int, event, participant string) {
-		t.Helper()
-		form := url.Values{"ConferenceSid": {conf}, "FriendlyName": {caller}, "StatusCallbackEvent": {event},
-			"CallSid": {participant}, "SequenceNumber": {strconv.Itoa(seq)}}
-		if rec := s.twilio("/twilio/conference-status", form); rec.Code != http.StatusNoContent {
-			t.Fatalf("conference-status: %d %s", rec.Code, rec.Body)
-		}
-		s.conf.Wait()
-	}
-	event(1, "participant-join", caller)
-
-	// Prism answers its example participant; every CreateParticipant must have been accepted.
-	call := getCall(t, s, caller)
-	var created []string
-	for _, e := range call["events"].([]any) {
-		ev := e.(map[string]any)
-		if ev["type"] == "participant" {
-			if ev["outcome"] != "created" {
-				t.Fatalf("Prism refused a participant: %v", ev["detail"])
-			}
-			created = append(created, ev["detail"].(map[string]any)["leg"].(string))
-		}
-	}
-	if len(created) != 2 {
-		t.Fatalf("participants created = %v, want 2", created)
-	}
-	leg := created[0]
-	status := url.Values{"CallSid": {leg}, "CallStatus": {"in-progress"}, "SequenceNumber": {"1"}}
-	if rec := s.twilio("/twilio/call-status?call="+caller+"&target=0", status); rec.Code != http.StatusNoContent {
-		t.Fatalf("call-status: %d", rec.Code)
-	}
-	s.conf.Wait()
-	event(2, "participant-join", leg)
-	for _, step := range []struct{ action, party string }{{"hold", "caller"}, {"hold", "callee"}, {"unhold", "caller"}, {"unhold", "callee"}} {
-		rec := s.api(http.MethodPost, "/api/calls/"+caller+"/"+step.action, `{"party":"`+step.party+`"}`)
-		if rec.Code != http.StatusOK {
-			t.Errorf("%s %s against Prism: %d %s", step.action, step.party, rec.Code, rec.Body)
-		}
 	}
 }
 

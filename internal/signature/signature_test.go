@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	twiliospec "github.com/callrelay/callrelay/third_party/twilio"
 )
 
-// Vectors from /work/shared/reference/signature-vectors.md.
+// Vectors from third_party/twilio/signature-vectors.md (TestVectorsAreVendored ties them to it).
 const (
 	token = "12345"
 	path  = "/myapp.php?foo=1&bar=2"
@@ -54,6 +57,28 @@ var (
 	bodyReason   = bodyB + "&ReasonConferenceEnded=test&Reason=Participant"
 	bodyRepeated = "Sid=CA123&SidAccount=AC123&Digits=5678&Digits=1234&Digits=1234"
 )
+
+// TestVectorsAreVendored: the constants above are exactly the signatures of the vendored vectors
+// file, so neither can change without the other.
+func TestVectorsAreVendored(t *testing.T) {
+	doc := twiliospec.SignatureVectors
+	ours := []string{sigA, sigA443, sigB, sigB443, sigBHTTP80, sigBHTTP, sigBHTTP1234, sigReason, sigReasonBad, sigRepeated, sigJSON}
+	for _, s := range append(slices.Clone(ours), token, path, jsonBody, jsonHash) {
+		if !strings.Contains(doc, s) {
+			t.Errorf("%q is not in third_party/twilio/signature-vectors.md", s)
+		}
+	}
+	// A signature is HMAC-SHA1 in standard Base64: 28 characters ending in "=".
+	theirs := regexp.MustCompile("`([A-Za-z0-9+/]{27}=)`").FindAllStringSubmatch(doc, -1)
+	if len(theirs) == 0 {
+		t.Fatal("no signatures found in the vectors file")
+	}
+	for _, m := range theirs {
+		if !slices.Contains(ours, m[1]) {
+			t.Errorf("signature %s of the vectors file is not tested", m[1])
+		}
+	}
+}
 
 // with returns bodyB with one parameter set to a new value.
 func with(name, value string) string {

@@ -6,24 +6,17 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"sync"
+
+	twiliospec "github.com/callrelay/callrelay/third_party/twilio"
 )
 
-// SpecEnv names the environment variable that points DefaultSpec at the OpenAPI file.
+// SpecEnv names the environment variable that points DefaultSpec at another copy of the spec
+// file; unset, DefaultSpec reads the copy embedded from third_party/twilio.
 const SpecEnv = "TWILIO_OPENAPI"
-
-// specRelPath is where the spec lives relative to a directory that holds shared/ (the
-// repository and shared/ are siblings, so walking up from any package directory finds it).
-const specRelPath = "shared/reference/twilio-openapi/twilio_api_v2010.json"
-
-// ErrSpecNotFound is returned (wrapped) by FindSpecFile and DefaultSpec when neither
-// $TWILIO_OPENAPI nor a walk up from the working directory finds the spec file. Tests use it to
-// tell "not on this machine" (skip) from "broken" (fail).
-var ErrSpecNotFound = errors.New("twilio OpenAPI spec file not found")
 
 // Spec is the part of Twilio's OpenAPI 3 document for the 2010-04-01 API that the fake needs to
 // route and validate requests: every operation's path template, parameters and form-encoded
@@ -173,51 +166,28 @@ func unescape(seg string) string {
 	return seg
 }
 
-// FindSpecFile returns the path of the spec: $TWILIO_OPENAPI if set, else the first
-// shared/reference/twilio-openapi/twilio_api_v2010.json found walking up from the working
-// directory.
-func FindSpecFile() (string, error) {
-	if p := os.Getenv(SpecEnv); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("$%s=%s: %w (%v)", SpecEnv, p, ErrSpecNotFound, err)
-		}
-		return p, nil
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding the spec: %w", err)
-	}
-	for dir := wd; ; {
-		p := filepath.Join(dir, filepath.FromSlash(specRelPath))
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no %s above %s and $%s unset: %w", specRelPath, wd, SpecEnv, ErrSpecNotFound)
-		}
-		dir = parent
-	}
-}
-
 var defaultSpec struct {
 	once sync.Once
 	spec *Spec
 	err  error
 }
 
-// DefaultSpec loads the spec found by FindSpecFile, once per process: every Fake of a test
-// binary shares it.
+// DefaultSpec loads the spec once per process (every Fake of a test binary shares it): the file
+// $TWILIO_OPENAPI names if set, else the copy vendored in third_party/twilio.
 func DefaultSpec() (*Spec, error) {
-	defaultSpec.once.Do(func() {
-		p, err := FindSpecFile()
-		if err != nil {
-			defaultSpec.err = err
-			return
-		}
-		defaultSpec.spec, defaultSpec.err = LoadSpec(p)
-	})
+	defaultSpec.once.Do(func() { defaultSpec.spec, defaultSpec.err = loadDefaultSpec() })
 	return defaultSpec.spec, defaultSpec.err
+}
+
+func loadDefaultSpec() (*Spec, error) {
+	if p := os.Getenv(SpecEnv); p != "" {
+		s, err := LoadSpec(p)
+		if err != nil {
+			return nil, fmt.Errorf("$%s: %w", SpecEnv, err)
+		}
+		return s, nil
+	}
+	return ParseSpec(twiliospec.OpenAPI)
 }
 
 // The JSON shapes LoadSpec decodes: only what validation needs, the rest of the 1.2 MB
@@ -281,6 +251,15 @@ func LoadSpec(path string) (*Spec, error) {
 	s, err := parseSpec(data)
 	if err != nil {
 		return nil, fmt.Errorf("loading the Twilio OpenAPI spec %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// ParseSpec parses an OpenAPI 3 JSON document.
+func ParseSpec(data []byte) (*Spec, error) {
+	s, err := parseSpec(data)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the Twilio OpenAPI spec: %w", err)
 	}
 	return s, nil
 }

@@ -9,15 +9,11 @@ import (
 	"testing"
 )
 
-// testSpec returns the shared spec, skipping the test when the file is not on this machine
-// (failing it on CI, where it must be).
+// testSpec returns the default spec (the vendored one, or $TWILIO_OPENAPI's).
 func testSpec(t testing.TB) *Spec {
 	t.Helper()
 	s, err := DefaultSpec()
 	if err != nil {
-		if errors.Is(err, ErrSpecNotFound) && os.Getenv("CI") != "true" {
-			t.Skipf("no spec: %v", err)
-		}
 		t.Fatal(err)
 	}
 	return s
@@ -256,16 +252,35 @@ func TestViolationCodesAndText(t *testing.T) {
 	}
 }
 
-func TestFindSpecFile(t *testing.T) {
+func TestLoadDefaultSpec(t *testing.T) {
 	dir := t.TempDir()
-	t.Setenv(SpecEnv, filepath.Join(dir, "missing.json"))
-	if _, err := FindSpecFile(); !errors.Is(err, ErrSpecNotFound) {
-		t.Errorf("FindSpecFile with $%s naming a missing file: err = %v, want ErrSpecNotFound", SpecEnv, err)
-	}
+	t.Chdir(dir) // nothing on disk to find: the vendored spec is embedded
+
 	t.Setenv(SpecEnv, "")
-	t.Chdir(dir)
-	if p, err := FindSpecFile(); !errors.Is(err, ErrSpecNotFound) {
-		t.Errorf("FindSpecFile from %s = %q, %v; want ErrSpecNotFound", dir, p, err)
+	s, err := loadDefaultSpec()
+	if err != nil {
+		t.Fatalf("embedded spec: %v", err)
+	}
+	if _, ok := s.Operation("UpdateParticipant"); !ok {
+		t.Error("embedded spec: no UpdateParticipant")
+	}
+
+	other := filepath.Join(dir, "other.json")
+	if err := os.WriteFile(other, []byte(`{"paths":{"/a.json":{"get":{"operationId":"OnlyThis"}}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(SpecEnv, other)
+	s, err = loadDefaultSpec()
+	if err != nil {
+		t.Fatalf("$%s=%s: %v", SpecEnv, other, err)
+	}
+	if _, ok := s.Operation("OnlyThis"); !ok {
+		t.Errorf("$%s=%s: not the spec loaded", SpecEnv, other)
+	}
+
+	t.Setenv(SpecEnv, filepath.Join(dir, "missing.json"))
+	if _, err := loadDefaultSpec(); err == nil || !strings.Contains(err.Error(), "$"+SpecEnv) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("$%s naming a missing file: err = %v, want one naming $%s and wrapping os.ErrNotExist", SpecEnv, err, SpecEnv)
 	}
 }
 

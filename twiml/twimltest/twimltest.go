@@ -5,17 +5,22 @@ package twimltest
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	twiliospec "github.com/callrelay/callrelay/third_party/twilio"
 )
 
 // Declaration is the XML declaration twilio-go writes at the start of every document.
@@ -238,7 +243,7 @@ func (n *Node) write(b *bytes.Buffer, depth int) {
 // test tolerates a gap only by naming it to Validate or Check.
 type Gap string
 
-// The gaps listed in shared/reference/README.md.
+// The gaps listed in third_party/twilio/README.md.
 const (
 	// GapSayVoice tolerates a <Say voice> outside the schema's pattern
 	// (man|woman|male|female|eve|brian|Polly\.[a-zA-Z]+): alice, Polly.Joanna-Neural,
@@ -268,7 +273,7 @@ var gapLines = map[Gap]*regexp.Regexp{
 var ErrNoValidator = errors.New("twimltest: cannot validate TwiML")
 
 // XSDName is the schema file Check validates against.
-const XSDName = "twiml_v20100401_twilioRealtimeCallSchema.xsd"
+const XSDName = twiliospec.XSDMain
 
 // validator locates the XSD and xmllint. It looks on every call (a few stats, nothing next
 // to running xmllint) so that a test may change $TWIML_XSD or $PATH.
@@ -288,8 +293,8 @@ func validator() (xsd, xmllint string, err error) {
 	return xsd, xmllint, nil
 }
 
-// findXSD returns $TWIML_XSD, or the schema in shared/reference/twiml-xsd found by walking up
-// from the working directory (the repository and shared/ are siblings).
+// findXSD returns $TWIML_XSD if set, else the schema vendored in third_party/twilio, written
+// to disk for xmllint.
 func findXSD() (string, error) {
 	if p := os.Getenv("TWIML_XSD"); p != "" {
 		if _, err := os.Stat(p); err != nil {
@@ -297,26 +302,71 @@ func findXSD() (string, error) {
 		}
 		return filepath.Abs(p)
 	}
-	dir, err := os.Getwd()
+	vendored.once.Do(func() { vendored.path, vendored.err = writeXSD(os.TempDir()) })
+	return vendored.path, vendored.err
+}
+
+var vendored struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// writeXSD writes the vendored schema set (its files include each other by relative path, so
+// xmllint needs them side by side on disk) into a directory under tmp and returns the path of
+// XSDName there. The directory is named after the set's content and the user: test binaries
+// share one per schema version instead of each leaving a copy behind. It is renamed into place
+// complete, and an existing one is used only if its files match; otherwise a private copy is
+// written.
+func writeXSD(tmp string) (string, error) {
+	files := map[string][]byte{}
+	names, err := fs.Glob(twiliospec.XSD, "*")
 	if err != nil {
 		return "", err
 	}
-	rel := filepath.Join("shared", "reference", "twiml-xsd", XSDName)
-	for {
-		if p := filepath.Join(dir, rel); fileExists(p) {
-			return p, nil
+	h := sha256.New()
+	for _, name := range names { // sorted
+		b, err := fs.ReadFile(twiliospec.XSD, name)
+		if err != nil {
+			return "", err
 		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("%s not found above the working directory; set TWIML_XSD", rel)
-		}
-		dir = parent
+		files[name] = b
+		fmt.Fprintf(h, "%s %d\n", name, len(b))
+		h.Write(b)
 	}
+	named := filepath.Join(tmp, fmt.Sprintf("callrelay-twiml-xsd-%d-%x", os.Getuid(), h.Sum(nil)[:8]))
+	if sameFiles(named, files) {
+		return filepath.Join(named, XSDName), nil
+	}
+	dir, err := os.MkdirTemp(tmp, "callrelay-twiml-xsd-")
+	if err != nil {
+		return "", fmt.Errorf("writing the TwiML XSD: %w", err)
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o444); err != nil {
+			return "", fmt.Errorf("writing the TwiML XSD: %w", err)
+		}
+	}
+	if err := os.Rename(dir, named); err == nil || sameFiles(named, files) {
+		os.RemoveAll(dir) // a no-op after the rename; else another process won the race
+		return filepath.Join(named, XSDName), nil
+	}
+	return filepath.Join(dir, XSDName), nil // named is unusable (not ours, damaged): keep the private copy
 }
 
-func fileExists(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular()
+// sameFiles reports whether dir holds exactly files.
+func sameFiles(dir string, files map[string][]byte) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != len(files) {
+		return false
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !bytes.Equal(got, want) {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate checks doc against Twilio's XSD (see Check) and fails the test when it does not

@@ -257,3 +257,38 @@ func TestValidate_noValidator(t *testing.T) {
 		})
 	}
 }
+
+// TestCheck_vendoredXSD: with $TWIML_XSD unset, from a directory with nothing around it, Check
+// validates against the vendored schema set (it needs only xmllint).
+func TestCheck_vendoredXSD(t *testing.T) {
+	t.Setenv("TWIML_XSD", "")
+	t.Chdir(t.TempDir())
+	if !needValidator(t) {
+		return
+	}
+	if err := twimltest.Check([]byte(`<Response><Say><Dial/></Say></Response>`)); err == nil {
+		t.Error("Check(<Dial> inside <Say>) = nil, want an error")
+	}
+	if err := twimltest.Check([]byte(`<Response><Say xml:lang="en">hi</Say><Hangup/></Response>`)); err != nil {
+		t.Errorf("Check(valid) = %v", err)
+	}
+}
+
+// TestValidate_noXmllint: the schema is vendored, so xmllint is what may be missing: Validate
+// only logs then, except under CI=true, where it fails the test.
+func TestValidate_noXmllint(t *testing.T) {
+	t.Setenv("TWIML_XSD", "")
+	t.Setenv("PATH", t.TempDir())
+	for _, tt := range []struct {
+		ci        string
+		wantFatal bool
+	}{{"", false}, {"true", true}} {
+		t.Run("CI="+tt.ci, func(t *testing.T) {
+			t.Setenv("CI", tt.ci)
+			f := run(func(tb testing.TB) { twimltest.Validate(tb, []byte(`<Response/>`)) })
+			if f.fatal != tt.wantFatal || f.failed != tt.wantFatal || len(f.logs) == 0 || !strings.Contains(f.logs[0], "xmllint") {
+				t.Errorf("fatal = %v, failed = %v, logs %q; want fatal = %v and a message naming xmllint", f.fatal, f.failed, f.logs, tt.wantFatal)
+			}
+		})
+	}
+}
