@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 )
@@ -17,7 +18,7 @@ func TestGetCall_TimelineInOrderOfEvents(t *testing.T) {
 	ctx := context.Background()
 	db := postgres.New(pgtest.NewPool(t))
 	// Four tenths into a second, so Twilio's whole second of the same moment is earlier.
-	now := time.Now().UTC().Truncate(time.Second).Add(400 * time.Millisecond)
+	now := clocktest.Start().Add(400 * time.Millisecond)
 	db.Now = func() time.Time { return now }
 	twilioTimestamp := func() time.Time { return now.Truncate(time.Second) }
 	startCall(t, db, "CA_p") // inbound, at callrelay's clock

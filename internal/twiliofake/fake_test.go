@@ -14,6 +14,8 @@ import (
 
 	"github.com/twilio/twilio-go/client"
 	openapi "github.com/twilio/twilio-go/rest/api/v2010"
+
+	"github.com/callrelay/callrelay/internal/clocktest"
 )
 
 // rewrite sends twilio-go's requests for https://api.twilio.com to the fake.
@@ -705,7 +707,7 @@ func TestOnRequestConcurrency(t *testing.T) {
 
 func TestClockAndDates(t *testing.T) {
 	testSpec(t)
-	now := time.Date(2024, 5, 1, 10, 30, 0, 0, time.FixedZone("CEST", 2*3600))
+	now := clocktest.Start().In(time.FixedZone("CEST", 2*3600))
 	f := Start(t, Options{Now: func() time.Time { return now }})
 	api := twilioAPI(t, f, f.AccountSID, f.AuthToken)
 	f.AddCall(callA, "in-progress")
@@ -713,8 +715,8 @@ func TestClockAndDates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := str(c.DateCreated); got != "Wed, 01 May 2024 08:30:00 +0000" {
-		t.Errorf("date_created %q, want Twilio's RFC 2822 in UTC", got)
+	if got, want := str(c.DateCreated), now.UTC().Format("Mon, 02 Jan 2006 15:04:05 -0700"); got != want || !strings.HasSuffix(got, " +0000") {
+		t.Errorf("date_created %q, want Twilio's RFC 2822 in UTC, %q", got, want)
 	}
 	if r := f.Requests(); len(r) != 1 || !r[0].At.Equal(now) {
 		t.Errorf("recorded At %v, want %v", r[0].At, now)
