@@ -61,7 +61,7 @@ db: ## start (if needed) the dev Postgres and print its DATABASE_URL
 db-stop: ## stop the private dev cluster under .data/pg
 	@scripts/devdb.sh stop
 
-loadtest: ## wrk load test: POST /twilio/voice vs the express and go-ceiling peers (LOADTEST_PEERS, else ../shared/peers; skipped if absent), then callrelay's call-status and dial-outcome (DURATION=10s; scripts/loadtest.sh)
+loadtest: ## wrk load test: POST /twilio/voice vs the express and go-ceiling peers (LOADTEST_PEERS names their folder; unset: callrelay alone), then callrelay's call-status and dial-outcome (DURATION=10s; scripts/loadtest.sh)
 	@GO="$(GO)" scripts/loadtest.sh
 
 # make bench: BENCH is the -bench regexp, COUNT the runs of each, BENCHTIME each run's length,

@@ -41,9 +41,8 @@
 # see the message).
 # Compare ratios within one run, not absolute figures across runs: the machine is shared.
 #
-# The peers (express-seed, go-ceiling) are not part of this repository: they are looked for in
-# $LOADTEST_PEERS, else ../shared/peers beside the repository. When LOADTEST_PEERS is unset and
-# they are not there, callrelay is measured alone (its three routes; the webhooks signed by
+# The peers (express-seed, go-ceiling) are not part of this repository: LOADTEST_PEERS names the
+# folder that holds them. When LOADTEST_PEERS is unset, callrelay is measured alone (its three routes; the webhooks signed by
 # scripts/loadtest/gen, without twilio-node's cross-check) and the script says the peers were
 # skipped. LOADTEST_PEERS set to a directory without them is an error.
 #
@@ -51,7 +50,7 @@
 #   DURATION=10s  WARMUP=3s  THREADS=2  CONNECTIONS=32     wrk parameters (same for all three)
 #   LOADTEST_MAX_RPS=20000     request lines generated per second of WARMUP+DURATION
 #   LOADTEST_DIR=<repo>/.data/loadtest                      scratch (builds, node_modules, logs)
-#   LOADTEST_PEERS=<repo>/../shared/peers                   where the peers are (read-only; see above)
+#   LOADTEST_PEERS=            where the peers are (read-only; see above); unset: no peers
 #   LOADTEST_TWILIO_TOKEN=loadtesttoken123                  callrelay's TWILIO_AUTH_TOKEN
 #   LOADTEST_KEEP=0            1: keep the generated request files and the databases
 #   PGHOST=127.0.0.1 PGPORT=5432 PGUSER=<current user>      Postgres to create the databases in
@@ -62,7 +61,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRATCH=${LOADTEST_DIR:-$ROOT/.data/loadtest}
-PEERS=${LOADTEST_PEERS:-$ROOT/../shared/peers}
+PEERS=${LOADTEST_PEERS:-}
 LUA=$ROOT/scripts/loadtest/webhooks.lua
 RUN=$SCRATCH/run
 
@@ -108,7 +107,7 @@ trap 'exit 143' TERM
 # --- 1. tools, builds, peers -------------------------------------------------------------------
 
 [[ -f $LUA ]] || die "$LUA is missing"
-if [[ -d $PEERS/express-seed && -d $PEERS/go-ceiling ]]; then
+if [[ -n $PEERS && -d $PEERS/express-seed && -d $PEERS/go-ceiling ]]; then
 	HAVE_PEERS=1
 	PEERS=$(cd "$PEERS" && pwd)
 elif [[ -n ${LOADTEST_PEERS:-} ]]; then
