@@ -99,7 +99,7 @@ func TestRun_Serve(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("PUT number: %v %v", resp, err)
 	}
-	form := url.Values{"CallSid": {"CA0001"}, "To": {"+15551230000"}, "From": {"+15559870000"}}
+	form := url.Values{"CallSid": {"CA00000000000000000000000000000001"}, "To": {"+15551230000"}, "From": {"+15559870000"}}
 	req, _ = http.NewRequest(http.MethodPost, base+"/twilio/voice", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Twilio-Signature", signature.Sign("testtoken123", base+"/twilio/voice", form))

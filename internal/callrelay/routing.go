@@ -44,6 +44,10 @@ const (
 	maxSIPHeadersLen         = 1024
 	maxSayLen                = 4096 // Twilio's limit for one <Say>
 	maxVoicemailLengthSecond = 3600
+	maxEmailLen              = 254 // RFC 5321's 256-octet path, less its angle brackets
+	maxLanguageLen           = 35  // RFC 5646 §4.4.1: the length a tag must be kept to
+	maxSIPCredentialLen      = 128
+	maxQuoted                = 64 // how much of a refused value an error message repeats
 )
 
 // SIPRegions are Twilio's edge regions a SIP target may name.
@@ -310,8 +314,11 @@ func (r Routing) Validate() error {
 	if r.OwnerEmail == "" {
 		return Invalidf("owner_email", "owner_email is required: voicemail is emailed there.")
 	}
+	if len(r.OwnerEmail) > maxEmailLen {
+		return Invalidf("owner_email", "owner_email must be at most %d characters.", maxEmailLen)
+	}
 	if a, err := mail.ParseAddress(r.OwnerEmail); err != nil || a.Address != r.OwnerEmail {
-		return Invalidf("owner_email", "owner_email %q is not an email address.", r.OwnerEmail)
+		return Invalidf("owner_email", "owner_email %s is not an email address.", quoteShort(r.OwnerEmail))
 	}
 	if r.Mode != ModeDirect && r.Mode != ModeConference {
 		return Invalidf("mode", "mode must be %q or %q.", ModeDirect, ModeConference)
@@ -328,11 +335,14 @@ func (r Routing) Validate() error {
 	if err := validSay("greeting", r.Greeting); err != nil {
 		return err
 	}
+	if len(r.Language) > maxLanguageLen {
+		return Invalidf("language", "language must be at most %d characters.", maxLanguageLen)
+	}
 	if !languageRe.MatchString(r.Language) {
-		return Invalidf("language", "language %q is not a language tag like en-US.", r.Language)
+		return Invalidf("language", "language %s is not a language tag like en-US.", quoteShort(r.Language))
 	}
 	if r.Voice != "" && !voiceRe.MatchString(r.Voice) {
-		return Invalidf("voice", "voice %q is not a Twilio voice name like Polly.Joanna.", r.Voice)
+		return Invalidf("voice", "voice %s is not a Twilio voice name like Polly.Joanna.", quoteShort(r.Voice))
 	}
 	if len(r.Targets) < 1 || len(r.Targets) > MaxTargets {
 		return Invalidf("targets", "targets must hold 1 to %d targets.", MaxTargets)
@@ -368,6 +378,19 @@ func isText(s string) bool {
 	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
+// quoteShort quotes s for an error message, cut to maxQuoted bytes: a refused value is
+// repeated to help, not echoed whole.
+func quoteShort(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…"
+}
+
 func validSay(field, s string) error {
 	if !isText(s) {
 		return Invalidf(field, "%s must be valid UTF-8 text, without NUL.", field)
@@ -394,7 +417,7 @@ func (t Target) validate(field string) error {
 	switch t.Type {
 	case TargetPhone:
 		if !ValidNumber(t.To) {
-			return Invalidf(field+".to", "to %q is not an E.164 number like +15550001111.", t.To)
+			return Invalidf(field+".to", "to %s is not an E.164 number like +15550001111.", quoteShort(t.To))
 		}
 		return stray("to")
 	case TargetClient:
@@ -407,12 +430,15 @@ func (t Target) validate(field string) error {
 	case "":
 		return Invalidf(field+".type", "type is required: phone, sip or client.")
 	}
-	return Invalidf(field+".type", "type %q is not phone, sip or client.", t.Type)
+	return Invalidf(field+".type", "type %s is not phone, sip or client.", quoteShort(t.Type))
 }
 
 func (t Target) validateSIP(field string, stray func(...string) error) error {
 	if err := stray("uri", "username", "password", "headers", "transport", "region"); err != nil {
 		return err
+	}
+	if len(t.URI) >= maxSIPURILen {
+		return Invalidf(field+".uri", "uri must be under %d characters.", maxSIPURILen)
 	}
 	rest, ok := strings.CutPrefix(t.URI, "sip:")
 	if !ok {
@@ -422,8 +448,11 @@ func (t Target) validateSIP(field string, stray func(...string) error) error {
 	if !ok || !sipUserRe.MatchString(user) || !sipHostRe.MatchString(host) {
 		return Invalidf(field+".uri", "uri must be sip:user@host, without parameters or headers (use transport, region and headers).")
 	}
-	if len(t.URI) >= maxSIPURILen {
-		return Invalidf(field+".uri", "uri must be under %d characters.", maxSIPURILen)
+	if len(t.Username) > maxSIPCredentialLen {
+		return Invalidf(field+".username", "username must be at most %d characters.", maxSIPCredentialLen)
+	}
+	if len(t.Password) > maxSIPCredentialLen {
+		return Invalidf(field+".password", "password must be at most %d characters.", maxSIPCredentialLen)
 	}
 	if t.Password != "" && t.Username == "" {
 		return Invalidf(field+".username", "username is required with a password.")
@@ -451,7 +480,7 @@ func (t Target) validateSIP(field string, stray func(...string) error) error {
 		lower := strings.ToLower(name)
 		switch {
 		case !headerRe.MatchString(name):
-			return Invalidf(hf, "header name %q has characters a header name cannot have.", name)
+			return Invalidf(hf, "header name %s has characters a header name cannot have.", quoteShort(name))
 		case strings.HasPrefix(lower, "x-twilio"):
 			return Invalidf(hf, "header names starting with X-Twilio are reserved by Twilio.")
 		case !strings.HasPrefix(lower, "x-") && !slices.ContainsFunc(sipStandardHeaders, func(s string) bool { return strings.EqualFold(s, name) }):

@@ -791,3 +791,62 @@ func BenchmarkDecodeRouting(b *testing.B) {
 		}
 	}
 }
+
+// TestDecodeRouting_fieldBounds: every string field has a limit (issue 14: a 250 KB address
+// was accepted). A value at its limit is taken; one over it, or one of 250 KB, is refused with
+// a 400 naming the field, in a message that repeats no more than a little of the value.
+func TestDecodeRouting_fieldBounds(t *testing.T) {
+	const sipURI = "sip:dana@pbx.example.com"
+	huge := strings.Repeat("a", 250<<10)
+	email := func(n int) string { return strings.Repeat("d", 64) + "@" + strings.Repeat("e", n-64-1-4) + ".com" }
+	lang35 := "en-abcdefgh-abcdefgh-abcdefgh-abcde"
+	sipWith := func(kv ...any) string { return body(t, targets(sip(sipURI, kv...))) }
+	if len(email(254)) != 254 || len(lang35) != 35 {
+		t.Fatalf("fixtures: email %d, language %d", len(email(254)), len(lang35))
+	}
+
+	ok := []struct{ name, body string }{
+		{"owner_email of 254", body(t, set("owner_email", email(254)))},
+		{"language of 35", body(t, set("language", lang35))},
+		{"sip username of 128", sipWith("username", strings.Repeat("u", 128))},
+		{"sip password of 128", sipWith("username", "dana", "password", strings.Repeat("p", 128))},
+	}
+	for _, tt := range ok {
+		if _, err := decode(t, tt.body); err != nil {
+			t.Errorf("%s: %v, want it accepted", tt.name, err)
+		}
+	}
+
+	refusedTests := []struct{ name, body, field string }{
+		{"owner_email of 255", body(t, set("owner_email", email(255))), "owner_email"},
+		{"owner_email of 250 KB", body(t, set("owner_email", huge+"@example.com")), "owner_email"},
+		{"language of 36", body(t, set("language", lang35+"f")), "language"},
+		{"language of 250 KB", body(t, set("language", "en"+strings.Repeat("-abcdefgh", 25<<10))), "language"},
+		{"voice of 250 KB", body(t, set("voice", huge)), "voice"},
+		{"greeting of 250 KB", body(t, set("greeting", huge)), "greeting"},
+		{"voicemail prompt of 250 KB", body(t, set("voicemail", map[string]any{"prompt": huge})), "voicemail.prompt"},
+		{"sip username of 129", sipWith("username", strings.Repeat("u", 129)), "targets[0].username"},
+		{"sip username of 250 KB", sipWith("username", huge), "targets[0].username"},
+		{"sip password of 129", sipWith("username", "dana", "password", strings.Repeat("p", 129)), "targets[0].password"},
+		{"sip password of 250 KB", sipWith("username", "dana", "password", huge), "targets[0].password"},
+		{"sip uri of 250 KB", body(t, targets(sip("sip:"+huge+"@pbx.example.com"))), "targets[0].uri"},
+		{"sip header of 250 KB", sipWith("headers", headers("x-a", huge)), "targets[0].headers"},
+		{"sip header name of 250 KB", sipWith("headers", headers("x-"+huge, "v")), "targets[0].headers"},
+		{"sip transport of 250 KB", sipWith("transport", huge), "targets[0].transport"},
+		{"sip region of 250 KB", sipWith("region", huge), "targets[0].region"},
+		{"phone to of 250 KB", body(t, targets(phone("+1"+strings.Repeat("5", 250<<10)))), "targets[0].to"},
+		{"client identity of 250 KB", body(t, targets(map[string]any{"type": "client", "identity": huge})), "targets[0].identity"},
+		{"type of 250 KB", body(t, targets(map[string]any{"type": huge})), "targets[0].type"},
+	}
+	for _, tt := range refusedTests {
+		_, err := decode(t, tt.body)
+		var e *callrelay.Error
+		if !errors.As(err, &e) || e.Code != callrelay.EINVALID || e.Field != tt.field {
+			t.Errorf("%s: got %.200v, want an invalid error on %.60s", tt.name, err, tt.field)
+			continue
+		}
+		if len(e.Message) > 200 {
+			t.Errorf("%s: message of %d bytes repeats the value: %.200s…", tt.name, len(e.Message), e.Message)
+		}
+	}
+}

@@ -47,17 +47,32 @@ func (db *DB) GetNumber(ctx context.Context, number string) (*callrelay.Number, 
 	return n, nil
 }
 
-// ListNumbers returns every number, ordered by number.
-func (db *DB) ListNumbers(ctx context.Context) ([]*callrelay.Number, error) {
-	rows, err := db.pool.Query(ctx, `SELECT number, routing, created_at, updated_at FROM numbers ORDER BY number`)
+// NumberPage selects a page of GET /api/numbers: the numbers after After (a number, "" from
+// the first), at most Limit of them (0: DefaultListLimit; capped at MaxListLimit).
+type NumberPage struct {
+	After string
+	Limit int
+}
+
+// ListNumbers returns a page of numbers, ordered by number, and whether more follow it. The
+// page is keyed on the number (the primary key), so it costs the same deep in the list, and a
+// number added or removed meanwhile shifts no other.
+func (db *DB) ListNumbers(ctx context.Context, p NumberPage) ([]*callrelay.Number, bool, error) {
+	limit := listLimit(p.Limit)
+	rows, err := db.pool.Query(ctx, `
+		SELECT number, routing, created_at, updated_at FROM numbers
+		WHERE number > $1 ORDER BY number LIMIT $2`, p.After, limit+1)
 	if err != nil {
-		return nil, fmt.Errorf("list numbers: %w", err)
+		return nil, false, fmt.Errorf("list numbers: %w", err)
 	}
 	ns, err := pgx.CollectRows(rows, scanNumber)
 	if err != nil {
-		return nil, fmt.Errorf("list numbers: %w", err)
+		return nil, false, fmt.Errorf("list numbers: %w", err)
 	}
-	return ns, nil
+	if len(ns) > limit {
+		return ns[:limit], true, nil
+	}
+	return ns, false, nil
 }
 
 // DeleteNumber removes a number, or answers ENOTFOUND. Its calls stay in the history.

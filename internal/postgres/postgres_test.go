@@ -67,8 +67,8 @@ func TestNumbers(t *testing.T) {
 		if got.Routing.TimeoutSeconds != 45 || got.Routing.Targets[1].Password != "s3cret" {
 			t.Errorf("got routing %+v, want the replaced one with its password stored", got.Routing)
 		}
-		list, err := db.ListNumbers(ctx)
-		if err != nil || len(list) != 1 {
+		list, more, err := db.ListNumbers(ctx, postgres.NumberPage{})
+		if err != nil || len(list) != 1 || more {
 			t.Fatalf("ListNumbers = %d numbers, %v; want 1", len(list), err)
 		}
 	})

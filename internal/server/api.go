@@ -96,9 +96,22 @@ func handleGetNumber(db *postgres.DB) http.Handler {
 	})
 }
 
+// handleListNumbers answers a page of numbers: ?limit= (1 to postgres.MaxListLimit, default
+// postgres.DefaultListLimit) after ?after= (a number; none: from the first). "next" is the
+// URL of the following page, null on the last.
 func handleListNumbers(db *postgres.DB) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ns, err := db.ListNumbers(r.Context())
+		var p postgres.NumberPage
+		var err error
+		if p.Limit, err = queryLimit(r); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if p.After = r.URL.Query().Get("after"); p.After != "" && !callrelay.ValidNumber(p.After) {
+			writeError(w, r, callrelay.Invalidf("after", "after must be a number in E.164, like +15551230000 (URL-encode + as %%2B), the last of the previous page."))
+			return
+		}
+		ns, more, err := db.ListNumbers(r.Context(), p)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -107,7 +120,16 @@ func handleListNumbers(db *postgres.DB) http.Handler {
 		for i, n := range ns {
 			out[i] = toNumberJSON(n)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"numbers": out})
+		var next *string
+		if more {
+			q := url.Values{"after": {ns[len(ns)-1].Number}}
+			if p.Limit != 0 {
+				q.Set("limit", strconv.Itoa(p.Limit))
+			}
+			link := "/api/numbers?" + q.Encode()
+			next = &link
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"numbers": out, "next": next})
 	})
 }
 

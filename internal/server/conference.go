@@ -45,6 +45,10 @@ func handleConferenceStatus(svc *conference.Service, sp spooler) http.Handler {
 			http.Error(w, "FriendlyName, ConferenceSid and StatusCallbackEvent are required", http.StatusBadRequest)
 			return
 		}
+		if !callrelay.ValidSID("CA", ev.CallSid) {
+			http.Error(w, "FriendlyName is not a CallSid: callrelay names its conferences after the caller's call", http.StatusBadRequest)
+			return
+		}
 		if sp.behind(r) {
 			sp.callback(w, r, "/twilio/conference-status")
 			return

@@ -520,7 +520,7 @@ func TestHold_errors(t *testing.T) {
 		want             int
 		wantField        string
 	}{
-		{"unknown call", "/api/calls/CA404/hold", `{"party":"caller"}`, 404, ""},
+		{"unknown call", "/api/calls/CA00000000000000000000000000000404/hold", `{"party":"caller"}`, 404, ""},
 		{"bad party", "/api/calls/" + c.caller + "/hold", `{"party":"owner"}`, 400, "party"},
 		{"party not a string", "/api/calls/" + c.caller + "/hold", `{"party":1}`, 400, "party"},
 		{"unknown field", "/api/calls/" + c.caller + "/hold", `{"party":"caller","music":"x"}`, 400, "music"},
@@ -550,8 +550,8 @@ func TestHold_errors(t *testing.T) {
 	t.Run("DirectMode", func(t *testing.T) {
 		s := newTestServer(t)
 		s.putNumber(masked, threeTargets)
-		twiml(t, s.twilio("/twilio/voice", inbound("CA_direct")))
-		if rec := s.api(http.MethodPost, "/api/calls/CA_direct/hold", ""); rec.Code != http.StatusConflict {
+		twiml(t, s.twilio("/twilio/voice", inbound("CA0000000000000000005f646972656374")))
+		if rec := s.api(http.MethodPost, "/api/calls/CA0000000000000000005f646972656374/hold", ""); rec.Code != http.StatusConflict {
 			t.Errorf("hold of a direct-mode call: %d %s, want 409", rec.Code, rec.Body)
 		}
 	})
@@ -615,7 +615,7 @@ func TestHoldMusic(t *testing.T) {
 				}
 			}))
 			s.db.Pool().Close() // never touches the database
-			post := twiml(t, s.twilio("/twilio/hold-music", url.Values{"CallSid": {"CA1"}, "QueueSid": {"QU1"}}))
+			post := twiml(t, s.twilio("/twilio/hold-music", url.Values{"CallSid": {"CA00000000000000000000000000000001"}, "QueueSid": {"QU00000000000000000000000000000001"}}))
 			pathAndQuery := "/twilio/hold-music?attempt=1&x=a%20b"
 			req := httptest.NewRequest(http.MethodGet, pathAndQuery, nil)
 			req.Header.Set("X-Twilio-Signature", signature.Sign(authToken, publicURL+pathAndQuery, nil))

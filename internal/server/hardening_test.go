@@ -90,38 +90,38 @@ func signRaw(t testing.TB, pathAndQuery, body string) string {
 	return signature.Sign(authToken, publicURL+pathAndQuery, form)
 }
 
-// webhookForms are realistic forms for each signed Twilio route, about call CA900 (stored).
+// webhookForms are realistic forms for each signed Twilio route, about call CA00000000000000000000000000000900 (stored).
 func webhookForms() map[string]url.Values {
-	leg := url.Values{"CallSid": {"CA900leg"}, "ParentCallSid": {"CA900"}, "CallStatus": {"ringing"},
+	leg := url.Values{"CallSid": {"CA000000000000000000003930306c6567"}, "ParentCallSid": {"CA00000000000000000000000000000900"}, "CallStatus": {"ringing"},
 		"SequenceNumber": {"1"}, "To": {"+15550001111"}}
-	dial := inbound("CA900")
+	dial := inbound("CA00000000000000000000000000000900")
 	dial.Set("CallStatus", "in-progress")
 	dial.Set("DialCallStatus", "no-answer")
 	return map[string]url.Values{
-		"/twilio/voice":                                            inbound("CA901"),
-		"/twilio/dial-outcome?attempt=0":                           dial,
-		"/twilio/call-status?target=0":                             leg,
-		"/twilio/call-status":                                      {"CallSid": {"CA900"}, "CallStatus": {"completed"}},
-		"/twilio/conference-status":                                {"ConferenceSid": {"CF900"}, "FriendlyName": {"CA900"}, "StatusCallbackEvent": {"conference-start"}},
-		"/twilio/voicemail":                                        inbound("CA900"),
-		"/twilio/recording":                                        inbound("CA900"),
-		"/twilio/recording-status":                                 {"CallSid": {"CA900"}, "RecordingSid": {recSid(900)}, "RecordingStatus": {"completed"}, "RecordingDuration": {"30"}, "RecordingUrl": {"https://api.twilio.com/2010-04-01/Accounts/" + accountSID + "/Recordings/" + recSid(900)}},
-		"/twilio/transcription":                                    {"CallSid": {"CA900"}, "RecordingSid": {recSid(900)}, "TranscriptionStatus": {"completed"}, "TranscriptionText": {"Hello."}},
-		"/twilio/hold-music":                                       {"CallSid": {"CA900"}},
-		"/twilio/hold-wait?call=CA900&party=caller":                {"CallSid": {"CA900"}},
-		"/twilio/hold-enqueue?call=CA900&party=caller":             {"CallSid": {"CA900"}},
-		"/twilio/hold-resume?call=CA900&party=caller&queue=callee": {"CallSid": {"CA900"}},
-		"/twilio/enqueue-outcome?call=CA900&party=caller":          {"CallSid": {"CA900"}, "QueueSid": {"QU900"}, "QueueResult": {"hangup"}},
-		"/twilio/bridge-outcome?call=CA900&party=caller":           {"CallSid": {"CA900"}, "DialCallStatus": {"completed"}},
+		"/twilio/voice":                  inbound("CA00000000000000000000000000000901"),
+		"/twilio/dial-outcome?attempt=0": dial,
+		"/twilio/call-status?target=0":   leg,
+		"/twilio/call-status":            {"CallSid": {"CA00000000000000000000000000000900"}, "CallStatus": {"completed"}},
+		"/twilio/conference-status":      {"ConferenceSid": {"CF00000000000000000000000000000900"}, "FriendlyName": {"CA00000000000000000000000000000900"}, "StatusCallbackEvent": {"conference-start"}},
+		"/twilio/voicemail":              inbound("CA00000000000000000000000000000900"),
+		"/twilio/recording":              inbound("CA00000000000000000000000000000900"),
+		"/twilio/recording-status":       {"CallSid": {"CA00000000000000000000000000000900"}, "RecordingSid": {recSid(900)}, "RecordingStatus": {"completed"}, "RecordingDuration": {"30"}, "RecordingUrl": {"https://api.twilio.com/2010-04-01/Accounts/" + accountSID + "/Recordings/" + recSid(900)}},
+		"/twilio/transcription":          {"CallSid": {"CA00000000000000000000000000000900"}, "RecordingSid": {recSid(900)}, "TranscriptionStatus": {"completed"}, "TranscriptionText": {"Hello."}},
+		"/twilio/hold-music":             {"CallSid": {"CA00000000000000000000000000000900"}},
+		"/twilio/hold-wait?call=CA00000000000000000000000000000900&party=caller":                {"CallSid": {"CA00000000000000000000000000000900"}},
+		"/twilio/hold-enqueue?call=CA00000000000000000000000000000900&party=caller":             {"CallSid": {"CA00000000000000000000000000000900"}},
+		"/twilio/hold-resume?call=CA00000000000000000000000000000900&party=caller&queue=callee": {"CallSid": {"CA00000000000000000000000000000900"}},
+		"/twilio/enqueue-outcome?call=CA00000000000000000000000000000900&party=caller":          {"CallSid": {"CA00000000000000000000000000000900"}, "QueueSid": {"QU00000000000000000000000000000900"}, "QueueResult": {"hangup"}},
+		"/twilio/bridge-outcome?call=CA00000000000000000000000000000900&party=caller":           {"CallSid": {"CA00000000000000000000000000000900"}, "DialCallStatus": {"completed"}},
 	}
 }
 
-// withStoredCall is a server with a number and a ringing call CA900 on it.
+// withStoredCall is a server with a number and a ringing call CA00000000000000000000000000000900 on it.
 func withStoredCall(t *testing.T) *testServer {
 	t.Helper()
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	twiml(t, s.twilio("/twilio/voice", inbound("CA900")))
+	twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000900")))
 	return s
 }
 
@@ -134,7 +134,7 @@ func TestForgedWebhooks(t *testing.T) {
 		for k, v := range form {
 			other[k] = v
 		}
-		other.Set("CallSid", "CA999")
+		other.Set("CallSid", "CA00000000000000000000000000000999")
 		removed := url.Values{}
 		for k, v := range form {
 			removed[k] = v
@@ -158,7 +158,7 @@ func TestForgedWebhooks(t *testing.T) {
 			"param changed":      {target, other.Encode(), sign(publicURL+target, form)},
 			"param removed":      {target, removed.Encode(), sign(publicURL+target, form)},
 			"param added":        {target, added.Encode(), sign(publicURL+target, form)},
-			"value repeated":     {target, body + "&CallSid=CA999", sign(publicURL+target, form)},
+			"value repeated":     {target, body + "&CallSid=CA00000000000000000000000000000999", sign(publicURL+target, form)},
 			"signed as GET":      {target, body, sign(publicURL+target, nil)},
 			"body hash no match": {target + sep(target) + "bodySHA256=00", body, sign(publicURL+target+sep(target)+"bodySHA256=00", nil)},
 		} {
@@ -172,7 +172,7 @@ func TestForgedWebhooks(t *testing.T) {
 	}
 	assertUnchanged(t, s, before, "forged webhooks")
 	// The call is as the genuine webhook left it.
-	if c := getCall(t, s, "CA900"); c["status"] != "ringing" || len(c["legs"].([]any)) != 0 {
+	if c := getCall(t, s, "CA00000000000000000000000000000900"); c["status"] != "ringing" || len(c["legs"].([]any)) != 0 {
 		t.Errorf("call after forgeries = %v %v, want ringing without legs", c["status"], c["legs"])
 	}
 }
@@ -189,25 +189,25 @@ func sep(target string) string {
 func TestReplayedWebhooks(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, strings.Replace(threeTargets, `"timeout_seconds":15`, `"ring":"sequential"`, 1))
-	dial := inbound("CA910")
+	dial := inbound("CA00000000000000000000000000000910")
 	dial.Set("CallStatus", "in-progress")
 	dial.Set("DialCallStatus", "no-answer")
-	dial.Set("DialCallSid", "CA910a")
+	dial.Set("DialCallSid", "CA0000000000000000000000000000910a")
 	steps := []struct {
 		target string
 		form   url.Values
 	}{
-		{"/twilio/voice", inbound("CA910")},
-		{"/twilio/call-status?target=0", url.Values{"CallSid": {"CA910a"}, "ParentCallSid": {"CA910"}, "CallStatus": {"ringing"}, "SequenceNumber": {"1"}, "To": {"+15550001111"}}},
-		{"/twilio/call-status?target=0", url.Values{"CallSid": {"CA910a"}, "ParentCallSid": {"CA910"}, "CallStatus": {"no-answer"}, "SequenceNumber": {"2"}, "To": {"+15550001111"}}},
+		{"/twilio/voice", inbound("CA00000000000000000000000000000910")},
+		{"/twilio/call-status?target=0", url.Values{"CallSid": {"CA0000000000000000000000000000910a"}, "ParentCallSid": {"CA00000000000000000000000000000910"}, "CallStatus": {"ringing"}, "SequenceNumber": {"1"}, "To": {"+15550001111"}}},
+		{"/twilio/call-status?target=0", url.Values{"CallSid": {"CA0000000000000000000000000000910a"}, "ParentCallSid": {"CA00000000000000000000000000000910"}, "CallStatus": {"no-answer"}, "SequenceNumber": {"2"}, "To": {"+15550001111"}}},
 		{"/twilio/dial-outcome?attempt=0", dial},
-		{"/twilio/voicemail", inbound("CA910")},
-		{"/twilio/recording", inbound("CA910")},
-		{"/twilio/recording-status", url.Values{"AccountSid": {accountSID}, "CallSid": {"CA910"}, "RecordingSid": {recSid(910)},
+		{"/twilio/voicemail", inbound("CA00000000000000000000000000000910")},
+		{"/twilio/recording", inbound("CA00000000000000000000000000000910")},
+		{"/twilio/recording-status", url.Values{"AccountSid": {accountSID}, "CallSid": {"CA00000000000000000000000000000910"}, "RecordingSid": {recSid(910)},
 			"RecordingUrl": {s.media.recordingURL(recSid(910))}, "RecordingStatus": {"completed"}, "RecordingDuration": {"30"}}},
-		{"/twilio/transcription", url.Values{"AccountSid": {accountSID}, "CallSid": {"CA910"}, "RecordingSid": {recSid(910)},
-			"TranscriptionSid": {"TR910"}, "TranscriptionStatus": {"completed"}, "TranscriptionText": {"Call me."}}},
-		{"/twilio/call-status", url.Values{"CallSid": {"CA910"}, "CallStatus": {"completed"}}},
+		{"/twilio/transcription", url.Values{"AccountSid": {accountSID}, "CallSid": {"CA00000000000000000000000000000910"}, "RecordingSid": {recSid(910)},
+			"TranscriptionSid": {"TR00000000000000000000000000000910"}, "TranscriptionStatus": {"completed"}, "TranscriptionText": {"Call me."}}},
+		{"/twilio/call-status", url.Values{"CallSid": {"CA00000000000000000000000000000910"}, "CallStatus": {"completed"}}},
 	}
 	for _, st := range steps {
 		first := s.twilio(st.target, st.form)
@@ -242,7 +242,7 @@ func TestOversizedBodies(t *testing.T) {
 	// A body over the limit is refused before its signature is even looked at: the request
 	// signed over the very same body gets 413 too.
 	for _, target := range []string{"/twilio/voice", "/twilio/call-status", "/twilio/recording-status"} {
-		form := inbound("CA920")
+		form := inbound("CA00000000000000000000000000000920")
 		form.Set("CallerName", strings.Repeat("x", webhookLimit))
 		body := form.Encode()
 		refused(t, s.twilioRaw(target, body, signRaw(t, target, body)), http.StatusRequestEntityTooLarge, target+" oversized, signed")
@@ -250,7 +250,7 @@ func TestOversizedBodies(t *testing.T) {
 	}
 	// One byte over, and at the limit: the limit is exact.
 	pad := func(n int) string {
-		base := inbound("CA921").Encode() + "&Pad="
+		base := inbound("CA00000000000000000000000000000921").Encode() + "&Pad="
 		return base + strings.Repeat("p", n-len(base))
 	}
 	over := pad(webhookLimit + 1)
@@ -266,7 +266,7 @@ func TestOversizedBodies(t *testing.T) {
 	huge := `{"owner_email":"dana@example.com","greeting":"` + strings.Repeat("a", apiLimit) + `","targets":[{"type":"phone","to":"+15550001111"}]}`
 	for _, c := range []struct{ method, path string }{
 		{http.MethodPut, "/api/numbers/%2B15551230009"},
-		{http.MethodPost, "/api/calls/CA900/hold"},
+		{http.MethodPost, "/api/calls/CA00000000000000000000000000000900/hold"},
 	} {
 		rec := s.api(c.method, c.path, huge)
 		refused(t, rec, http.StatusBadRequest, c.path+" oversized")
@@ -334,7 +334,7 @@ func TestInvalidUTF8(t *testing.T) {
 		{http.MethodGet, "/api/calls/CA%FF", ""},
 		{http.MethodGet, "/api/calls/CA%00", ""},
 		{http.MethodPost, "/api/calls/CA%FF/hold", ""},
-		{http.MethodPost, "/api/calls/CA900/hold", "{\"party\":\"caller\xff\"}"},
+		{http.MethodPost, "/api/calls/CA00000000000000000000000000000900/hold", "{\"party\":\"caller\xff\"}"},
 		{http.MethodGet, "/api/voicemails?number=%FF", ""},
 		{http.MethodGet, "/api/calls?status=%FF", ""},
 		{http.MethodGet, "/api/numbers/%FF", ""},

@@ -47,7 +47,7 @@ func TestSlowClients(t *testing.T) {
 	addr := serveTCP(t, s.handler)
 	before := dbState(t, s)
 
-	form := inbound("CA930")
+	form := inbound("CA00000000000000000000000000000930")
 	body := form.Encode()
 	head := "POST /twilio/voice HTTP/1.1\r\nHost: relay.example.com\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
 		"X-Twilio-Signature: " + signature.Sign(authToken, publicURL+"/twilio/voice", form) + "\r\n"
@@ -142,7 +142,7 @@ func TestHeaderAndBodyLimits(t *testing.T) {
 		}
 		return b.String()
 	}
-	form := inbound("CA931")
+	form := inbound("CA00000000000000000000000000000931")
 	body := form.Encode()
 	signed := "POST /twilio/voice HTTP/1.1\r\nHost: relay.example.com\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
 		"X-Twilio-Signature: " + signature.Sign(authToken, publicURL+"/twilio/voice", form) + "\r\n"

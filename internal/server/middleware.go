@@ -46,6 +46,7 @@ func logger(ctx context.Context) *slog.Logger {
 // withRequest gives each request an ID (X-Request-Id if the client sent a sane one) and a
 // logger carrying it, then logs the request and records its metrics once it is done.
 func withRequest(base *slog.Logger, m *metrics) func(http.Handler) http.Handler {
+	base = slog.New(boundedHandler{base.Handler()})
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -59,10 +60,7 @@ func withRequest(base *slog.Logger, m *metrics) func(http.Handler) http.Handler 
 			sw := &statusWriter{ResponseWriter: w}
 			next.ServeHTTP(sw, r)
 
-			route := "unmatched"
-			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-				route = rc.RoutePattern()
-			}
+			route := routeOf(r)
 			status := sw.status
 			if status == 0 {
 				status = http.StatusOK
@@ -77,6 +75,85 @@ func withRequest(base *slog.Logger, m *metrics) func(http.Handler) http.Handler 
 			l.Info("request", attrs...)
 		})
 	}
+}
+
+// routeOf is the route pattern r matched ("unmatched" if none): a label with as many values
+// as there are routes, where the path the client wrote has as many as it likes.
+func routeOf(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+		return rc.RoutePattern()
+	}
+	return "unmatched"
+}
+
+// Log bounds: the client writes most of what a request logs (method, parameters, SIDs), and
+// a line must not grow with what it sends. A stack trace is ours and worth keeping whole.
+const (
+	maxLogString = 512
+	maxLogStack  = 16 << 10
+)
+
+// boundedHandler clips every string a log record carries, keys and values, to maxLogString
+// bytes (a "stack" to maxLogStack).
+type boundedHandler struct{ slog.Handler }
+
+func (h boundedHandler) Handle(ctx context.Context, rec slog.Record) error {
+	out := slog.NewRecord(rec.Time, rec.Level, clip(rec.Message, maxLogString), rec.PC)
+	rec.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(boundAttr(a))
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func (h boundedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	bounded := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		bounded[i] = boundAttr(a)
+	}
+	return boundedHandler{h.Handler.WithAttrs(bounded)}
+}
+
+func (h boundedHandler) WithGroup(name string) slog.Handler {
+	return boundedHandler{h.Handler.WithGroup(clip(name, maxLogString))}
+}
+
+func boundAttr(a slog.Attr) slog.Attr {
+	limit := maxLogString
+	if a.Key == "stack" {
+		limit = maxLogStack
+	}
+	a.Key = clip(a.Key, maxLogString)
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		a.Value = slog.StringValue(clip(v.String(), limit))
+	case slog.KindAny:
+		// A panic's value or an error: whatever it holds, logged as bounded text.
+		a.Value = slog.StringValue(clip(fmt.Sprint(v.Any()), limit))
+	case slog.KindGroup:
+		group := v.Group()
+		bounded := make([]slog.Attr, len(group))
+		for i, g := range group {
+			bounded[i] = boundAttr(g)
+		}
+		a.Value = slog.GroupValue(bounded...)
+	default:
+		a.Value = v
+	}
+	return a
+}
+
+// clip cuts s to at most limit bytes, on a rune boundary, saying how long it was.
+func clip(s string, limit int) string {
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 func saneID(id string) bool {
@@ -179,8 +256,7 @@ func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Ha
 					return
 				}
 			} else if form, err = v.Verify(r, body); err != nil {
-				// A label must be UTF-8 (the client wrote this path), or the counter panics.
-				m.signatureFailures.WithLabelValues(strings.ToValidUTF8(r.URL.Path, "\uFFFD")).Inc()
+				m.signatureFailures.WithLabelValues(routeOf(r)).Inc()
 				logger(r.Context()).Warn("webhook refused: bad signature", slog.String("path", r.URL.Path),
 					slog.String("reason", err.Error()))
 				http.Error(w, "invalid X-Twilio-Signature", http.StatusForbidden)
@@ -194,6 +270,14 @@ func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Ha
 				http.Error(w, "form parameters must be valid UTF-8, without NUL", http.StatusBadRequest)
 				return
 			}
+			if name, ok := formSIDs(form, r.URL.Query()); !ok {
+				// Twilio's SIDs always have their shape: this form was not written by Twilio,
+				// though its signature may check (see callrelay.WebhookSIDs).
+				logger(r.Context()).Warn("webhook refused: malformed SID", slog.String("path", r.URL.Path),
+					slog.String("parameter", name))
+				http.Error(w, name+" is not a Twilio SID", http.StatusBadRequest)
+				return
+			}
 			if form == nil {
 				form = url.Values{} // a JSON body: no parameters, and none to parse later
 			}
@@ -202,6 +286,25 @@ func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Ha
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// formSIDs reports whether every SID a webhook may carry, in its form or in the query
+// callrelay wrote into its URL, has the shape of a Twilio SID; if not, it returns the first
+// offending parameter's name. An empty or absent one is left to the handler.
+func formSIDs(form, query url.Values) (string, bool) {
+	for _, p := range callrelay.WebhookSIDs {
+		for _, v := range form[p.Param] {
+			if v != "" && !callrelay.ValidSID(p.Prefix, v) {
+				return p.Param, false
+			}
+		}
+	}
+	for _, v := range query[twiml.QueryCall] {
+		if v != "" && !callrelay.ValidSID("CA", v) {
+			return twiml.QueryCall, false
+		}
+	}
+	return "", true
 }
 
 // urlText reports whether u's decoded path and query are valid UTF-8 without NUL.

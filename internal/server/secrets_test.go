@@ -82,21 +82,21 @@ func TestSecretsNeverShown(t *testing.T) {
 
 	// Calls: forwarded (the TwiML for Twilio carries the SIP password: it must, and is not
 	// an API answer), forged, and to voicemail.
-	twiml(t, s.twilio("/twilio/voice", inbound("CA940")))
-	forged := inbound("CA941")
+	twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000940")))
+	forged := inbound("CA00000000000000000000000000000941")
 	answers = append(answers,
 		s.twilioSigned("/twilio/voice", forged, signature.Sign(authToken, "https://evil.example.com/twilio/voice", forged)),
 		s.twilioSigned("/twilio/voice", forged, authToken),
 		s.twilioRaw("/twilio/voice", forged.Encode()+"&x=%FF", signRaw(t, "/twilio/voice", forged.Encode()+"&x=%FF")))
-	toVoicemail(t, s, "CA942")
-	recordingStatus(t, s, "CA942", recSid(942), "completed", 2) // too short to transcribe: the email is due now
+	toVoicemail(t, s, "CA00000000000000000000000000000942")
+	recordingStatus(t, s, "CA00000000000000000000000000000942", recSid(942), "completed", 2) // too short to transcribe: the email is due now
 	awaitJob(t, events, river.EventKindJobFailed, 20*time.Second)
 	if vm := getVoicemail(t, s, "1"); vm["notification"].(map[string]any)["last_error"] == nil {
 		t.Errorf("voicemail %v: want the failed send's error, to check it", vm)
 	}
 	api(http.MethodGet, "/api/voicemails/1", "", bearer)
 	api(http.MethodGet, "/api/voicemails", "", bearer)
-	api(http.MethodGet, "/api/calls/CA942", "", bearer)
+	api(http.MethodGet, "/api/calls/CA00000000000000000000000000000942", "", bearer)
 	api(http.MethodGet, "/api/calls", "", bearer)
 
 	// Audio links: a good one, and tampered ones.
@@ -149,8 +149,8 @@ func TestAudioLinkRotation(t *testing.T) {
 	}
 	before := newTestServer(t, withPool(pool), withMedia(media), keys("old"))
 	before.putNumber(masked, threeTargets)
-	toVoicemail(t, before, "CA950")
-	recordingStatus(t, before, "CA950", recSid(950), "completed", 30)
+	toVoicemail(t, before, "CA00000000000000000000000000000950")
+	recordingStatus(t, before, "CA00000000000000000000000000000950", recSid(950), "completed", 30)
 	oldLink := strings.TrimPrefix(before.links.URL("1"), publicURL)
 
 	rotating := newTestServer(t, withPool(pool), withMedia(media), keys(" new , old "))

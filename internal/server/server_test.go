@@ -245,7 +245,7 @@ const threeTargets = `{"owner_email":"dana@example.com","timeout_seconds":15,"ta
 func TestVoice_ForwardSimultaneous(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA100")))
+	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000100")))
 
 	if got := doc.ChildNames(); len(got) != 1 || got[0] != "Dial" {
 		t.Fatalf("verbs = %v, want Dial first and alone (answerOnBridge only works then)", got)
@@ -273,7 +273,7 @@ func TestVoice_ForwardSimultaneous(t *testing.T) {
 		t.Errorf("Sip URI = %q", got)
 	}
 
-	c := getCall(t, s, "CA100")
+	c := getCall(t, s, "CA00000000000000000000000000000100")
 	if c["status"] != "ringing" || c["number"] != masked || c["from"] != caller {
 		t.Errorf("stored call = %v", c)
 	}
@@ -282,7 +282,7 @@ func TestVoice_ForwardSimultaneous(t *testing.T) {
 func TestVoice_Greeting(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, `{"owner_email":"dana@example.com","greeting":"Please hold & wait.","voice":"Polly.Joanna","targets":[{"type":"phone","to":"+15550001111"}]}`)
-	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA101")))
+	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000101")))
 	if got := strings.Join(doc.ChildNames(), " "); got != "Say Dial" {
 		t.Fatalf("verbs = %q, want Say Dial", got)
 	}
@@ -294,7 +294,7 @@ func TestVoice_Greeting(t *testing.T) {
 func TestVoice_ForwardSequential(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, strings.Replace(threeTargets, `"timeout_seconds":15`, `"timeout_seconds":15,"ring":"sequential","caller_id":"number"`, 1))
-	dial := twiml(t, s.twilio("/twilio/voice", inbound("CA102"))).Find("Dial")
+	dial := twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000102"))).Find("Dial")
 	if got := dial.ChildNames(); len(got) != 1 || got[0] != "Number" {
 		t.Errorf("nouns = %v, want the first target only", got)
 	}
@@ -304,7 +304,7 @@ func TestVoice_ForwardSequential(t *testing.T) {
 
 	// Each unanswered attempt dials the next target, then voicemail.
 	outcome := func(attempt, dialStatus string) *twimltest.Node {
-		f := inbound("CA102")
+		f := inbound("CA00000000000000000000000000000102")
 		f.Set("CallStatus", "in-progress")
 		f.Set("DialCallStatus", dialStatus)
 		return twiml(t, s.twilio("/twilio/dial-outcome?attempt="+attempt, f))
@@ -321,18 +321,18 @@ func TestVoice_ForwardSequential(t *testing.T) {
 	if rec == nil {
 		t.Fatalf("after the last target: %v, want voicemail", vm.ChildNames())
 	}
-	if c := getCall(t, s, "CA102"); c["status"] != "voicemail" {
+	if c := getCall(t, s, "CA00000000000000000000000000000102"); c["status"] != "voicemail" {
 		t.Errorf("call status = %v, want voicemail", c["status"])
 	}
 }
 
 func TestVoice_UnknownNumber(t *testing.T) {
 	s := newTestServer(t)
-	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA103")))
+	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000103")))
 	if got := doc.ChildNames(); len(got) == 0 || got[0] != "Reject" {
 		t.Fatalf("verbs = %v, want Reject first (not billed)", got)
 	}
-	if rec := s.api(http.MethodGet, "/api/calls/CA103", ""); rec.Code != http.StatusNotFound {
+	if rec := s.api(http.MethodGet, "/api/calls/CA00000000000000000000000000000103", ""); rec.Code != http.StatusNotFound {
 		t.Errorf("GET call = %d, want 404: nothing is stored for an unknown number", rec.Code)
 	}
 }
@@ -340,11 +340,11 @@ func TestVoice_UnknownNumber(t *testing.T) {
 func TestVoice_DisabledNumber(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, `{"owner_email":"dana@example.com","enabled":false,"targets":[{"type":"phone","to":"+15550001111"}]}`)
-	if doc := twiml(t, s.twilio("/twilio/voice", inbound("CA104"))); doc.Find("Record") == nil || doc.Find("Dial") != nil {
+	if doc := twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000104"))); doc.Find("Record") == nil || doc.Find("Dial") != nil {
 		t.Errorf("disabled with voicemail: verbs %v, want voicemail", doc.ChildNames())
 	}
 	s.putNumber(masked, `{"owner_email":"dana@example.com","enabled":false,"voicemail":{"enabled":false},"targets":[{"type":"phone","to":"+15550001111"}]}`)
-	if doc := twiml(t, s.twilio("/twilio/voice", inbound("CA105"))); doc.ChildNames()[0] != "Reject" {
+	if doc := twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000105"))); doc.ChildNames()[0] != "Reject" {
 		t.Errorf("disabled without voicemail: verbs %v, want Reject", doc.ChildNames())
 	}
 }
@@ -352,12 +352,12 @@ func TestVoice_DisabledNumber(t *testing.T) {
 func TestVoice_ErrBadSignature(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	form := inbound("CA106")
+	form := inbound("CA00000000000000000000000000000106")
 	for name, sig := range map[string]string{
 		"missing":      "",
 		"wrong token":  signature.Sign("othertoken", publicURL+"/twilio/voice", form),
 		"other URL":    signature.Sign(authToken, "https://evil.example.com/twilio/voice", form),
-		"other params": signature.Sign(authToken, publicURL+"/twilio/voice", inbound("CA999")),
+		"other params": signature.Sign(authToken, publicURL+"/twilio/voice", inbound("CA00000000000000000000000000000999")),
 		"garbage":      "bm90IGEgc2lnbmF0dXJl",
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -366,7 +366,7 @@ func TestVoice_ErrBadSignature(t *testing.T) {
 			}
 		})
 	}
-	if rec := s.api(http.MethodGet, "/api/calls/CA106", ""); rec.Code != http.StatusNotFound {
+	if rec := s.api(http.MethodGet, "/api/calls/CA00000000000000000000000000000106", ""); rec.Code != http.StatusNotFound {
 		t.Errorf("a forged webhook wrote a call: GET = %d", rec.Code)
 	}
 	// The Host header is not what is signed: a request to another host signed for the public
@@ -384,7 +384,7 @@ func TestVoice_ErrBadSignature(t *testing.T) {
 func TestVoice_PortForms(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	form := inbound("CA107")
+	form := inbound("CA00000000000000000000000000000107")
 	rec := s.twilioSigned("/twilio/voice", form, signature.Sign(authToken, "https://relay.example.com:443/twilio/voice", form))
 	if rec.Code != http.StatusOK {
 		t.Errorf("signed with :443: status %d, want 200", rec.Code)
@@ -396,32 +396,32 @@ func TestVoice_DatabaseDown(t *testing.T) {
 	s.putNumber(masked, threeTargets)
 	const confNumber = "+15551230001"
 	s.putNumber(confNumber, strings.Replace(threeTargets, `{"owner_email"`, `{"mode":"conference","owner_email"`, 1))
-	twiml(t, s.twilio("/twilio/voice", inbound("CA108"))) // fills the routing cache
+	twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000108"))) // fills the routing cache
 	s.db.Pool().Close()
 
 	// A conference needs the store: with it down, a conference-mode number forwards plainly.
-	cf := inbound("CA111")
+	cf := inbound("CA00000000000000000000000000000111")
 	cf.Set("To", confNumber)
 	if dial := twiml(t, s.twilio("/twilio/voice", cf)).Find("Dial"); dial == nil || dial.Find("Conference") != nil || len(dial.Children) != 3 {
 		t.Errorf("database down, conference-mode number cached: Dial %v, want a plain forward to the 3 targets", dial)
 	}
 
-	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA109")))
+	doc := twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000109")))
 	if dial := doc.Find("Dial"); dial == nil || len(dial.Children) != 3 {
 		t.Errorf("database down, number cached: verbs %v, want the cached forward", doc.ChildNames())
 	}
-	f := inbound("CA110")
+	f := inbound("CA00000000000000000000000000000110")
 	f.Set("To", "+15551239999")
 	doc = twiml(t, s.twilio("/twilio/voice", f))
 	if doc.Find("Say") == nil || doc.Find("Hangup") == nil {
 		t.Errorf("database down, number not cached: verbs %v, want an apology and hang-up", doc.ChildNames())
 	}
 	for _, path := range []string{"/twilio/dial-outcome?attempt=0", "/twilio/voicemail", "/twilio/recording"} {
-		f := inbound("CA109")
+		f := inbound("CA00000000000000000000000000000109")
 		f.Set("DialCallStatus", "no-answer")
 		twiml(t, s.twilio(path, f)) // valid TwiML, never a 500
 	}
-	if rec := s.twilio("/twilio/call-status", url.Values{"CallSid": {"CA1"}, "CallStatus": {"ringing"}, "ParentCallSid": {"CA109"}}); rec.Code < 500 {
+	if rec := s.twilio("/twilio/call-status", url.Values{"CallSid": {"CA00000000000000000000000000000001"}, "CallStatus": {"ringing"}, "ParentCallSid": {"CA00000000000000000000000000000109"}}); rec.Code < 500 {
 		t.Errorf("call-status with the database down: %d, want 5xx so that a retry can deliver it", rec.Code)
 	}
 }
@@ -442,8 +442,8 @@ func TestDialOutcome(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestServer(t)
 			s.putNumber(masked, threeTargets)
-			twiml(t, s.twilio("/twilio/voice", inbound("CA200")))
-			f := inbound("CA200")
+			twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000200")))
+			f := inbound("CA00000000000000000000000000000200")
 			f.Set("CallStatus", tc.callStatus)
 			f.Set("DialCallStatus", tc.dialStatus)
 			doc := twiml(t, s.twilio("/twilio/dial-outcome?attempt=0", f))
@@ -457,11 +457,11 @@ func TestDialOutcome(t *testing.T) {
 func TestDialOutcome_SIPDetails(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, strings.Replace(threeTargets, `"timeout_seconds":15`, `"ring":"sequential"`, 1))
-	twiml(t, s.twilio("/twilio/voice", inbound("CA201")))
-	f := inbound("CA201")
+	twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000201")))
+	f := inbound("CA00000000000000000000000000000201")
 	f.Set("CallStatus", "in-progress")
 	f.Set("DialCallStatus", "failed")
-	f.Set("DialCallSid", "CA201child")
+	f.Set("DialCallSid", "CA00000000000000003230316368696c64")
 	f.Set("DialSipResponseCode", "486")
 	f.Set("DialSipCallId", "abc123@pbx")
 	f.Set("DialSipHeader_X-Reason", "busy here")
@@ -471,13 +471,13 @@ func TestDialOutcome_SIPDetails(t *testing.T) {
 	if n := doc.Find("Dial"); n == nil || n.ChildNames()[0] != "Sip" {
 		t.Errorf("duplicate outcome: %v, want the second target again", doc.ChildNames())
 	}
-	c := getCall(t, s, "CA201")
+	c := getCall(t, s, "CA00000000000000000000000000000201")
 	legs := c["legs"].([]any)
 	if len(legs) != 1 {
 		t.Fatalf("legs = %v, want 1", legs)
 	}
 	leg := legs[0].(map[string]any)
-	if leg["call_sid"] != "CA201child" || leg["sip_response_code"] != float64(486) || leg["sip_call_id"] != "abc123@pbx" {
+	if leg["call_sid"] != "CA00000000000000003230316368696c64" || leg["sip_response_code"] != float64(486) || leg["sip_call_id"] != "abc123@pbx" {
 		t.Errorf("leg = %v, want SIP 486 and its call ID", leg)
 	}
 	var outcome map[string]any
@@ -494,10 +494,10 @@ func TestDialOutcome_SIPDetails(t *testing.T) {
 func TestCallStatus(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	twiml(t, s.twilio("/twilio/voice", inbound("CA300")))
+	twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000300")))
 	leg := func(status, seq string) *httptest.ResponseRecorder {
 		return s.twilio("/twilio/call-status?target=1", url.Values{
-			"CallSid": {"CA300leg"}, "ParentCallSid": {"CA300"}, "CallStatus": {status},
+			"CallSid": {"CA000000000000000000003330306c6567"}, "ParentCallSid": {"CA00000000000000000000000000000300"}, "CallStatus": {status},
 			"SequenceNumber": {seq}, "Timestamp": {t0.Add(time.Duration(seq[0]-'0') * time.Second).Format(time.RFC1123Z)},
 			"To": {"sip:dana@pbx.example.com"}, "CallbackSource": {"call-progress-events"},
 		})
@@ -507,7 +507,7 @@ func TestCallStatus(t *testing.T) {
 			t.Fatalf("%s: status %d, want 204", st[0], rec.Code)
 		}
 	}
-	c := getCall(t, s, "CA300")
+	c := getCall(t, s, "CA00000000000000000000000000000300")
 	l := c["legs"].([]any)[0].(map[string]any)
 	if l["status"] != "completed" || l["answered_at"] != t0.Add(2*time.Second).Format(time.RFC3339) || l["target"] != "sip:dana@pbx.example.com" {
 		t.Errorf("leg = %v, want completed, answered at t0+2s", l)
@@ -516,10 +516,10 @@ func TestCallStatus(t *testing.T) {
 		t.Errorf("without CallSid: %d, want 400", rec.Code)
 	}
 	// The caller's own status callback ends the call.
-	if rec := s.twilio("/twilio/call-status", url.Values{"CallSid": {"CA300"}, "CallStatus": {"completed"}}); rec.Code != http.StatusNoContent {
+	if rec := s.twilio("/twilio/call-status", url.Values{"CallSid": {"CA00000000000000000000000000000300"}, "CallStatus": {"completed"}}); rec.Code != http.StatusNoContent {
 		t.Fatalf("parent status: %d", rec.Code)
 	}
-	if c := getCall(t, s, "CA300"); c["status"] != "completed" || c["ended_at"] == nil {
+	if c := getCall(t, s, "CA00000000000000000000000000000300"); c["status"] != "completed" || c["ended_at"] == nil {
 		t.Errorf("call = %v %v, want completed with ended_at", c["status"], c["ended_at"])
 	}
 }
@@ -527,8 +527,8 @@ func TestCallStatus(t *testing.T) {
 func TestVoicemailAndRecording(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, `{"owner_email":"dana@example.com","language":"fr-FR","voicemail":{"prompt":"Laissez un message.","max_length_seconds":60},"targets":[{"type":"phone","to":"+15550001111"}]}`)
-	twiml(t, s.twilio("/twilio/voice", inbound("CA400")))
-	doc := twiml(t, s.twilio("/twilio/voicemail", inbound("CA400")))
+	twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000400")))
+	doc := twiml(t, s.twilio("/twilio/voicemail", inbound("CA00000000000000000000000000000400")))
 	rec := doc.Find("Record")
 	if rec == nil || doc.Child(0).Text != "Laissez un message." {
 		t.Fatalf("voicemail = %v", doc.ChildNames())
@@ -536,7 +536,7 @@ func TestVoicemailAndRecording(t *testing.T) {
 	if rec.Attr("maxLength") != "60" || rec.Attr("action") != publicURL+"/twilio/recording" || rec.HasAttr("transcribe") {
 		t.Errorf("Record = %v: want maxLength 60, absolute action, no transcription for fr-FR", rec.Attrs)
 	}
-	doc = twiml(t, s.twilio("/twilio/recording", inbound("CA400")))
+	doc = twiml(t, s.twilio("/twilio/recording", inbound("CA00000000000000000000000000000400")))
 	if doc.Find("Say") == nil || doc.Find("Hangup") == nil {
 		t.Errorf("recording answer = %v, want thanks and Hangup", doc.ChildNames())
 	}
@@ -627,9 +627,9 @@ func TestOpsAuth(t *testing.T) {
 func TestGetCall_Shape(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	twiml(t, s.twilio("/twilio/voice", inbound("CA500")))
-	s.twilio("/twilio/call-status?target=0", url.Values{"CallSid": {"CA500a"}, "ParentCallSid": {"CA500"}, "CallStatus": {"no-answer"}, "SequenceNumber": {"2"}, "To": {"+15550001111"}})
-	c := getCall(t, s, "CA500")
+	twiml(t, s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000500")))
+	s.twilio("/twilio/call-status?target=0", url.Values{"CallSid": {"CA0000000000000000000000000000500a"}, "ParentCallSid": {"CA00000000000000000000000000000500"}, "CallStatus": {"no-answer"}, "SequenceNumber": {"2"}, "To": {"+15550001111"}})
+	c := getCall(t, s, "CA00000000000000000000000000000500")
 	for _, k := range []string{"call_sid", "number", "from", "mode", "status", "started_at", "ended_at", "legs", "conference_sid", "hold", "events"} {
 		if _, ok := c[k]; !ok {
 			t.Errorf("call JSON lacks %q: %v", k, c)
@@ -651,7 +651,7 @@ func TestGetCall_Shape(t *testing.T) {
 	if rec := s.api(http.MethodGet, "/api/calls?limit=0", ""); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"field":"limit"`) {
 		t.Errorf("limit=0: %d %s, want 400 naming limit", rec.Code, rec.Body)
 	}
-	if rec := s.api(http.MethodGet, "/api/calls?status=ringing&limit=5", ""); !strings.Contains(rec.Body.String(), "CA500") {
+	if rec := s.api(http.MethodGet, "/api/calls?status=ringing&limit=5", ""); !strings.Contains(rec.Body.String(), "CA00000000000000000000000000000500") {
 		t.Errorf("list ringing calls: %s", rec.Body)
 	}
 }
@@ -681,8 +681,8 @@ func TestHealthAndMetrics(t *testing.T) {
 	if rec := get("/readyz"); rec.Code != http.StatusOK {
 		t.Errorf("readyz = %d %s", rec.Code, rec.Body)
 	}
-	s.twilioSigned("/twilio/voice", inbound("CA600"), "forged")
-	s.twilio("/twilio/voice", inbound("CA601"))
+	s.twilioSigned("/twilio/voice", inbound("CA00000000000000000000000000000600"), "forged")
+	s.twilio("/twilio/voice", inbound("CA00000000000000000000000000000601"))
 	body := get("/metrics").Body.String()
 	for _, want := range []string{
 		`callrelay_http_requests_total{code="200",method="POST",route="/twilio/voice"} 1`,
@@ -708,14 +708,14 @@ func TestHealthAndMetrics(t *testing.T) {
 func TestVoice_ClientGone(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	form := inbound("CA111")
+	form := inbound("CA00000000000000000000000000000111")
 	req := httptest.NewRequest(http.MethodPost, "/twilio/voice", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Twilio-Signature", signature.Sign(authToken, publicURL+"/twilio/voice", form))
 	ctx, cancel := context.WithCancel(req.Context())
 	cancel()
 	s.handler.ServeHTTP(httptest.NewRecorder(), req.WithContext(ctx))
-	if c := getCall(t, s, "CA111"); c["status"] != "ringing" {
+	if c := getCall(t, s, "CA00000000000000000000000000000111"); c["status"] != "ringing" {
 		t.Errorf("call = %v, want it recorded although the client left", c)
 	}
 }
@@ -724,10 +724,10 @@ func TestVoice_ClientGone(t *testing.T) {
 func TestVoice_InsecureSkipSignature(t *testing.T) {
 	s := newTestServer(t, withConfig(func(c *config.Config) { c.InsecureSkipSignature = true }))
 	s.putNumber(masked, threeTargets)
-	if doc := twiml(t, s.twilioSigned("/twilio/voice", inbound("CA112"), "")); doc.Find("Dial") == nil {
+	if doc := twiml(t, s.twilioSigned("/twilio/voice", inbound("CA00000000000000000000000000000112"), "")); doc.Find("Dial") == nil {
 		t.Errorf("unsigned webhook with the insecure flag: %v, want the forward", doc.ChildNames())
 	}
-	if c := getCall(t, s, "CA112"); c["from"] != caller {
+	if c := getCall(t, s, "CA00000000000000000000000000000112"); c["from"] != caller {
 		t.Errorf("call = %v, want it recorded from the form", c)
 	}
 }

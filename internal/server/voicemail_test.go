@@ -147,9 +147,9 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 	events, cancel := s.queue.Subscribe(river.EventKindJobCompleted)
 	defer cancel()
 
-	toVoicemail(t, s, "CA700")
-	recordingStatus(t, s, "CA700", recSid(700), "completed", 30)
-	transcription(t, s, "CA700", recSid(700), "completed", "Hi Dana, call me back <soon> & thanks.")
+	toVoicemail(t, s, "CA00000000000000000000000000000700")
+	recordingStatus(t, s, "CA00000000000000000000000000000700", recSid(700), "completed", 30)
+	transcription(t, s, "CA00000000000000000000000000000700", recSid(700), "completed", "Hi Dana, call me back <soon> & thanks.")
 
 	e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
 	if got := e.Header.Get("To"); !strings.Contains(got, "dana@example.com") {
@@ -202,7 +202,7 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 	}
 
 	// A late duplicate transcript is stored, not sent again.
-	transcription(t, s, "CA700", recSid(700), "completed", "Hi Dana, call me back <soon> & thanks.")
+	transcription(t, s, "CA00000000000000000000000000000700", recSid(700), "completed", "Hi Dana, call me back <soon> & thanks.")
 	if got := jobCount(t, s); got != 1 {
 		t.Errorf("email jobs = %d, want 1", got)
 	}
@@ -211,8 +211,8 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 func TestVoicemail_ExpiredLink(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	toVoicemail(t, s, "CA705")
-	recordingStatus(t, s, "CA705", recSid(705), "completed", 30)
+	toVoicemail(t, s, "CA00000000000000000000000000000705")
+	recordingStatus(t, s, "CA00000000000000000000000000000705", recSid(705), "completed", 30)
 	u, _ := url.Parse(publicURL)
 	monthAgo := func() time.Time { return clocktest.Now().Add(-31 * 24 * time.Hour) }
 	old := recording.NewLinks(u, []string{"linksecret"}, recording.DefaultTTL, monthAgo)
@@ -233,11 +233,11 @@ func TestVoicemail_DuplicateAndReordered(t *testing.T) {
 	events, cancel := s.queue.Subscribe(river.EventKindJobCompleted)
 	defer cancel()
 
-	toVoicemail(t, s, "CA710")
-	transcription(t, s, "CA710", recSid(710), "completed", "Before the recording.")
-	transcription(t, s, "CA710", recSid(710), "completed", "Before the recording.")
-	recordingStatus(t, s, "CA710", recSid(710), "completed", 12)
-	recordingStatus(t, s, "CA710", recSid(710), "completed", 12)
+	toVoicemail(t, s, "CA00000000000000000000000000000710")
+	transcription(t, s, "CA00000000000000000000000000000710", recSid(710), "completed", "Before the recording.")
+	transcription(t, s, "CA00000000000000000000000000000710", recSid(710), "completed", "Before the recording.")
+	recordingStatus(t, s, "CA00000000000000000000000000000710", recSid(710), "completed", 12)
+	recordingStatus(t, s, "CA00000000000000000000000000000710", recSid(710), "completed", 12)
 
 	e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
 	if !strings.Contains(e.Text, "Before the recording.") {
@@ -269,10 +269,10 @@ func TestVoicemail_NoTranscript(t *testing.T) {
 			smtp := mailtest.Start(t)
 			s := newTestServer(t, withMail(smtp.URL()))
 			s.putNumber(masked, tc.routing)
-			toVoicemail(t, s, "CA720")
-			recordingStatus(t, s, "CA720", recSid(720), "completed", tc.seconds)
+			toVoicemail(t, s, "CA00000000000000000000000000000720")
+			recordingStatus(t, s, "CA00000000000000000000000000000720", recSid(720), "completed", tc.seconds)
 			if tc.transcript != "" {
-				transcription(t, s, "CA720", recSid(720), tc.transcript, "")
+				transcription(t, s, "CA00000000000000000000000000000720", recSid(720), tc.transcript, "")
 			}
 			// The transcript wait is an hour: an email now proves nobody waited for it.
 			e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
@@ -287,8 +287,8 @@ func TestVoicemail_TranscriptWaitExpires(t *testing.T) {
 	smtp := mailtest.Start(t)
 	s := newTestServer(t, withMail(smtp.URL()), withConfig(func(c *config.Config) { c.TranscriptWait = 500 * time.Millisecond }))
 	s.putNumber(masked, threeTargets)
-	toVoicemail(t, s, "CA730")
-	recordingStatus(t, s, "CA730", recSid(730), "completed", 30)
+	toVoicemail(t, s, "CA00000000000000000000000000000730")
+	recordingStatus(t, s, "CA00000000000000000000000000000730", recSid(730), "completed", 30)
 	// River's scheduler looks for due jobs every 5 s.
 	e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
 	if !strings.Contains(e.Text, "did not arrive in time") {
@@ -299,16 +299,16 @@ func TestVoicemail_TranscriptWaitExpires(t *testing.T) {
 func TestVoicemail_Absent(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	toVoicemail(t, s, "CA740")
-	recordingStatus(t, s, "CA740", recSid(740), "absent", 0)
-	recordingStatus(t, s, "CA740", recSid(740), "absent", 0)
+	toVoicemail(t, s, "CA00000000000000000000000000000740")
+	recordingStatus(t, s, "CA00000000000000000000000000000740", recSid(740), "absent", 0)
+	recordingStatus(t, s, "CA00000000000000000000000000000740", recSid(740), "absent", 0)
 	if rec := s.api(http.MethodGet, "/api/voicemails", ""); !strings.Contains(rec.Body.String(), `"voicemails":[]`) {
 		t.Errorf("voicemails after an absent recording: %s, want none", rec.Body)
 	}
 	if got := jobCount(t, s); got != 0 {
 		t.Errorf("email jobs = %d, want 0", got)
 	}
-	c := getCall(t, s, "CA740")
+	c := getCall(t, s, "CA00000000000000000000000000000740")
 	n := 0
 	for _, e := range c["events"].([]any) {
 		if e := e.(map[string]any); e["type"] == "recording" && e["outcome"] == "absent" {
@@ -327,8 +327,8 @@ func TestVoicemail_SMTPDownThenUp(t *testing.T) {
 	events, cancel := s.queue.Subscribe(river.EventKindJobFailed, river.EventKindJobCompleted)
 	defer cancel()
 
-	toVoicemail(t, s, "CA750")
-	recordingStatus(t, s, "CA750", recSid(750), "completed", 2) // no transcript: due at once
+	toVoicemail(t, s, "CA00000000000000000000000000000750")
+	recordingStatus(t, s, "CA00000000000000000000000000000750", recSid(750), "completed", 2) // no transcript: due at once
 	failed := awaitJob(t, events, river.EventKindJobFailed, 20*time.Second)
 
 	vm := getVoicemail(t, s, "1")
@@ -369,11 +369,11 @@ func TestVoicemail_TwoReplicas(t *testing.T) {
 	eventsB, cancelB := b.queue.Subscribe(river.EventKindJobCompleted)
 	defer cancelB()
 
-	toVoicemail(t, a, "CA760")
-	recordingStatus(t, b, "CA760", recSid(760), "completed", 20)
-	recordingStatus(t, a, "CA760", recSid(760), "completed", 20)
-	transcription(t, a, "CA760", recSid(760), "completed", "Two replicas.")
-	transcription(t, b, "CA760", recSid(760), "completed", "Two replicas.")
+	toVoicemail(t, a, "CA00000000000000000000000000000760")
+	recordingStatus(t, b, "CA00000000000000000000000000000760", recSid(760), "completed", 20)
+	recordingStatus(t, a, "CA00000000000000000000000000000760", recSid(760), "completed", 20)
+	transcription(t, a, "CA00000000000000000000000000000760", recSid(760), "completed", "Two replicas.")
+	transcription(t, b, "CA00000000000000000000000000000760", recSid(760), "completed", "Two replicas.")
 
 	smtp.Next(20 * time.Second)
 	select {
@@ -397,8 +397,8 @@ func TestVoicemail_TwoReplicas(t *testing.T) {
 func TestVoicemailsAPI(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	toVoicemail(t, s, "CA770")
-	recordingStatus(t, s, "CA770", recSid(770), "completed", 30)
+	toVoicemail(t, s, "CA00000000000000000000000000000770")
+	recordingStatus(t, s, "CA00000000000000000000000000000770", recSid(770), "completed", 30)
 
 	rec := s.api(http.MethodGet, "/api/voicemails?number=%2B15551230000&limit=10", "")
 	var list struct {
@@ -408,7 +408,7 @@ func TestVoicemailsAPI(t *testing.T) {
 		t.Fatalf("list: %d %s", rec.Code, rec.Body)
 	}
 	vm := list.Voicemails[0]
-	if vm["call_sid"] != "CA770" || vm["from"] != caller || vm["transcript_status"] != "pending" || vm["audio_url"] != "/api/voicemails/1/audio" {
+	if vm["call_sid"] != "CA00000000000000000000000000000770" || vm["from"] != caller || vm["transcript_status"] != "pending" || vm["audio_url"] != "/api/voicemails/1/audio" {
 		t.Errorf("voicemail = %v", vm)
 	}
 	if strings.Contains(rec.Body.String(), s.media.srv.URL) {
@@ -436,8 +436,8 @@ func TestVoicemailsAPI(t *testing.T) {
 func TestRecordingCallbacks_ErrInvalid(t *testing.T) {
 	s := newTestServer(t)
 	for path, form := range map[string]url.Values{
-		"/twilio/recording-status": {"CallSid": {"CA1"}},
-		"/twilio/transcription":    {"CallSid": {"CA1"}, "RecordingSid": {"RE1"}, "TranscriptionStatus": {"maybe"}},
+		"/twilio/recording-status": {"CallSid": {"CA00000000000000000000000000000001"}},
+		"/twilio/transcription":    {"CallSid": {"CA00000000000000000000000000000001"}, "RecordingSid": {"RE00000000000000000000000000000001"}, "TranscriptionStatus": {"maybe"}},
 	} {
 		if rec := s.twilio(path, form); rec.Code != http.StatusBadRequest {
 			t.Errorf("%s: %d, want 400", path, rec.Code)
@@ -472,17 +472,17 @@ func BenchmarkVoicemailDelivery(b *testing.B) {
 func TestVoicemail_CallMissedByStore(t *testing.T) {
 	s := newTestServer(t)
 	s.putNumber(masked, threeTargets)
-	f := inbound("CA780") // no /twilio/voice stored this call
+	f := inbound("CA00000000000000000000000000000780") // no /twilio/voice stored this call
 	f.Set("CallStatus", "in-progress")
 	f.Set("DialCallStatus", "no-answer")
 	if doc := twiml(t, s.twilio("/twilio/dial-outcome?attempt=0", f)); doc.Find("Record") == nil {
 		t.Fatalf("dial-outcome of an unknown call: %v, want voicemail", doc.ChildNames())
 	}
-	recordingStatus(t, s, "CA780", recSid(780), "completed", 30)
+	recordingStatus(t, s, "CA00000000000000000000000000000780", recSid(780), "completed", 30)
 	if got := jobCount(t, s); got != 1 {
 		t.Errorf("email jobs = %d, want 1", got)
 	}
-	if vm := getVoicemail(t, s, "1"); vm["call_sid"] != "CA780" || vm["number"] != masked {
+	if vm := getVoicemail(t, s, "1"); vm["call_sid"] != "CA00000000000000000000000000000780" || vm["number"] != masked {
 		t.Errorf("voicemail = %v", vm)
 	}
 }

@@ -129,7 +129,7 @@ func BenchmarkCallStatusWebhook(b *testing.B) {
 		k := i % len(statuses)
 		if k == 0 {
 			parent = calls.take(b)
-			leg = "CAff" + parent[4:]
+			leg = "CA000000000000000000000000000000ff" + parent[4:]
 		}
 		form := url.Values{
 			"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {leg}, "ParentCallSid": {parent},
@@ -160,7 +160,7 @@ func BenchmarkDialOutcomeWebhook(b *testing.B) {
 		form := url.Values{
 			"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {sid}, "CallStatus": {"in-progress"},
 			"Direction": {"inbound"}, "From": {caller}, "To": {masked}, "Caller": {caller}, "Called": {masked},
-			"DialCallStatus": {"no-answer"}, "DialCallSid": {"CAff" + sid[4:]},
+			"DialCallStatus": {"no-answer"}, "DialCallSid": {"CA000000000000000000000000000000ff" + sid[4:]},
 		}
 		rec := benchPost(s.handler, "/twilio/dial-outcome?attempt=0", form)
 		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<Record") {
