@@ -44,12 +44,13 @@ func logger(ctx context.Context) *slog.Logger {
 }
 
 // withRequest gives each request an ID (X-Request-Id if the client sent a sane one) and a
-// logger carrying it, then logs the request and records its metrics once it is done.
-func withRequest(base *slog.Logger, m *metrics) func(http.Handler) http.Handler {
+// logger carrying it, then logs the request and records its metrics once it is done, timed on
+// now.
+func withRequest(base *slog.Logger, m *metrics, now func() time.Time) func(http.Handler) http.Handler {
 	base = slog.New(boundedHandler{base.Handler()})
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
+			start := now()
 			id := r.Header.Get("X-Request-Id")
 			if !saneID(id) {
 				id = newID()
@@ -65,7 +66,7 @@ func withRequest(base *slog.Logger, m *metrics) func(http.Handler) http.Handler 
 			if status == 0 {
 				status = http.StatusOK
 			}
-			elapsed := time.Since(start)
+			elapsed := now().Sub(start)
 			m.observe(route, r.Method, status, elapsed)
 			attrs := []any{slog.String("method", r.Method), slog.String("route", route),
 				slog.Int("status", status), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000)}

@@ -61,7 +61,7 @@ func NewServer(d Deps) http.Handler {
 		}, func() float64 { return float64(d.Spool.Len()) }))
 	}
 	mux := chi.NewRouter()
-	mux.Use(withRequest(d.Logger, m), recoverPanics)
+	mux.Use(withRequest(d.Logger, m, d.Now), recoverPanics)
 	addRoutes(mux, d, m, b,
 		signature.NewValidator(d.Config.TwilioAuthToken.Value(), d.Config.PublicURL.URL),
 		newRoutingCache(cacheTTL, cacheEntries, d.Now))
