@@ -2,9 +2,10 @@
 // links that callrelay puts in the owner's email.
 //
 // Two rules shape it. The account's credentials (TWILIO_ACCOUNT_SID:TWILIO_AUTH_TOKEN, HTTP
-// basic auth) are sent to TWILIO_API_URL's origin only — same scheme, host and port — and never
-// follow a redirect elsewhere: Twilio answers a media request with a redirect to a pre-signed URL
-// on its media host, which needs no credentials. And the public link
+// basic auth) are sent to TWILIO_API_URL's origin only — same scheme, host and port — for a
+// recording's media only (every redirect hop on that origin is checked too), and never follow a
+// redirect elsewhere: Twilio may answer a media request with a redirect to a pre-signed URL on
+// its media host, which needs no credentials. Only MP3 or WAV comes out. And the public link
 // /voicemails/{id}/audio?expires=…&sig=… is an HMAC-SHA256 of the voicemail id and its expiry,
 // keyed by CALLRELAY_LINK_SECRET, so that owners can listen without credentials.
 package recording
@@ -48,6 +49,8 @@ var (
 	// ErrBadRedirect: a redirect was refused before it was followed: to a path on the API origin
 	// that is not a recording's media, or from https to http.
 	ErrBadRedirect = errors.New("recording: redirect refused")
+	// ErrNotAudio: the answer was not MP3 or WAV audio (a JSON document, an HTML page).
+	ErrNotAudio = errors.New("recording: not audio")
 )
 
 // TwilioError is a non-2xx answer to a media request. Code and Message come from Twilio's JSON
@@ -80,7 +83,7 @@ func (e *TwilioError) Is(target error) bool {
 // Media is an open recording download. The caller copies Body to its response and closes it.
 type Media struct {
 	Body        io.ReadCloser
-	ContentType string // as Twilio sent it, else from the extension (audio/mpeg, audio/x-wav)
+	ContentType string // an MP3 or WAV type, as Twilio sent it (no parameters), else from the extension
 	Size        int64  // Content-Length, or -1 when unknown
 }
 
@@ -287,11 +290,38 @@ func (f *Fetcher) Open(ctx context.Context, recordingURL string) (*Media, error)
 		defer resp.Body.Close()
 		return nil, twilioError(resp)
 	}
-	ct := resp.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); ct == "" || err != nil || mt == "application/octet-stream" || mt == "binary/octet-stream" {
-		ct = contentTypeFor(mediaURL)
+	ct, ok := audioType(resp.Header.Get("Content-Type"), mediaURL)
+	if !ok {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: %s answered Content-Type %q", ErrNotAudio,
+			redactedURL(resp.Request.URL.String()), resp.Header.Get("Content-Type"))
 	}
 	return &Media{Body: resp.Body, ContentType: ct, Size: resp.ContentLength}, nil
+}
+
+// audioTypes are the types Twilio serves a recording as (audio/mpeg for .mp3, audio/x-wav
+// otherwise) and their common spellings.
+var audioTypes = map[string]bool{
+	"audio/mpeg": true, "audio/mpeg3": true, "audio/mp3": true,
+	"audio/x-wav": true, "audio/wav": true, "audio/wave": true, "audio/vnd.wave": true,
+}
+
+// audioType is the media type to serve an answer as, without parameters: one of audioTypes, or
+// the extension's type when the answer names none or a generic binary one (a storage host's
+// application/octet-stream). false for anything else: whatever it is, it is neither served nor
+// attached.
+func audioType(ct, mediaURL string) (string, bool) {
+	if ct == "" {
+		return contentTypeFor(mediaURL), true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	switch {
+	case err != nil:
+		return "", false
+	case mt == "application/octet-stream" || mt == "binary/octet-stream":
+		return contentTypeFor(mediaURL), true
+	}
+	return mt, audioTypes[mt]
 }
 
 func contentTypeFor(mediaURL string) string {

@@ -835,3 +835,56 @@ func TestStdlibStripsAuthOnCrossHostRedirect(t *testing.T) {
 		t.Errorf("other host saw %+v, want one request without Authorization", reqs)
 	}
 }
+
+// TestFetcher_ContentType: only what Twilio serves a recording as (MP3 or WAV) comes out of the
+// fetcher, so neither the audio endpoints nor the email attachment can carry anything else.
+func TestFetcher_ContentType(t *testing.T) {
+	tests := []struct{ served, want string }{
+		{served: "audio/mpeg", want: "audio/mpeg"},
+		{served: "audio/x-wav", want: "audio/x-wav"},
+		{served: "audio/wav", want: "audio/wav"},
+		{served: "audio/wave", want: "audio/wave"},
+		{served: "Audio/MPEG", want: "audio/mpeg"},
+		{served: "audio/mpeg; charset=binary", want: "audio/mpeg"},
+
+		{served: "application/json"},
+		{served: "application/json; charset=utf-8"},
+		{served: "text/html; charset=utf-8"},
+		{served: "application/xml"},
+		{served: "text/plain"},
+		{served: "image/svg+xml"},
+		{served: "video/mp4"},
+		{served: "audio/ogg"},
+		{served: "audio/mpeg, text/html"},
+		{served: "not a media type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.served, func(t *testing.T) {
+			api := startServer(t, false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tt.served)
+				w.Write(testAudio)
+			}))
+			f := newFetcher(t, api, nil)
+			data, ct, err := f.Fetch(context.Background(), api.URL+recPath, 1<<20)
+			m, openErr := f.Open(context.Background(), api.URL+recPath)
+			if tt.want == "" {
+				for op, err := range map[string]error{"Fetch": err, "Open": openErr} {
+					if !errors.Is(err, recording.ErrNotAudio) || !strings.Contains(err.Error(), strconv.Quote(tt.served)) {
+						t.Errorf("%s error = %v, want ErrNotAudio naming %q", op, err, tt.served)
+					}
+				}
+				if data != nil || m != nil {
+					t.Errorf("Fetch = %d bytes, Open = %v; want nothing", len(data), m)
+				}
+				return
+			}
+			if err != nil || ct != tt.want || !bytes.Equal(data, testAudio) {
+				t.Errorf("Fetch = %d bytes, %q, %v; want the audio as %q", len(data), ct, err, tt.want)
+			}
+			if openErr != nil || m.ContentType != tt.want {
+				t.Fatalf("Open = %+v, %v; want the audio as %q", m, openErr, tt.want)
+			}
+			m.Body.Close()
+		})
+	}
+}
