@@ -2,9 +2,10 @@
 // links that callrelay puts in the owner's email.
 //
 // Two rules shape it. The account's credentials (TWILIO_ACCOUNT_SID:TWILIO_AUTH_TOKEN, HTTP
-// basic auth) are sent to TWILIO_API_URL's origin only — same scheme, host and port — and never
-// follow a redirect elsewhere: Twilio answers a media request with a redirect to a pre-signed URL
-// on its media host, which needs no credentials. And the public link
+// basic auth) are sent to TWILIO_API_URL's origin only — same scheme, host and port — for a
+// recording's media only (every redirect hop on that origin is checked too), and never follow a
+// redirect elsewhere: Twilio may answer a media request with a redirect to a pre-signed URL on
+// its media host, which needs no credentials. Only MP3 or WAV comes out. And the public link
 // /voicemails/{id}/audio?expires=…&sig=… is an HMAC-SHA256 of the voicemail id and its expiry,
 // keyed by CALLRELAY_LINK_SECRET, so that owners can listen without credentials.
 package recording
@@ -45,6 +46,11 @@ var (
 	// ErrNotFound: Twilio (or its media host) answered 404. The error is a *TwilioError too,
 	// carrying Twilio's code (20404) when Twilio sent one.
 	ErrNotFound = errors.New("recording: recording not found")
+	// ErrBadRedirect: a redirect was refused before it was followed: to a path on the API origin
+	// that is not a recording's media, or from https to http.
+	ErrBadRedirect = errors.New("recording: redirect refused")
+	// ErrNotAudio: the answer was not MP3 or WAV audio (a JSON document, an HTML page).
+	ErrNotAudio = errors.New("recording: not audio")
 )
 
 // TwilioError is a non-2xx answer to a media request. Code and Message come from Twilio's JSON
@@ -77,7 +83,7 @@ func (e *TwilioError) Is(target error) bool {
 // Media is an open recording download. The caller copies Body to its response and closes it.
 type Media struct {
 	Body        io.ReadCloser
-	ContentType string // as Twilio sent it, else from the extension (audio/mpeg, audio/x-wav)
+	ContentType string // an MP3 or WAV type, as Twilio sent it (no parameters), else from the extension
 	Size        int64  // Content-Length, or -1 when unknown
 }
 
@@ -151,11 +157,15 @@ func originOf(u *url.URL) (origin, bool) {
 
 func (o origin) String() string { return o.scheme + "://" + net.JoinHostPort(o.host, o.port) }
 
-// checkRedirect is the copied client's redirect policy. net/http itself keeps Authorization on a
-// redirect to the same host name on another port, to a subdomain, and from https to http on the
-// same host: all of which would hand the credentials to something that is not TWILIO_API_URL.
-// So: credentials only while every hop so far is on the API origin (once the chain has left it,
-// a hop back does not get them again); no https → http downgrade (the audio is private too).
+// checkRedirect is the copied client's redirect policy, run before each hop is requested.
+// net/http itself keeps Authorization on a redirect to the same host name on another port, to a
+// subdomain, and from https to http on the same host: all of which would hand the credentials to
+// something that is not TWILIO_API_URL. So: credentials only while every hop so far is on the API
+// origin (once the chain has left it, a hop back does not get them again); no https → http
+// downgrade (the audio is private too); and a hop on the API origin must be a recording's media,
+// like the first URL (MediaURL), or the chain stops there: a redirect must not make the fetcher a
+// credentialed proxy to the rest of the REST API. Hops elsewhere (Twilio's signed storage URL)
+// may have any path: they get no credentials.
 func (f *Fetcher) checkRedirect(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) >= maxRedirects {
@@ -163,7 +173,10 @@ func (f *Fetcher) checkRedirect(next func(*http.Request, []*http.Request) error)
 		}
 		prev := via[len(via)-1].URL
 		if strings.EqualFold(prev.Scheme, "https") && !strings.EqualFold(req.URL.Scheme, "https") {
-			return fmt.Errorf("recording: refusing redirect from https to %s://%s", req.URL.Scheme, req.URL.Host)
+			return fmt.Errorf("%w: from https to %s://%s", ErrBadRedirect, req.URL.Scheme, req.URL.Host)
+		}
+		if o, ok := originOf(req.URL); ok && o == f.api && !f.isRecordingPath(req.URL) {
+			return fmt.Errorf("%w: to %s, not a recording's media", ErrBadRedirect, redactedURL(req.URL.String()))
 		}
 		onAPI := f.onAPI(req.URL)
 		for _, r := range via {
@@ -188,6 +201,12 @@ func (f *Fetcher) onAPI(u *url.URL) bool {
 // (no extension: WAV), or with .mp3 (audio/mpeg) or .wav (audio/x-wav) appended.
 var recordingPath = regexp.MustCompile(`^/2010-04-01/Accounts/AC[0-9A-Za-z]+/Recordings/RE[0-9A-Za-z]+(\.mp3|\.wav)?$`)
 
+// isRecordingPath reports whether u's path, under the API prefix, is a recording's media.
+func (f *Fetcher) isRecordingPath(u *url.URL) bool {
+	rest, ok := strings.CutPrefix(u.EscapedPath(), f.apiPrefix)
+	return ok && recordingPath.MatchString(rest)
+}
+
 // MediaURL checks that recordingURL (Twilio's RecordingUrl) is a recording on the API origin and
 // returns the URL to GET: with ".mp3" appended unless it already ends in .mp3 or .wav (Twilio
 // serves audio/x-wav without an extension, audio/mpeg with .mp3: compressed, for the email).
@@ -208,12 +227,10 @@ func (f *Fetcher) MediaURL(recordingURL string) (string, error) {
 	if u.User != nil {
 		return "", fmt.Errorf("%w: user info in the URL", ErrInvalidURL)
 	}
-	p := u.EscapedPath()
-	rest, ok := strings.CutPrefix(p, f.apiPrefix)
-	if !ok || !recordingPath.MatchString(rest) {
-		return "", fmt.Errorf("%w: path %q", ErrInvalidURL, p)
+	if !f.isRecordingPath(u) {
+		return "", fmt.Errorf("%w: path %q", ErrInvalidURL, u.EscapedPath())
 	}
-	if path.Ext(rest) == "" {
+	if path.Ext(u.Path) == "" {
 		u.Path += ".mp3"
 		u.RawPath = ""
 	}
@@ -273,11 +290,38 @@ func (f *Fetcher) Open(ctx context.Context, recordingURL string) (*Media, error)
 		defer resp.Body.Close()
 		return nil, twilioError(resp)
 	}
-	ct := resp.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); ct == "" || err != nil || mt == "application/octet-stream" || mt == "binary/octet-stream" {
-		ct = contentTypeFor(mediaURL)
+	ct, ok := audioType(resp.Header.Get("Content-Type"), mediaURL)
+	if !ok {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: %s answered Content-Type %q", ErrNotAudio,
+			redactedURL(resp.Request.URL.String()), resp.Header.Get("Content-Type"))
 	}
 	return &Media{Body: resp.Body, ContentType: ct, Size: resp.ContentLength}, nil
+}
+
+// audioTypes are the types Twilio serves a recording as (audio/mpeg for .mp3, audio/x-wav
+// otherwise) and their common spellings.
+var audioTypes = map[string]bool{
+	"audio/mpeg": true, "audio/mpeg3": true, "audio/mp3": true,
+	"audio/x-wav": true, "audio/wav": true, "audio/wave": true, "audio/vnd.wave": true,
+}
+
+// audioType is the media type to serve an answer as, without parameters: one of audioTypes, or
+// the extension's type when the answer names none or a generic binary one (a storage host's
+// application/octet-stream). false for anything else: whatever it is, it is neither served nor
+// attached.
+func audioType(ct, mediaURL string) (string, bool) {
+	if ct == "" {
+		return contentTypeFor(mediaURL), true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	switch {
+	case err != nil:
+		return "", false
+	case mt == "application/octet-stream" || mt == "binary/octet-stream":
+		return contentTypeFor(mediaURL), true
+	}
+	return mt, audioTypes[mt]
 }
 
 func contentTypeFor(mediaURL string) string {

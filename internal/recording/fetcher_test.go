@@ -744,3 +744,147 @@ func TestFetcher_ContextCanceled(t *testing.T) {
 		})
 	}
 }
+
+// TestFetcher_RedirectHopChecked: every hop of a redirect chain that lands on the API origin must
+// be a recording's media too, or the fetch fails before that hop is requested at all: a redirect
+// must not turn the fetcher into a credentialed proxy to the rest of the REST API (issue 14: a
+// redirect to Calls.json was fetched with the credentials and mailed as voicemail-17.mp3).
+func TestFetcher_RedirectHopChecked(t *testing.T) {
+	const callsPath = "/2010-04-01/Accounts/" + testSID + "/Calls.json"
+	tests := []struct {
+		name string
+		// to answers the API's redirect of the recording (nil: no redirect).
+		to func(api, media *server) string
+	}{
+		{name: "to Calls.json on the API origin", to: func(api, media *server) string { return api.URL + callsPath }},
+		{name: "to Calls.json, relative", to: func(api, media *server) string { return callsPath }},
+		{name: "to the recording's metadata", to: func(api, media *server) string { return recPath + ".json" }},
+		{name: "to a path that resolves out of the recording", to: func(api, media *server) string {
+			return recPath + "/../../../Calls.json"
+		}},
+		{name: "to the recording's transcriptions", to: func(api, media *server) string {
+			return "/2010-04-01/Accounts/" + testSID + "/Recordings/" + testRecSID + "/Transcriptions.json"
+		}},
+		{name: "via the media host back to Calls.json", to: func(api, media *server) string {
+			return media.URL + "/bounce?Signature=presigned&to=" + url.QueryEscape(api.URL+callsPath)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var api *server
+			media := mediaHost(t)
+			tw := &twilioStandIn{audio: testAudio, redirect: func(r *http.Request) string {
+				if r.URL.Path == recPath+".mp3" {
+					return tt.to(api, media)
+				}
+				return ""
+			}}
+			// The rest of the REST API answers JSON to the account's credentials, as Twilio does.
+			api = startServer(t, false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if user, pass, ok := r.BasicAuth(); ok && user == testSID && pass == testToken && !mediaPathRE.MatchString(r.URL.Path) {
+					w.Header().Set("Content-Type", "application/json")
+					io.WriteString(w, `{"calls":[{"sid":"CA0123","to":"+15551230000"}]}`)
+					return
+				}
+				tw.ServeHTTP(w, r)
+			}))
+			for _, op := range []string{"Fetch", "Open"} {
+				var err error
+				if op == "Fetch" {
+					var data []byte
+					data, _, err = newFetcher(t, api, nil).Fetch(context.Background(), api.URL+recPath, 1<<20)
+					if data != nil {
+						t.Errorf("Fetch returned %q, want nothing", data)
+					}
+				} else {
+					var m *recording.Media
+					if m, err = newFetcher(t, api, nil).Open(context.Background(), api.URL+recPath); err == nil {
+						m.Body.Close()
+					}
+				}
+				if !errors.Is(err, recording.ErrBadRedirect) {
+					t.Errorf("%s error = %v, want ErrBadRedirect", op, err)
+				}
+			}
+			for _, r := range api.requests() {
+				if r.Path != recPath+".mp3" {
+					t.Errorf("API host was asked for %s (Authorization %q): only the recording may be", r.Path, r.Authorization)
+				}
+			}
+		})
+	}
+}
+
+// TestStdlibStripsAuthOnCrossHostRedirect checks what the fetcher's policy builds on: net/http
+// itself drops Authorization on a redirect to another host name (127.0.0.1 → localhost), which is
+// what a redirect to Twilio's signed storage URL on another host is.
+func TestStdlibStripsAuthOnCrossHostRedirect(t *testing.T) {
+	media := startServer(t, false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	api := startServer(t, false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://localhost:"+media.port()+"/x", http.StatusFound)
+	}))
+	req, _ := http.NewRequest(http.MethodGet, api.URL+"/", nil)
+	req.SetBasicAuth(testSID, testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reqs := media.requests()
+	if len(reqs) != 1 || reqs[0].Authorization != "" {
+		t.Errorf("other host saw %+v, want one request without Authorization", reqs)
+	}
+}
+
+// TestFetcher_ContentType: only what Twilio serves a recording as (MP3 or WAV) comes out of the
+// fetcher, so neither the audio endpoints nor the email attachment can carry anything else.
+func TestFetcher_ContentType(t *testing.T) {
+	tests := []struct{ served, want string }{
+		{served: "audio/mpeg", want: "audio/mpeg"},
+		{served: "audio/x-wav", want: "audio/x-wav"},
+		{served: "audio/wav", want: "audio/wav"},
+		{served: "audio/wave", want: "audio/wave"},
+		{served: "Audio/MPEG", want: "audio/mpeg"},
+		{served: "audio/mpeg; charset=binary", want: "audio/mpeg"},
+
+		{served: "application/json"},
+		{served: "application/json; charset=utf-8"},
+		{served: "text/html; charset=utf-8"},
+		{served: "application/xml"},
+		{served: "text/plain"},
+		{served: "image/svg+xml"},
+		{served: "video/mp4"},
+		{served: "audio/ogg"},
+		{served: "audio/mpeg, text/html"},
+		{served: "not a media type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.served, func(t *testing.T) {
+			api := startServer(t, false, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tt.served)
+				w.Write(testAudio)
+			}))
+			f := newFetcher(t, api, nil)
+			data, ct, err := f.Fetch(context.Background(), api.URL+recPath, 1<<20)
+			m, openErr := f.Open(context.Background(), api.URL+recPath)
+			if tt.want == "" {
+				for op, err := range map[string]error{"Fetch": err, "Open": openErr} {
+					if !errors.Is(err, recording.ErrNotAudio) || !strings.Contains(err.Error(), strconv.Quote(tt.served)) {
+						t.Errorf("%s error = %v, want ErrNotAudio naming %q", op, err, tt.served)
+					}
+				}
+				if data != nil || m != nil {
+					t.Errorf("Fetch = %d bytes, Open = %v; want nothing", len(data), m)
+				}
+				return
+			}
+			if err != nil || ct != tt.want || !bytes.Equal(data, testAudio) {
+				t.Errorf("Fetch = %d bytes, %q, %v; want the audio as %q", len(data), ct, err, tt.want)
+			}
+			if openErr != nil || m.ContentType != tt.want {
+				t.Fatalf("Open = %+v, %v; want the audio as %q", m, openErr, tt.want)
+			}
+			m.Body.Close()
+		})
+	}
+}

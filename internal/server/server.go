@@ -35,6 +35,9 @@ type Deps struct {
 	Registry *prometheus.Registry // metrics are registered and served from it
 	Media    *recording.Fetcher   // recordings, fetched from Twilio with the account's credentials
 	Links    *recording.Links     // the signed audio links in voicemail emails
+	// AudioStall cuts an audio stream that makes no progress this long (a client that stops
+	// reading, a stalled download from Twilio); 0 means DefaultAudioStall.
+	AudioStall time.Duration
 	// Conference runs conference-mode calls and hold (REST requests to Twilio).
 	Conference *conference.Service
 	// Spool keeps callbacks that arrive while the database is down (nil: they answer 503).

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -152,15 +153,18 @@ func handleGetVoicemail(db *postgres.DB) http.Handler {
 }
 
 // handleVoicemailAudio streams a recording to ops, fetched from Twilio with the account's
-// credentials.
-func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher) http.Handler {
+// credentials. stall bounds a stream that makes no progress (streamAudio); 0 means
+// DefaultAudioStall.
+func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher, stall time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer, the audio and the errors: a browser must never guess another type.
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		vm, err := pathVoicemail(db, r)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		if err := streamAudio(w, r, media, vm); err != nil {
+		if err := streamAudio(w, r, media, vm, stall); err != nil {
 			writeError(w, r, err)
 		}
 	})
@@ -169,8 +173,9 @@ func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher) http.Handle
 // handlePublicAudio serves the link in the owner's email: no credentials, but an HMAC over
 // the voicemail and the link's expiry. Every refusal is the same 403, so a prober learns
 // nothing about which voicemails exist.
-func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, links *recording.Links) http.Handler {
+func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, links *recording.Links, stall time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		q := r.URL.Query()
 		if err := links.Verify(r.PathValue("id"), q.Get("expires"), q.Get("sig")); err != nil {
 			http.Error(w, "This link is invalid or has expired.", http.StatusForbidden)
@@ -182,21 +187,39 @@ func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, links *recordi
 			http.Error(w, http.StatusText(status), status)
 			return
 		}
-		if err := streamAudio(w, r, media, vm); err != nil {
+		if err := streamAudio(w, r, media, vm, stall); err != nil {
 			status := statusOf[callrelay.ErrorCode(err)]
 			http.Error(w, "The recording is not available right now.", status)
 		}
 	})
 }
 
-// streamTimeout bounds one audio download to a client.
+// DefaultAudioStall is how long an audio stream may make no progress (Deps.AudioStall).
+const DefaultAudioStall = 30 * time.Second
+
+// streamTimeout bounds one audio stream whatever its progress: a client reading a trickle must
+// not hold two connections for hours either.
 const streamTimeout = 30 * time.Minute
 
+// audioChunk is how much of a recording is read from Twilio, then written to the client, at once.
+const audioChunk = 32 << 10
+
 // streamAudio copies the recording to w. It returns an error only before anything is written.
-func streamAudio(w http.ResponseWriter, r *http.Request, media *recording.Fetcher, vm *callrelay.Voicemail) error {
-	m, err := media.Open(r.Context(), vm.RecordingURL)
+// Progress keeps a stream alive (up to streamTimeout): each chunk must come from Twilio, and go
+// to the client, within stall, or the stream is cut and both connections (the client's and
+// Twilio's) are freed. Without that, a client that stops reading holds both until streamTimeout.
+// A stream cut on Twilio's side is aborted, never ended as if complete.
+func streamAudio(w http.ResponseWriter, r *http.Request, media *recording.Fetcher, vm *callrelay.Voicemail, stall time.Duration) error {
+	if stall <= 0 {
+		stall = DefaultAudioStall
+	}
+	log := logger(r.Context()).With(slog.Int64("voicemail_id", vm.ID))
+	ctx, cancel := context.WithTimeout(r.Context(), streamTimeout)
+	defer cancel()
+	end, _ := ctx.Deadline()
+	m, err := media.Open(ctx, vm.RecordingURL)
 	if err != nil {
-		logger(r.Context()).Warn("recording fetch", slog.Int64("voicemail_id", vm.ID), slog.String("error", err.Error()))
+		log.Warn("recording fetch", slog.String("error", err.Error()))
 		var te *recording.TwilioError
 		switch {
 		case errors.Is(err, recording.ErrNotFound):
@@ -204,6 +227,10 @@ func streamAudio(w http.ResponseWriter, r *http.Request, media *recording.Fetche
 		case errors.As(err, &te):
 			return &callrelay.Error{Code: callrelay.EUPSTREAM, Message: "Twilio refused the recording.",
 				TwilioCode: te.Code, TwilioMessage: te.Message}
+		case errors.Is(err, recording.ErrNotAudio):
+			return callrelay.Errorf(callrelay.EUPSTREAM, "Twilio answered something other than MP3 or WAV audio for recording %s.", vm.RecordingSid)
+		case errors.Is(err, recording.ErrBadRedirect):
+			return callrelay.Errorf(callrelay.EUPSTREAM, "Twilio redirected recording %s to a URL it is not fetched from.", vm.RecordingSid)
 		case errors.Is(err, recording.ErrForeignHost), errors.Is(err, recording.ErrInvalidURL):
 			// Credentials go to TWILIO_API_URL's recordings only; this stored URL is elsewhere.
 			return fmt.Errorf("voicemail %d: recording URL refused: %w", vm.ID, err)
@@ -211,19 +238,64 @@ func streamAudio(w http.ResponseWriter, r *http.Request, media *recording.Fetche
 		return callrelay.Errorf(callrelay.EUPSTREAM, "Cannot fetch the recording from Twilio.")
 	}
 	defer m.Body.Close()
-	// The server's write timeout is sized for webhooks; an hour of audio to a phone is slower.
-	if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamTimeout)); err != nil {
-		logger(r.Context()).Warn("recording stream: cannot extend the write deadline", slog.String("error", err.Error()))
-	}
-	w.Header().Set("Content-Type", m.ContentType)
+	// A read from Twilio that stalls cancels the download, which ends the read.
+	upstream := time.AfterFunc(stall, cancel)
+	defer upstream.Stop()
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", m.ContentType)
 	if m.Size >= 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(m.Size, 10))
+		h.Set("Content-Length", strconv.FormatInt(m.Size, 10))
 	}
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`inline; filename="voicemail-%d.mp3"`, vm.ID))
-	w.Header().Set("Cache-Control", "private, no-store")
+	h.Set("Content-Disposition", fmt.Sprintf(`inline; filename="voicemail-%d%s"`, vm.ID, audioExtension(m.ContentType)))
+	h.Set("Cache-Control", "private, no-store")
 	w.WriteHeader(http.StatusOK)
-	if _, err := io.Copy(w, m.Body); err != nil {
-		logger(r.Context()).Warn("recording stream cut", slog.Int64("voicemail_id", vm.ID), slog.String("error", err.Error()))
+	buf := make([]byte, audioChunk)
+	deadlines := true
+	for {
+		upstream.Reset(stall)
+		n, rerr := m.Body.Read(buf)
+		upstream.Stop()
+		if n > 0 {
+			// Write deadlines are wall-clock by nature (net.Conn's): no injected clock can drive them.
+			deadline := time.Now().Add(stall)
+			if deadline.After(end) {
+				deadline = end
+			}
+			if err := rc.SetWriteDeadline(deadline); err != nil && deadlines {
+				deadlines = false // once: the writer does not support it (a test's recorder)
+				log.Warn("recording stream: cannot set the write deadline", slog.String("error", err.Error()))
+			}
+			_, werr := w.Write(buf[:n])
+			if werr == nil {
+				werr = rc.Flush() // to the socket within the deadline, not into a buffer
+			}
+			if werr != nil {
+				log.Warn("recording stream cut: client", slog.String("error", werr.Error()))
+				return nil
+			}
+		}
+		switch {
+		case rerr == io.EOF:
+			return nil
+		case r.Context().Err() != nil:
+			log.Warn("recording stream cut: client gone", slog.String("error", rerr.Error()))
+			return nil
+		case rerr != nil:
+			if errors.Is(ctx.Err(), context.Canceled) {
+				rerr = fmt.Errorf("no data from Twilio for %s: %w", stall, rerr)
+			}
+			log.Warn("recording stream cut: Twilio", slog.String("error", rerr.Error()))
+			panic(http.ErrAbortHandler) // the client sees a cut stream, not a short recording
+		}
 	}
-	return nil
+}
+
+// audioExtension is the file name's extension for a recording's content type.
+func audioExtension(contentType string) string {
+	switch contentType {
+	case "audio/x-wav", "audio/wav", "audio/wave", "audio/vnd.wave":
+		return ".wav"
+	}
+	return ".mp3"
 }

@@ -31,7 +31,11 @@ type mediaStandIn struct {
 	refused  atomic.Int32
 }
 
-func newMediaStandIn(t testing.TB) *mediaStandIn {
+func newMediaStandIn(t testing.TB) *mediaStandIn { return newMediaStandInWith(t, nil) }
+
+// newMediaStandInWith serves a recording with serve instead, when serve returns true: the
+// credentials and the path have been checked, sid is the recording's.
+func newMediaStandInWith(t testing.TB, serve func(w http.ResponseWriter, r *http.Request, sid string) bool) *mediaStandIn {
 	m := &mediaStandIn{audio: append([]byte("ID3\x04\x00"), bytes.Repeat([]byte{0xff, 0xfb, 0x90, 0x44}, 512)...)}
 	prefix := "/2010-04-01/Accounts/" + accountSID + "/Recordings/"
 	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,6 +52,9 @@ func newMediaStandIn(t testing.TB) *mediaStandIn {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusNotFound)
 			fmt.Fprint(w, `{"code":20404,"message":"The requested resource was not found","status":404}`)
+			return
+		}
+		if serve != nil && serve(w, r, sid) {
 			return
 		}
 		w.Header().Set("Content-Type", "audio/mpeg")
