@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/callrelay/callrelay/internal/callrelay"
 )
 
 // DefaultTTL is how long an emailed audio link works.
@@ -43,7 +45,7 @@ type Links struct {
 // TTL: an old key stays useful until the last link it signed expires, then drop it. Empty secrets
 // are ignored; with none at all the links are signed with a random per-process key (they stop
 // working on restart and on other replicas) rather than with a guessable one. ttl <= 0 means
-// DefaultTTL; a nil now means time.Now.
+// DefaultTTL; a nil now means callrelay.SystemClock.
 func NewLinks(publicURL *url.URL, secrets []string, ttl time.Duration, now func() time.Time) *Links {
 	l := &Links{ttl: ttl, now: now}
 	if publicURL != nil {
@@ -55,7 +57,7 @@ func NewLinks(publicURL *url.URL, secrets []string, ttl time.Duration, now func(
 		l.ttl = DefaultTTL
 	}
 	if l.now == nil {
-		l.now = time.Now
+		l.now = callrelay.SystemClock
 	}
 	for _, s := range secrets {
 		if s != "" {

@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/recording"
 )
 
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+var t0 = clocktest.Start()
 
 func fixedNow(t time.Time) func() time.Time { return func() time.Time { return t } }
 

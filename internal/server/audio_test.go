@@ -28,12 +28,18 @@ import (
 // AudioStall: s's own handler keeps the default.
 func audioHandler(t testing.TB, s *testServer, stall time.Duration) http.Handler {
 	t.Helper()
+	return audioHandlerLogging(t, s, stall, io.Discard)
+}
+
+// audioHandlerLogging is audioHandler, logging (JSON) to logs.
+func audioHandlerLogging(t testing.TB, s *testServer, stall time.Duration, logs io.Writer) http.Handler {
+	t.Helper()
 	apiURL, err := url.Parse(s.media.srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return server.NewServer(server.Deps{
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
 		Config:     s.cfg,
 		DB:         s.db,
 		Registry:   prometheus.NewRegistry(),
@@ -113,7 +119,7 @@ func TestAudio_OnlyAudio(t *testing.T) {
 	})
 	s := newTestServer(t, withMedia(m), withMail(smtp.URL()))
 	s.putNumber(masked, threeTargets)
-	newVoicemail(t, s, "CA780", 780, 2) // too short to transcribe: the email goes at once
+	newVoicemail(t, s, "CA00000000000000000000000000000780", 780, 2) // too short to transcribe: the email goes at once
 
 	e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
 	if len(e.Attachments) != 0 || !strings.Contains(e.Text, "could not be attached") {
@@ -140,7 +146,7 @@ func TestAudio_OnlyAudio(t *testing.T) {
 	}
 
 	// WAV is audio too, and named so.
-	newVoicemail(t, s, "CA781", 781, 2)
+	newVoicemail(t, s, "CA00000000000000000000000000000781", 781, 2)
 	for _, path := range []string{"/api/voicemails/2/audio", audioLink(s, "2")} {
 		rec := s.api(http.MethodGet, path, "")
 		h := rec.Header()
@@ -174,7 +180,7 @@ func TestPublicAudio_StalledClient(t *testing.T) {
 	})
 	s := newTestServer(t, withMedia(m))
 	s.putNumber(masked, threeTargets)
-	newVoicemail(t, s, "CA790", 790, 30)
+	newVoicemail(t, s, "CA00000000000000000000000000000790", 790, 30)
 	const stall = 300 * time.Millisecond
 	srv := startSmallBuffers(t, audioHandler(t, s, stall))
 
@@ -220,10 +226,11 @@ func TestPublicAudio_StalledUpstream(t *testing.T) {
 		}
 		return true
 	})
+	var logs lockedBuffer
 	s := newTestServer(t, withMedia(m))
 	s.putNumber(masked, threeTargets)
-	newVoicemail(t, s, "CA791", 791, 30)
-	srv := startSmallBuffers(t, audioHandler(t, s, 300*time.Millisecond))
+	newVoicemail(t, s, "CA00000000000000000000000000000791", 791, 30)
+	srv := startSmallBuffers(t, audioHandlerLogging(t, s, 300*time.Millisecond, &logs))
 	t.Cleanup(func() { close(stop) }) // before srv.Close, which waits for the handler
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -256,6 +263,11 @@ func TestPublicAudio_StalledUpstream(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the client's stream is still open after Twilio's was cut")
 	}
+	// The cut stream is logged like any request, as aborted (the client has seen the cut, so
+	// the handler has returned).
+	if !strings.Contains(logs.String(), `"msg":"request aborted"`) {
+		t.Errorf("no log line for the aborted stream:\n%s", logs.String())
+	}
 }
 
 // TestPublicAudio_SlowClient: the stall bound is on progress, not on the whole stream: a client
@@ -271,7 +283,7 @@ func TestPublicAudio_SlowClient(t *testing.T) {
 	})
 	s := newTestServer(t, withMedia(m))
 	s.putNumber(masked, threeTargets)
-	newVoicemail(t, s, "CA792", 792, 30)
+	newVoicemail(t, s, "CA00000000000000000000000000000792", 792, 30)
 	const stall = 300 * time.Millisecond
 	srv := startSmallBuffers(t, audioHandler(t, s, stall))
 

@@ -59,21 +59,30 @@ func withRequest(base *slog.Logger, m *metrics, now func() time.Time) func(http.
 			l := base.With(slog.String("request_id", id))
 			r = r.WithContext(context.WithValue(r.Context(), loggerKey, l))
 			sw := &statusWriter{ResponseWriter: w}
+			defer func() {
+				// recoverPanics answers every panic but http.ErrAbortHandler, which a handler
+				// raises to cut a response mid-stream: log and count that one too, then let
+				// net/http close the connection.
+				v := recover()
+				route := routeOf(r)
+				status := sw.status
+				if status == 0 {
+					status = http.StatusOK
+				}
+				elapsed := now().Sub(start)
+				m.observe(route, r.Method, status, elapsed)
+				attrs := []any{slog.String("method", r.Method), slog.String("route", route),
+					slog.Int("status", status), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000)}
+				if sid := r.PostForm.Get("CallSid"); sid != "" {
+					attrs = append(attrs, slog.String("call_sid", sid))
+				}
+				if v != nil {
+					l.Warn("request aborted", append(attrs, slog.Bool("aborted", true))...)
+					panic(v)
+				}
+				l.Info("request", attrs...)
+			}()
 			next.ServeHTTP(sw, r)
-
-			route := routeOf(r)
-			status := sw.status
-			if status == 0 {
-				status = http.StatusOK
-			}
-			elapsed := now().Sub(start)
-			m.observe(route, r.Method, status, elapsed)
-			attrs := []any{slog.String("method", r.Method), slog.String("route", route),
-				slog.Int("status", status), slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000)}
-			if sid := r.PostForm.Get("CallSid"); sid != "" {
-				attrs = append(attrs, slog.String("call_sid", sid))
-			}
-			l.Info("request", attrs...)
 		})
 	}
 }

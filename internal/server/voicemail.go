@@ -257,8 +257,8 @@ func streamAudio(w http.ResponseWriter, r *http.Request, media *recording.Fetche
 		n, rerr := m.Body.Read(buf)
 		upstream.Stop()
 		if n > 0 {
-			// Write deadlines are wall-clock by nature (net.Conn's): no injected clock can drive them.
-			deadline := time.Now().Add(stall)
+			// Write deadlines are on the machine's clock (net.Conn's), not the injected one.
+			deadline := callrelay.Deadline(stall)
 			if deadline.After(end) {
 				deadline = end
 			}
