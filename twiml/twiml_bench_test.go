@@ -9,7 +9,7 @@ import (
 	"github.com/callrelay/callrelay/twiml"
 )
 
-// benchRoutingJSON is DESIGN.md's example routing: greeting, a phone, a SIP and a client
+// benchRoutingJSON is docs/design.md's example routing: greeting, a phone, a SIP and a client
 // target; benchRouting edits its mode and ring.
 const benchRoutingJSON = `{
   "owner_email": "dana@example.com", "mode": "direct", "ring": "simultaneous",

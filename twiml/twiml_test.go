@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.xml golden files wit
 
 const base = "https://relay.example.com"
 
-// designJSON is DESIGN.md's example routing.
+// designJSON is docs/design.md's example routing.
 const designJSON = `{
   "owner_email": "dana@example.com",
   "mode": "direct",
@@ -750,7 +750,7 @@ func TestBuilder_golden(t *testing.T) {
 	}
 }
 
-// BenchmarkForward renders DESIGN.md's routing: greeting, simultaneous ring of a phone, a SIP
+// BenchmarkForward renders docs/design.md's routing: greeting, simultaneous ring of a phone, a SIP
 // and a client target.
 func BenchmarkForward(b *testing.B) {
 	bl := builder(b)

@@ -33,7 +33,7 @@ const (
 	TargetClient = "client"
 )
 
-// Defaults for fields a PUT leaves out (DESIGN.md).
+// Defaults for fields a PUT leaves out (docs/design.md).
 const (
 	DefaultTimeoutSeconds    = 20
 	DefaultLanguage          = "en-US"
@@ -195,7 +195,7 @@ type voicemailInput struct {
 	Transcribe       *bool   `json:"transcribe"`
 }
 
-// DecodeRouting reads a routing from JSON, applies DESIGN.md's defaults and validates it. Unknown
+// DecodeRouting reads a routing from JSON, applies docs/design.md's defaults and validates it. Unknown
 // fields are refused, so that a typo is not silently ignored.
 func DecodeRouting(r io.Reader) (Routing, error) {
 	var in routingInput
@@ -308,7 +308,7 @@ var sipStandardHeaders = []string{"User-to-User", "Remote-Party-ID", "P-Preferre
 // ValidNumber reports whether s is an E.164 phone number.
 func ValidNumber(s string) bool { return e164Re.MatchString(s) }
 
-// Validate checks every rule of DESIGN.md and returns the first violation as an EINVALID error
+// Validate checks every rule of docs/design.md and returns the first violation as an EINVALID error
 // naming its field.
 func (r Routing) Validate() error {
 	if r.OwnerEmail == "" {

@@ -15,7 +15,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 )
 
-// minimalBody is the smallest routing DESIGN.md accepts: every other field gets its default.
+// minimalBody is the smallest routing docs/design.md accepts: every other field gets its default.
 const minimalBody = `{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"+15550001111"}]}`
 
 // defaultRouting is what minimalBody decodes to.
@@ -33,7 +33,7 @@ func defaultRouting() callrelay.Routing {
 	}
 }
 
-// designExample reads DESIGN.md's routing example, comments removed.
+// designExample reads docs/design.md's routing example, comments removed.
 func designExample(tb testing.TB) []byte {
 	tb.Helper()
 	b, err := os.ReadFile("testdata/design_example.json")

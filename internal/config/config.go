@@ -16,7 +16,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// Config is DESIGN.md's configuration table.
+// Config is docs/design.md's configuration table.
 type Config struct {
 	Addr                  string        `envconfig:"CALLRELAY_ADDR" default:":8080"`
 	DatabaseURL           Secret        `envconfig:"DATABASE_URL"`

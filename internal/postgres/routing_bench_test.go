@@ -3,7 +3,7 @@ package postgres
 import "testing"
 
 // What a call's routing column holds, as Postgres returns jsonb (keys reordered, spaces after
-// colons and commas): DESIGN.md's example (three targets) and a one-phone routing with the
+// colons and commas): docs/design.md's example (three targets) and a one-phone routing with the
 // defaults applied, the most common kind. Every call webhook decodes one of these.
 const (
 	benchStoredDesign  = `{"mode": "direct", "ring": "simultaneous", "voice": "Polly.Joanna", "enabled": true, "targets": [{"to": "+15550001111", "type": "phone"}, {"uri": "sip:dana@pbx.example.com", "type": "sip", "region": "ie1", "headers": {"x-team": "sales"}, "password": "s3cret", "username": "dana", "transport": "tls"}, {"type": "client", "identity": "dana"}], "greeting": "Please hold while we connect you.", "language": "en-US", "caller_id": "caller", "voicemail": {"prompt": "Please leave a message after the beep.", "enabled": true, "transcribe": true, "max_length_seconds": 120}, "owner_email": "dana@example.com", "timeout_seconds": 15}`

@@ -98,7 +98,7 @@ func wantWaiting(t *testing.T, doc *twimltest.Node) {
 	}
 }
 
-// TestDirectHold_Caller plays DESIGN.md's direct-mode hold of the caller, twice, with every
+// TestDirectHold_Caller plays docs/design.md's direct-mode hold of the caller, twice, with every
 // REST request and webhook as Twilio sends them, then a hang-up that ends the call.
 func TestDirectHold_Caller(t *testing.T) {
 	c := newDirectCall(t)

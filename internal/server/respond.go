@@ -31,7 +31,7 @@ type errorJSON struct {
 	TwilioMessage string `json:"twilio_message,omitempty"`
 }
 
-// writeError answers an ops API request with DESIGN.md's JSON error. Internal errors are logged
+// writeError answers an ops API request with docs/design.md's JSON error. Internal errors are logged
 // with their detail and shown to the client without it.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := callrelay.ErrorCode(err)

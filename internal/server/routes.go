@@ -10,7 +10,7 @@ import (
 	"github.com/callrelay/callrelay/twiml"
 )
 
-// addRoutes maps every route of DESIGN.md. chi answers no route with a redirect (Twilio drops
+// addRoutes maps every route of docs/design.md. chi answers no route with a redirect (Twilio drops
 // the parameters on 301/302): /twilio/voice/ is a 404, not a redirect to /twilio/voice.
 func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signature.Validator, cache *routingCache) {
 	sp := spooler{sp: d.Spool, now: d.Now, m: m}

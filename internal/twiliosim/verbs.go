@@ -88,7 +88,7 @@ func methodOf(n node, attr string) string {
 }
 
 // verb runs one verb of a document. Its URLs are used as they are: callrelay's are absolute
-// (DESIGN.md), so a relative one would be a callrelay bug; only a waitUrl's <Redirect> is
+// (docs/design.md), so a relative one would be a callrelay bug; only a waitUrl's <Redirect> is
 // resolved.
 func (c *call) verb(ctx context.Context, v node) (*fetch, error) {
 	c.answerUnless(v)
