@@ -188,6 +188,10 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 
 var testZone = time.FixedZone("EST", -5*3600)
 
+// testDate is every test message's Date: one instant for the whole run, so that two messages
+// built apart compare equal.
+var testDate = clocktest.Start().In(testZone)
+
 // voicemail is the message the tests send: non-ASCII subject and text, HTML,
 // an MP3 attachment holding every byte value, an extra header.
 func voicemail() (mail.Message, []byte) {
@@ -201,7 +205,7 @@ func voicemail() (mail.Message, []byte) {
 		Subject:   "Voicemail from +1 555 987 0000 — Grüße, 2 min",
 		Text:      "Hello Dana,\nyou have a voicemail from +1 555 987 0000.\nTranscript: „Grüße aus Köln“ = 100% sure.\n.\nThat line above is a lone dot.",
 		HTML:      "<p>Hello Dana,</p><p>Transcript: <em>„Grüße aus Köln“</em></p>",
-		Date:      clocktest.Start().In(testZone),
+		Date:      testDate,
 		MessageID: "<voicemail-42@callrelay>",
 		Headers:   map[string]string{"X-Callrelay-Voicemail": "42"},
 		Attachments: []mail.Attachment{
