@@ -69,6 +69,14 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			rt.Mode = callrelay.ModeDirect
 		default:
 			cache.put(to, rt)
+			if rt.Mode == callrelay.ModeConference && callrelay.PlanInbound(rt).Action == callrelay.ActForward {
+				// The caller enters the conference only with its deadline written: without it
+				// a lost callback could leave them in the wait music for hours.
+				if err := conference.Watch(r.Context(), db, sid, rt); err != nil {
+					log.Error("voice webhook: conference deadline; forwarding directly", slog.String("call_sid", sid), slog.String("error", err.Error()))
+					rt.Mode = callrelay.ModeDirect
+				}
+			}
 		}
 		plan := callrelay.PlanInbound(rt)
 		if plan.Action == callrelay.ActReject {

@@ -168,14 +168,22 @@ type QueueOptions struct {
 	// It must be the clock that the store (postgres.DB.Now) and the notifier run on, since
 	// both compute the times jobs are scheduled at.
 	Now func() time.Time
+	// Register, when set, adds other jobs' workers to the same client (the conference jobs:
+	// conference.Service.Register).
+	Register func(*river.Workers) error
 }
 
-// NewQueue returns River's client, working the notifier's jobs when started. It also enqueues
-// them (postgres.DB.Jobs).
+// NewQueue returns River's client, working the notifier's jobs (and those opts.Register adds)
+// when started. It also enqueues them (postgres.DB.Jobs).
 func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, n); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	if opts.Register != nil {
+		if err := opts.Register(workers); err != nil {
+			return nil, fmt.Errorf("job queue: %w", err)
+		}
 	}
 	logger := opts.Logger
 	if logger == nil {
