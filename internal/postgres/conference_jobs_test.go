@@ -86,7 +86,7 @@ func TestConferenceJobs(t *testing.T) {
 		if res := record(t, db, join); !res.Ring {
 			t.Fatalf("caller join: %+v, want ring", res)
 		}
-		record(t, db, join)                                                 // Twilio's retry
+		record(t, db, join)                                                // Twilio's retry
 		record(t, db, confEvent(callrelay.ParticipantJoin, confCaller, 3)) // a second join
 		jobs := confJobs(t, db, postgres.RingOwner{}.Kind())
 		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "available" {
