@@ -176,7 +176,7 @@ func TestRingJob_DialsEachTargetOnce(t *testing.T) {
 // movable is a test clock moved forward on demand.
 type movable struct{ ahead atomic.Int64 }
 
-func (c *movable) Now() time.Time         { return clocktest.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *movable) Now() time.Time          { return clocktest.Now().Add(time.Duration(c.ahead.Load())) }
 func (c *movable) Advance(d time.Duration) { c.ahead.Add(int64(d)) }
 
 // TestDeadlineJob_WaitsThenLeavesAnAnsweredCall: a deadline job that runs before the deadline
