@@ -1,4 +1,4 @@
-// Package app assembles callrelay from its parts (the store, the voicemail job queue, mail,
+// Package app assembles callrelay from its parts (the store, the job queue, mail,
 // Twilio's REST client, the conference service and the HTTP handler) for `callrelay serve`
 // and for the end-to-end tests, which run the whole server against the Twilio simulator.
 package app
@@ -124,7 +124,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	return a, nil
 }
 
-// Start starts the voicemail job queue. It runs until Shutdown, not until ctx ends: webhooks
+// Start starts the job queue (voicemail emails; the conference jobs that dial the owner and
+// keep each call's deadline). It runs until Shutdown, not until ctx ends: webhooks
 // still in flight when a shutdown begins may enqueue jobs.
 func (a *App) Start(ctx context.Context) error {
 	if err := a.queue.Start(context.WithoutCancel(ctx)); err != nil {
@@ -143,8 +144,8 @@ func (a *App) Start(ctx context.Context) error {
 }
 
 // Shutdown finishes the background work, after the HTTP server has stopped taking requests:
-// participants being added and legs being ended (a caller must not be left waiting), then
-// running jobs (finished, or cancelled and handed back to the queue for another replica).
+// legs being ended (a caller must not be left waiting), then running jobs, owners being
+// dialled among them (finished, or cancelled and handed back to the queue for another replica).
 func (a *App) Shutdown(ctx context.Context) error {
 	if a.stopReplay != nil {
 		// What is left stays on disk for the next start.

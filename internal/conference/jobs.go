@@ -104,12 +104,27 @@ func Watch(ctx context.Context, db *postgres.DB, callSid string, r callrelay.Rou
 	return db.WatchConference(ctx, callSid, RingBudget(r))
 }
 
-// Register adds the conference jobs' workers to the queue's (voicemail.QueueOptions.Register).
-func (s *Service) Register(workers *river.Workers) error {
-	if err := river.AddWorkerSafely(workers, &ringWorker{s: s}); err != nil {
+// queueWorkers is how many conference jobs one replica works at once. A ring job mostly waits
+// for CreateParticipant's pacing (one a second per replica), a deadline job for the database.
+const queueWorkers = 100
+
+// Register adds the conference jobs' workers and queue (postgres.ConferenceQueue) to the job
+// queue's configuration (voicemail.QueueOptions.Register).
+func (s *Service) Register(cfg *river.Config) error {
+	if cfg.Workers == nil {
+		cfg.Workers = river.NewWorkers()
+	}
+	if err := river.AddWorkerSafely(cfg.Workers, &ringWorker{s: s}); err != nil {
 		return err
 	}
-	return river.AddWorkerSafely(workers, &deadlineWorker{s: s})
+	if err := river.AddWorkerSafely(cfg.Workers, &deadlineWorker{s: s}); err != nil {
+		return err
+	}
+	if cfg.Queues == nil {
+		cfg.Queues = map[string]river.QueueConfig{}
+	}
+	cfg.Queues[postgres.ConferenceQueue] = river.QueueConfig{MaxWorkers: queueWorkers}
+	return nil
 }
 
 // ringWorker works postgres.RingOwner: it dials the targets that may be dialled now (all of

@@ -159,7 +159,8 @@ func TestRingJob_DialsEachTargetOnce(t *testing.T) {
 	startCall(t, a.db, fake, caller, conf, `{"owner_email":"dana@example.com","mode":"conference","targets":[
 		{"type":"phone","to":"+15550001111"},{"type":"phone","to":"+15550002222"},{"type":"client","identity":"dana"}]}`)
 	join(t, a.svc, caller, conf, clocktest.Now())
-	if _, err := b.queue.Insert(context.Background(), postgres.RingOwner{CallSid: caller}, nil); err != nil {
+	if _, err := b.queue.Insert(context.Background(), postgres.RingOwner{CallSid: caller},
+		&river.InsertOpts{Queue: postgres.ConferenceQueue}); err != nil {
 		t.Fatal(err)
 	}
 	awaitJob(t, postgres.RingOwner{}.Kind(), river.EventKindJobCompleted, a, b)

@@ -34,6 +34,10 @@ type ConferenceDeadline struct {
 // Kind is River's name of the job.
 func (ConferenceDeadline) Kind() string { return "conference-deadline" }
 
+// ConferenceQueue is the River queue of the conference jobs: a caller waiting for the owner
+// must not wait behind voicemail emails (whose attempts take up to two minutes each).
+const ConferenceQueue = "conference"
+
 // Attempts of the conference jobs that fail (a database error): the deadline stands behind the
 // ring job, and nothing stands behind the deadline.
 const (
@@ -167,7 +171,7 @@ func (db *DB) RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (Co
 		case ev.Event == callrelay.ParticipantJoin && party == callrelay.PartyCaller:
 			res.Ring = firstJoin && status == callrelay.StatusRinging && callee == nil
 			if res.Ring {
-				return db.insertJob(ctx, tx, RingOwner{CallSid: ev.CallSid}, &river.InsertOpts{MaxAttempts: ringMaxAttempts})
+				return db.insertJob(ctx, tx, RingOwner{CallSid: ev.CallSid}, &river.InsertOpts{Queue: ConferenceQueue, MaxAttempts: ringMaxAttempts})
 			}
 		case ev.Event == callrelay.ParticipantLeave && ev.ReasonLeft != callrelay.LeftViaAPI &&
 			(party == callrelay.PartyCaller || callee != nil && *callee == ev.Participant):
@@ -220,6 +224,7 @@ func (db *DB) insertJob(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts
 func (db *DB) WatchConference(ctx context.Context, callSid string, firstCheck time.Duration) error {
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		return db.insertJob(ctx, tx, ConferenceDeadline{CallSid: callSid}, &river.InsertOpts{
+			Queue:       ConferenceQueue,
 			ScheduledAt: db.Now().Add(firstCheck),
 			MaxAttempts: deadlineMaxAttempts,
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},

@@ -29,6 +29,7 @@ func insertOnlyQueue(t *testing.T, db *postgres.DB) postgres.Jobs {
 // confJob is a conference job's row of river_job.
 type confJob struct {
 	CallSid     string
+	Queue       string
 	State       string
 	ScheduledAt time.Time
 	MaxAttempts int
@@ -37,7 +38,7 @@ type confJob struct {
 func confJobs(t *testing.T, db *postgres.DB, kind string) []confJob {
 	t.Helper()
 	rows, err := db.Pool().Query(context.Background(), `
-		SELECT args, state, scheduled_at, max_attempts FROM river_job WHERE kind = $1 ORDER BY id`, kind)
+		SELECT args, queue, state, scheduled_at, max_attempts FROM river_job WHERE kind = $1 ORDER BY id`, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func confJobs(t *testing.T, db *postgres.DB, kind string) []confJob {
 	for rows.Next() {
 		var args []byte
 		var j confJob
-		if err := rows.Scan(&args, &j.State, &j.ScheduledAt, &j.MaxAttempts); err != nil {
+		if err := rows.Scan(&args, &j.Queue, &j.State, &j.ScheduledAt, &j.MaxAttempts); err != nil {
 			t.Fatal(err)
 		}
 		var a struct {
@@ -89,8 +90,8 @@ func TestConferenceJobs(t *testing.T) {
 		record(t, db, join)                                                // Twilio's retry
 		record(t, db, confEvent(callrelay.ParticipantJoin, confCaller, 3)) // a second join
 		jobs := confJobs(t, db, postgres.RingOwner{}.Kind())
-		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "available" {
-			t.Fatalf("ring jobs = %+v, want one available for %s", jobs, confCaller)
+		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "available" || jobs[0].Queue != postgres.ConferenceQueue {
+			t.Fatalf("ring jobs = %+v, want one available for %s in the conference queue", jobs, confCaller)
 		}
 	})
 
@@ -126,7 +127,7 @@ func TestConferenceJobs(t *testing.T) {
 			}
 		}
 		jobs := confJobs(t, db, postgres.ConferenceDeadline{}.Kind())
-		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "scheduled" ||
+		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "scheduled" || jobs[0].Queue != postgres.ConferenceQueue ||
 			!jobs[0].ScheduledAt.Equal(t0.Add(40*time.Second)) {
 			t.Fatalf("deadline jobs = %+v, want one scheduled at %v (the store's clock + 40s)", jobs, t0.Add(40*time.Second))
 		}

@@ -168,9 +168,9 @@ type QueueOptions struct {
 	// It must be the clock that the store (postgres.DB.Now) and the notifier run on, since
 	// both compute the times jobs are scheduled at.
 	Now func() time.Time
-	// Register, when set, adds other jobs' workers to the same client (the conference jobs:
-	// conference.Service.Register).
-	Register func(*river.Workers) error
+	// Register, when set, adds other jobs' workers (and their queues) to the client's
+	// configuration: the conference jobs (conference.Service.Register).
+	Register func(*river.Config) error
 }
 
 // NewQueue returns River's client, working the notifier's jobs (and those opts.Register adds)
@@ -179,11 +179,6 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, n); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
-	}
-	if opts.Register != nil {
-		if err := opts.Register(workers); err != nil {
-			return nil, fmt.Errorf("job queue: %w", err)
-		}
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -202,6 +197,11 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client
 	}
 	if opts.Now != nil {
 		cfg.Test.Time = riverClock(opts.Now)
+	}
+	if opts.Register != nil {
+		if err := opts.Register(cfg); err != nil {
+			return nil, fmt.Errorf("job queue: %w", err)
+		}
 	}
 	client, err := river.NewClient(riverpgxv5.New(pool), cfg)
 	if err != nil {
