@@ -108,7 +108,7 @@ func (s *Service) ConferenceEvent(ctx context.Context, ev postgres.ConferenceEve
 		return res, err
 	}
 	if res.Ring {
-		// The ring job was enqueued with the join (postgres.RingOwner); see RingWorker.
+		// The ring job was enqueued with the join (postgres.RingOwner): see ringWorker.
 		s.rings.add(ev.CallSid)
 	}
 	if legs := ringing(res.LiveLegs); len(legs) > 0 {
