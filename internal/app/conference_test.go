@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
@@ -173,19 +174,32 @@ func (s *confSetup) none(t *testing.T, when string) {
 // River's scheduler does within seconds), for the instance that works the queue.
 func (s *confSetup) deadlineDue(t *testing.T, after time.Duration) {
 	t.Helper()
+	s.due(t, "conference-deadline", after)
+}
+
+// due moves the clock forward by after and makes the caller's scheduled jobs of kind due at
+// once, as River's scheduler does within seconds.
+func (s *confSetup) due(t *testing.T, kind string, after time.Duration) {
+	t.Helper()
 	s.clock.Advance(after)
 	ctx := context.Background()
-	var id int64
-	if err := s.pool.QueryRow(ctx, `SELECT id FROM river_job WHERE kind = 'conference-deadline' AND args->>'call_sid' = $1`,
-		s.caller).Scan(&id); err != nil {
-		t.Fatalf("the caller's deadline job: %v", err)
+	rows, err := s.pool.Query(ctx, `SELECT id FROM river_job WHERE kind = $1 AND args->>'call_sid' = $2 AND state = 'scheduled'`,
+		kind, s.caller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(ids) == 0 {
+		t.Fatalf("the caller's scheduled %s jobs: %v %v", kind, ids, err)
 	}
 	client, err := river.NewClient(riverpgxv5.New(s.pool), &river.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.JobRetry(ctx, id); err != nil {
-		t.Fatal(err)
+	for _, id := range ids {
+		if _, err := client.JobRetry(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -244,6 +258,37 @@ func TestConference_KilledAfterJoin_OwnerDialled(t *testing.T) {
 	if c.Status != callrelay.StatusRinging || len(c.Legs) != 1 || c.Legs[0].Target != confTarget {
 		t.Errorf("call %s with legs %+v, want ringing with the owner's leg", c.Status, c.Legs)
 	}
+	s.none(t, "after the owner was dialled")
+}
+
+// TestConference_KilledAfterTakingRingJob_OwnerDialled: the process that took the ring job
+// dies before dialling. River would hand the running job to another process only after
+// minutes; the call's deadline job, 15 s after the join, dials the owner from another process.
+func TestConference_KilledAfterTakingRingJob_OwnerDialled(t *testing.T) {
+	t.Parallel()
+	s := newConfSetup(t)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	first := s.start(t, dead.URL, false)
+	putNumber(t, first.base, confNumber, confRouting)
+	s.voice(t, first)
+	s.joined(t, first)
+	first.srv.Close() // killed
+	// As River shows a job a process took: running, attempted by it.
+	tag, err := s.pool.Exec(context.Background(), `
+		UPDATE river_job SET state = 'running', attempt = 1, attempted_at = now(), attempted_by = '{dead-process}'
+		WHERE kind = 'conference-ring' AND state = 'available'`)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("taking the ring job: %v rows, %v; want the one available ring job", tag.RowsAffected(), err)
+	}
+
+	second := s.start(t, s.fake.URL, true)
+	s.due(t, "conference-deadline", 16*time.Second)
+	r := s.await(t, "the owner dialled by the deadline job")
+	if r.Operation != "CreateParticipant" || r.PathParams["ConferenceSid"] != s.conf || r.Form.Get("To") != confTarget {
+		t.Fatalf("%s %s %v, want the owner (%s) added to conference %s", r.Operation, r.Path, r.Form, confTarget, s.conf)
+	}
+	second.stop(t)
 	s.none(t, "after the owner was dialled")
 }
 

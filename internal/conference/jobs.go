@@ -15,22 +15,30 @@ import (
 )
 
 // A conference-mode call must never stall: a caller left in the wait music is billed and gets
-// no voicemail. Two durable jobs (River, in the voicemail queue's client) see to it:
+// no voicemail. Two durable jobs (River, in the voicemail queue's client, on its own queue)
+// see to it:
 //
 //   - RingOwner, written with the caller's participant-join, dials the owner's targets. A
-//     process that dies after answering the join leaves the job to another replica or the
-//     next start. Dialling twice is impossible: each target is claimed once in Postgres
-//     (postgres.DB.ClaimTarget), so a duplicate job or a second replica dials nothing more.
+//     process that dies after answering the join, before taking the job, leaves it to another
+//     replica or the next start. Dialling twice is impossible: each target is claimed once in
+//     Postgres (postgres.DB.ClaimTarget), so a duplicate job or a second replica dials
+//     nothing more.
 //   - ConferenceDeadline, written when the voice webhook sends the caller to the conference
-//     (so that it exists even if the participant-join is lost), sends the caller to voicemail
-//     when no leg rings or has answered RingBudget after the join (after the voice webhook
-//     and the greeting when no join arrived). A leg still ringing then pushes the deadline to
-//     its own timeout plus legGrace.
+//     (so that it exists even if the participant-join is lost), watches the call. When
+//     RingBackupAfter has passed since the join and no target has been claimed, the process
+//     that took the ring job died before dialling (River would hand that job over only after
+//     minutes): it dials the owner itself. When no leg rings or has answered RingBudget after
+//     the join (after the voice webhook and the greeting when no join arrived), it sends the
+//     caller to voicemail; a leg still ringing then pushes that to its own timeout plus
+//     legGrace.
 //
-// Both run on the store's clock (postgres.DB.Now), which the queue shares.
+// Both decide on the store's clock (postgres.DB.Now), which the queue shares.
 
 // Deadline policy.
 const (
+	// RingBackupAfter: this long after the caller's join, with no target claimed, the deadline
+	// job dials the owner. The ring job claims its first target within milliseconds.
+	RingBackupAfter = 15 * time.Second
 	// deadlineMargin covers Twilio's latency on top of the ring time: the participant-join
 	// reaching us, CreateParticipant, the legs' status callbacks.
 	deadlineMargin = 30 * time.Second
@@ -46,9 +54,6 @@ const (
 	// ringJobTimeout bounds one ring job: ten targets paced a second apart, each request with
 	// its own timeout and tries.
 	ringJobTimeout = taskTimeout
-	// deadlineJobTimeout bounds one deadline check: reading the call, the voicemail redirect
-	// (tried RedirectAttempts times) and ending the legs.
-	deadlineJobTimeout = time.Minute
 	// ringRetry: a ring job that failed (the database) tries again this soon.
 	ringRetry = time.Second
 	// waitJobsMax bounds how long Wait waits for ring jobs.
@@ -96,12 +101,11 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// Watch enqueues the deadline of a conference-mode call that the voice webhook is sending to
-// its conference. The webhook answers only after it is written: a caller never waits in a
-// conference without one.
-func Watch(ctx context.Context, db *postgres.DB, callSid string, r callrelay.Routing) error {
-	// The first look is at the earliest the deadline can be; the job looks again when due.
-	return db.WatchConference(ctx, callSid, RingBudget(r))
+// Watch enqueues the deadline job of a conference-mode call that the voice webhook is sending
+// to its conference. The webhook answers only after it is written: a caller never waits in a
+// conference without one. The job first looks when a join may have been left undialled.
+func Watch(ctx context.Context, db *postgres.DB, callSid string) error {
+	return db.WatchConference(ctx, callSid, RingBackupAfter)
 }
 
 // queueWorkers is how many conference jobs one replica works at once. A ring job mostly waits
@@ -153,16 +157,17 @@ func (w *ringWorker) NextRetry(*river.Job[postgres.RingOwner]) time.Time {
 
 func (w *ringWorker) Timeout(*river.Job[postgres.RingOwner]) time.Duration { return ringJobTimeout }
 
-// deadlineWorker works postgres.ConferenceDeadline: it does nothing once someone answered or
-// the call ended, waits (snoozes) while the deadline is ahead, and then sends the caller to
-// voicemail and ends the legs still ringing. StopRinging decides once, whichever replica runs.
+// deadlineWorker works postgres.ConferenceDeadline (see the top of this file): it does
+// nothing once someone answered or the call ended, dials the owner if the ring job did not,
+// sends the caller to voicemail at the deadline, and otherwise looks again later (snoozes).
+// ClaimTarget and StopRinging decide once, whichever replica runs.
 type deadlineWorker struct {
 	river.WorkerDefaults[postgres.ConferenceDeadline]
 	s *Service
 }
 
 func (w *deadlineWorker) Work(ctx context.Context, job *river.Job[postgres.ConferenceDeadline]) error {
-	wait, err := w.s.checkDeadline(ctx, job.Args.CallSid)
+	wait, err := w.s.watch(ctx, job.Args.CallSid)
 	if err != nil {
 		return err
 	}
@@ -176,27 +181,42 @@ func (w *deadlineWorker) NextRetry(job *river.Job[postgres.ConferenceDeadline]) 
 	return w.s.db.Now().Add(time.Duration(min(job.Attempt, 30)) * time.Second)
 }
 
+// Timeout: a look may dial the owner, as a ring job does.
 func (w *deadlineWorker) Timeout(*river.Job[postgres.ConferenceDeadline]) time.Duration {
-	return deadlineJobTimeout
+	return ringJobTimeout
 }
 
-// checkDeadline applies a call's deadline: it returns how long is left before it, or sends the
-// caller to voicemail (0) when it has passed with nobody ringing or answered.
-func (s *Service) checkDeadline(ctx context.Context, callSid string) (time.Duration, error) {
+// watch applies a call's deadline: it returns how long until it should look again, or 0 when
+// the call needs nothing more (someone answered, it ended, it went to voicemail now).
+func (s *Service) watch(ctx context.Context, callSid string) (time.Duration, error) {
 	w, err := s.db.WatchConferenceCall(ctx, callSid)
 	if err != nil || !w.Known || !w.Waiting {
 		return 0, err
 	}
-	due := Deadline(w)
-	if left := due.Sub(s.db.Now()); left > 0 {
-		return left, nil
+	now, due := s.db.Now(), Deadline(w)
+	if !now.Before(due) {
+		from, since := w.StartedAt, "the voice webhook (no participant-join arrived)"
+		if w.JoinedAt != nil {
+			from, since = *w.JoinedAt, "the caller joined"
+		}
+		reason := fmt.Sprintf("deadline: no leg ringing or answered %s after %s", due.Sub(from).Round(time.Second), since)
+		return 0, s.toVoicemail(ctx, callSid, true, reason)
 	}
-	from, since := w.StartedAt, "the voice webhook (no participant-join arrived)"
-	if w.JoinedAt != nil {
-		from, since = *w.JoinedAt, "the caller joined"
+	if w.Claimed > 0 {
+		return due.Sub(now), nil
 	}
-	reason := fmt.Sprintf("deadline: no leg ringing or answered %s after %s", due.Sub(from).Round(time.Second), since)
-	return 0, s.toVoicemail(ctx, callSid, true, reason)
+	if w.JoinedAt == nil {
+		// The join may still come (a long greeting): look again for an undialled owner.
+		return min(due.Sub(now), RingBackupAfter), nil
+	}
+	if backup := w.JoinedAt.Add(RingBackupAfter); now.Before(backup) {
+		return min(due.Sub(now), backup.Sub(now)), nil
+	}
+	s.log.Warn("conference: owner not dialled after the join; dialling", slog.String("call_sid", callSid))
+	if err := s.ring(ctx, callSid); err != nil {
+		return 0, err
+	}
+	return max(due.Sub(s.db.Now()), time.Second), nil
 }
 
 // pending counts, per call, the ring jobs a Service caused and has not seen finish.

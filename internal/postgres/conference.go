@@ -23,10 +23,11 @@ type RingOwner struct {
 // Kind is River's name of the job.
 func (RingOwner) Kind() string { return "conference-ring" }
 
-// ConferenceDeadline is the job that sends a conference-mode caller to voicemail when, a while
-// after joining, no leg rings or has answered (internal/conference works it). It is written when
-// the voice webhook sends the caller to the conference, so that it exists even if Twilio's
-// participant-join never arrives.
+// ConferenceDeadline is the job that watches a conference-mode call (internal/conference works
+// it): it dials the owner if the ring job has not a while after the join, and sends the caller
+// to voicemail when, later, no leg rings or has answered. It is written when the voice webhook
+// sends the caller to the conference, so that it exists even if Twilio's participant-join
+// never arrives.
 type ConferenceDeadline struct {
 	CallSid string `json:"call_sid"`
 }
@@ -245,6 +246,7 @@ type ConferenceWatch struct {
 	Routing   callrelay.Routing
 	StartedAt time.Time  // the voice webhook
 	JoinedAt  *time.Time // the caller's participant-join; nil when none has arrived
+	Claimed   int        // targets claimed for dialling (ClaimTarget)
 	// LastRing is when the newest leg that still rings (not ended, not answered) was created;
 	// nil when none rings.
 	LastRing *time.Time
@@ -259,11 +261,11 @@ func (db *DB) WatchConferenceCall(ctx context.Context, callSid string) (Conferen
 				AND NOT EXISTS (SELECT 1 FROM legs l WHERE l.parent_call_sid = c.call_sid
 					AND (l.answered_at IS NOT NULL OR l.status IN ('in-progress', 'completed'))),
 			c.routing, c.started_at,
-			(SELECT p.joined_at FROM participants p WHERE p.call_sid = c.call_sid),
+			(SELECT p.joined_at FROM participants p WHERE p.call_sid = c.call_sid), c.next_target,
 			(SELECT max(l.created_at) FROM legs l WHERE l.parent_call_sid = c.call_sid
 				AND l.answered_at IS NULL AND l.status NOT IN `+terminalSQL+`)
 		FROM calls c WHERE c.call_sid = $1`, callSid).
-		Scan(&w.Waiting, &routing, &w.StartedAt, &w.JoinedAt, &w.LastRing)
+		Scan(&w.Waiting, &routing, &w.StartedAt, &w.JoinedAt, &w.Claimed, &w.LastRing)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, nil
 	} else if err != nil {

@@ -140,7 +140,7 @@ func TestConferenceJobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !w.Known || !w.Waiting || w.JoinedAt != nil || w.LastRing != nil || !w.StartedAt.Equal(t0) || len(w.Routing.Targets) != 2 {
+		if !w.Known || !w.Waiting || w.JoinedAt != nil || w.Claimed != 0 || w.LastRing != nil || !w.StartedAt.Equal(t0) || len(w.Routing.Targets) != 2 {
 			t.Fatalf("before the join: %+v, want waiting since %v, no join, nothing ringing", w, t0)
 		}
 		join := confEvent(callrelay.ParticipantJoin, confCaller, 1)
@@ -148,7 +148,7 @@ func TestConferenceJobs(t *testing.T) {
 		advance(3 * time.Second)
 		claimAndCreate(t, db, "CAleg1")
 		w, _ = db.WatchConferenceCall(ctx, confCaller)
-		if !w.Waiting || w.JoinedAt == nil || !w.JoinedAt.Equal(join.At) || w.LastRing == nil || !w.LastRing.Equal(t0.Add(3*time.Second)) {
+		if !w.Waiting || w.JoinedAt == nil || !w.JoinedAt.Equal(join.At) || w.Claimed != 1 || w.LastRing == nil || !w.LastRing.Equal(t0.Add(3*time.Second)) {
 			t.Fatalf("ringing: %+v, want joined at %v, a leg ringing since %v", w, join.At, t0.Add(3*time.Second))
 		}
 		legStatus(t, db, "CAleg1", "no-answer", 1)

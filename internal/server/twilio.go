@@ -75,7 +75,7 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			// caller was forwarded directly (the conference needs the store): no deadline.
 			if rt.Mode == callrelay.ModeConference && callrelay.PlanInbound(rt).Action == callrelay.ActForward &&
 				spool.ReplayOf(r.Context()) == nil {
-				if err := conference.Watch(r.Context(), db, sid, rt); err != nil {
+				if err := conference.Watch(r.Context(), db, sid); err != nil {
 					log.Error("voice webhook: conference deadline; forwarding directly", slog.String("call_sid", sid), slog.String("error", err.Error()))
 					rt.Mode = callrelay.ModeDirect
 				}
