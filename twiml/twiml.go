@@ -215,16 +215,23 @@ func (b *Builder) Forward(r callrelay.Routing, p callrelay.Plan, from, to string
 	return render(say(r, r.Greeting), dial)
 }
 
+// ConferenceTimeLimit caps, in seconds, the caller's <Dial> into its conference (timeLimit):
+// 4 hours, Twilio's own default, written out so that an account whose call limit was raised
+// (up to 24 h) still cannot bill a stalled conference call for longer.
+const ConferenceTimeLimit = 4 * 60 * 60
+
 // Conference puts the caller into a conference named after its CallSid, where it hears the
 // hold music until the owner, added by callrelay through the REST API, joins. The caller does
 // not start the conference (so the wait music plays) but ends it when leaving; the Dial action
 // learns how the conference ended. Every conference event goes to /twilio/conference-status.
+// The Dial's timeLimit bounds the whole call (ConferenceTimeLimit).
 func (b *Builder) Conference(r callrelay.Routing, in Inbound) ([]byte, error) {
 	if in.CallSid == "" {
 		return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: conference without a CallSid")
 	}
 	dial := twiml.VoiceDial{
-		Action: b.dialOutcomeURL(0),
+		Action:    b.dialOutcomeURL(0),
+		TimeLimit: strconv.Itoa(ConferenceTimeLimit),
 		InnerElements: []twiml.Element{twiml.VoiceConference{
 			Name:                   in.CallSid,
 			ParticipantLabel:       callrelay.CallerLabel,

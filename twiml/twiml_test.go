@@ -618,6 +618,7 @@ func TestBuilder_Conference(t *testing.T) {
 	wantVerbs(t, resp, "Dial")
 	dial := resp.Find("Dial")
 	wantAttr(t, dial, "action", base+"/twilio/dial-outcome?attempt=0")
+	wantAttr(t, dial, "timeLimit", "14400") // 4 hours: a stalled call is never billed longer
 	wantNoAttr(t, dial, "timeout", "answerOnBridge")
 	conf := dial.Find("Conference")
 	if conf == nil || conf.Text != callSid {

@@ -1,4 +1,4 @@
-// Package app assembles callrelay from its parts (the store, the voicemail job queue, mail,
+// Package app assembles callrelay from its parts (the store, the job queue, mail,
 // Twilio's REST client, the conference service and the HTTP handler) for `callrelay serve`
 // and for the end-to-end tests, which run the whole server against the Twilio simulator.
 package app
@@ -83,13 +83,6 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		return nil, fmt.Errorf("config: SMTP_URL: %w", err)
 	}
 	log.Info("mail", slog.String("sender", fmt.Sprint(sender)))
-	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now).
-	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log),
-		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now})
-	if err != nil {
-		return nil, err
-	}
-	db.Jobs = queue
 
 	reg := opts.Registry
 	if reg == nil {
@@ -102,6 +95,14 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	rest := twilioapi.New(twilioapi.Config{AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken.Value(),
 		BaseURL: cfg.TwilioAPIURL.URL, ParticipantInterval: opts.ParticipantInterval, Now: now})
 	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
+	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now). It
+	// works the voicemail emails and the conference jobs (dialling the owner, the deadline).
+	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log),
+		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now, Register: conf.Register})
+	if err != nil {
+		return nil, err
+	}
+	db.Jobs = queue
 	var sp *spool.Spool
 	if cfg.SpoolDir != "" {
 		if sp, err = spool.Open(cfg.SpoolDir); err != nil {
@@ -123,7 +124,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	return a, nil
 }
 
-// Start starts the voicemail job queue. It runs until Shutdown, not until ctx ends: webhooks
+// Start starts the job queue (voicemail emails; the conference jobs that dial the owner and
+// keep each call's deadline). It runs until Shutdown, not until ctx ends: webhooks
 // still in flight when a shutdown begins may enqueue jobs.
 func (a *App) Start(ctx context.Context) error {
 	if err := a.queue.Start(context.WithoutCancel(ctx)); err != nil {
@@ -142,8 +144,8 @@ func (a *App) Start(ctx context.Context) error {
 }
 
 // Shutdown finishes the background work, after the HTTP server has stopped taking requests:
-// participants being added and legs being ended (a caller must not be left waiting), then
-// running jobs (finished, or cancelled and handed back to the queue for another replica).
+// legs being ended (a caller must not be left waiting), then running jobs, owners being
+// dialled among them (finished, or cancelled and handed back to the queue for another replica).
 func (a *App) Shutdown(ctx context.Context) error {
 	if a.stopReplay != nil {
 		// What is left stays on disk for the next start.

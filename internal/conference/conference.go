@@ -6,8 +6,11 @@
 //
 // Webhooks are answered first; the REST requests they cause run in the background (creating
 // participants is paced at about one per second), tracked so that shutdown and tests can wait
-// for them. Every decision that must be taken once — which target to dial next, who answered
-// first, whether nobody did — is taken in Postgres, so that replicas can share a call.
+// for them. Two steps that a lost callback or a dead process must not skip are durable jobs in
+// Postgres (jobs.go): dialling the owner when the caller joins, and the call's deadline, which
+// sends the caller to voicemail when nobody rings or answers in time. Every decision that must
+// be taken once — which target to dial next, who answered first, whether nobody did — is taken
+// in Postgres, so that replicas can share a call.
 package conference
 
 import (
@@ -52,7 +55,8 @@ type Service struct {
 	RedirectAttempts int
 	RedirectBackoff  time.Duration
 
-	wg sync.WaitGroup
+	wg    sync.WaitGroup
+	rings pending // ring jobs this service caused and has not seen finish (for Wait)
 }
 
 // New returns a Service. holdMusicURL is CALLRELAY_HOLD_MUSIC_URL ("" for callrelay's own).
@@ -61,8 +65,17 @@ func New(db *postgres.DB, rest REST, urls *twiml.Builder, holdMusicURL string, l
 		RedirectAttempts: 3, RedirectBackoff: time.Second}
 }
 
-// Wait blocks until the background work started so far has finished.
-func (s *Service) Wait() { s.wg.Wait() }
+// Wait blocks until the background work started so far has finished, including the ring jobs
+// that this service's conference events enqueued (worked by a queue in this process), but no
+// longer than waitJobsMax for those. Tests use it; a replica's shutdown does not wait for jobs
+// (they are durable: another replica or the next start works them).
+func (s *Service) Wait() {
+	s.wg.Wait()
+	if !s.rings.wait(waitJobsMax) {
+		s.log.Warn("conference: ring jobs still pending; is the job queue running?")
+	}
+	s.wg.Wait()
+}
 
 // Shutdown waits for the background work, or until ctx is done.
 func (s *Service) Shutdown(ctx context.Context) error {
@@ -95,7 +108,8 @@ func (s *Service) ConferenceEvent(ctx context.Context, ev postgres.ConferenceEve
 		return res, err
 	}
 	if res.Ring {
-		s.background(func(ctx context.Context) { s.ring(ctx, ev.CallSid) })
+		// The ring job was enqueued with the join (postgres.RingOwner): see ringWorker.
+		s.rings.add(ev.CallSid)
 	}
 	if legs := ringing(res.LiveLegs); len(legs) > 0 {
 		s.background(func(ctx context.Context) { s.endLegs(ctx, ev.CallSid, legs) })
@@ -132,7 +146,9 @@ func (s *Service) LegProgress(ctx context.Context, p postgres.LegProgress) (post
 		loser := postgres.LiveLeg{CallSid: p.CallSid, Answered: true, ConferenceSid: res.ConferenceSid}
 		s.background(func(ctx context.Context) { s.endLegs(ctx, p.ParentCallSid, []postgres.LiveLeg{loser}) })
 	case callrelay.IsTerminal(p.Status):
-		s.background(func(ctx context.Context) { s.ring(ctx, p.ParentCallSid) })
+		// The next target (ringing in turn), or voicemail. Lost with this process, the
+		// call's deadline job sends the caller to voicemail instead.
+		s.background(func(ctx context.Context) { _ = s.ring(ctx, p.ParentCallSid) })
 	}
 	return res, nil
 }
@@ -164,13 +180,14 @@ func others(legs []postgres.LiveLeg, keep string) []postgres.LiveLeg {
 // ring dials the targets that may be dialed now — all of them paced when ringing at once, the
 // next one when ringing in turn — then sends the caller to voicemail if nobody can answer any
 // more. Twilio failing (rather than refusing one target) sends the caller to voicemail at once.
-func (s *Service) ring(ctx context.Context, callSid string) {
+// It fails only when the store does (the ring job tries again).
+func (s *Service) ring(ctx context.Context, callSid string) error {
 	log := s.log.With(slog.String("call_sid", callSid))
 	for {
 		t, ok, err := s.db.ClaimTarget(ctx, callSid)
 		if err != nil {
 			log.Error("conference: claim target", slog.String("error", err.Error()))
-			return
+			return err
 		}
 		if !ok {
 			break
@@ -188,15 +205,14 @@ func (s *Service) ring(ctx context.Context, callSid string) {
 		if d.Err != nil {
 			log.Warn("conference: add participant", slog.String("target", d.Label), slog.String("error", d.Err.Error()))
 			if !twilioapi.IsRefused(d.Err) {
-				s.toVoicemail(context.WithoutCancel(ctx), callSid, true, "Twilio unreachable while adding the owner")
-				return
+				return s.toVoicemail(context.WithoutCancel(ctx), callSid, true, "Twilio unreachable while adding the owner")
 			}
 		}
 		if d.Leg != "" && err == nil && !wanted {
 			s.endLegs(ctx, callSid, []postgres.LiveLeg{{CallSid: d.Leg, ConferenceSid: t.ConferenceSid}})
 		}
 	}
-	s.toVoicemail(context.WithoutCancel(ctx), callSid, false, "nobody answered")
+	return s.toVoicemail(context.WithoutCancel(ctx), callSid, false, "nobody answered")
 }
 
 // createParticipant adds a target, trying again when Twilio is busy (429) or failing (5xx, a
@@ -250,15 +266,16 @@ func (s *Service) participant(t postgres.RingTarget, callSid string) twilioapi.P
 }
 
 // toVoicemail moves a call nobody answered to voicemail (once, whichever replica gets there)
-// and redirects the caller there; giveUp does so without waiting for the targets.
-func (s *Service) toVoicemail(ctx context.Context, callSid string, giveUp bool, reason string) {
+// and redirects the caller there; giveUp does so without waiting for the targets. Only the
+// store failing is an error: Twilio's is logged (the caller may have gone).
+func (s *Service) toVoicemail(ctx context.Context, callSid string, giveUp bool, reason string) error {
 	moved, live, err := s.db.StopRinging(ctx, callSid, giveUp, reason)
 	if err != nil {
 		s.log.Error("conference: stop ringing", slog.String("call_sid", callSid), slog.String("error", err.Error()))
-		return
+		return err
 	}
 	if !moved {
-		return
+		return nil
 	}
 	s.log.Info("conference: nobody answered, to voicemail", slog.String("call_sid", callSid), slog.String("reason", reason))
 	// The caller's Dial action follows; it finds the call in voicemail and does nothing.
@@ -267,6 +284,7 @@ func (s *Service) toVoicemail(ctx context.Context, callSid string, giveUp bool, 
 		s.log.Error("conference: redirect to voicemail", slog.String("call_sid", callSid), slog.String("error", rerr.Error()))
 	}
 	s.endLegs(ctx, callSid, live)
+	return nil
 }
 
 // endLegs hangs up legs the call no longer wants. A leg that has answered may already be in

@@ -73,6 +73,7 @@ func newUpstream(t *testing.T) *upstream {
 	pub, _ := url.Parse(publicURL)
 	u.svc = conference.New(u.db, rest, twiml.NewBuilder(pub), "", slog.New(slog.DiscardHandler))
 	u.svc.RedirectBackoff = 20 * time.Millisecond
+	startQueue(t, u.db, u.svc)
 	// Cleanups run last first: the stall ends, then the background work, then the fake's
 	// server closes (it waits for its handlers), then the database goes.
 	t.Cleanup(u.svc.Wait)

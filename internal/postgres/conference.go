@@ -7,8 +7,43 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+)
+
+// RingOwner is the job that dials the owner's targets into a conference-mode call's
+// conference (internal/conference works it). It is written in the transaction that records the
+// caller's participant-join, so that the owner is dialled even if this process dies right after
+// answering the callback: any replica, or the next start, picks it up.
+type RingOwner struct {
+	CallSid string `json:"call_sid"`
+}
+
+// Kind is River's name of the job.
+func (RingOwner) Kind() string { return "conference-ring" }
+
+// ConferenceDeadline is the job that watches a conference-mode call (internal/conference works
+// it): it dials the owner if the ring job has not a while after the join, and sends the caller
+// to voicemail when, later, no leg rings or has answered. It is written when the voice webhook
+// sends the caller to the conference, so that it exists even if Twilio's participant-join
+// never arrives.
+type ConferenceDeadline struct {
+	CallSid string `json:"call_sid"`
+}
+
+// Kind is River's name of the job.
+func (ConferenceDeadline) Kind() string { return "conference-deadline" }
+
+// ConferenceQueue is the River queue of the conference jobs: a caller waiting for the owner
+// must not wait behind voicemail emails (whose attempts take up to two minutes each).
+const ConferenceQueue = "conference"
+
+// Attempts of the conference jobs that fail (a database error): the deadline stands behind the
+// ring job, and nothing stands behind the deadline.
+const (
+	ringMaxAttempts     = 5
+	deadlineMaxAttempts = 25
 )
 
 // ConferenceEvent is one of Twilio's conference status callbacks.
@@ -136,6 +171,9 @@ func (db *DB) RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (Co
 		switch {
 		case ev.Event == callrelay.ParticipantJoin && party == callrelay.PartyCaller:
 			res.Ring = firstJoin && status == callrelay.StatusRinging && callee == nil
+			if res.Ring {
+				return db.insertJob(ctx, tx, RingOwner{CallSid: ev.CallSid}, &river.InsertOpts{Queue: ConferenceQueue, MaxAttempts: ringMaxAttempts})
+			}
 		case ev.Event == callrelay.ParticipantLeave && ev.ReasonLeft != callrelay.LeftViaAPI &&
 			(party == callrelay.PartyCaller || callee != nil && *callee == ev.Participant):
 			// The Dial action or the number's status callback may have ended the call first:
@@ -168,6 +206,76 @@ func (db *DB) RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (Co
 		return res, fmt.Errorf("conference event %s of %s: %w", ev.Event, ev.CallSid, err)
 	}
 	return res, nil
+}
+
+// insertJob enqueues a job in tx: it exists exactly when tx commits.
+func (db *DB) insertJob(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) error {
+	if db.Jobs == nil {
+		return fmt.Errorf("enqueue %s: no job queue configured", args.Kind())
+	}
+	if _, err := db.Jobs.InsertTx(ctx, tx, args, opts); err != nil {
+		return fmt.Errorf("enqueue %s: %w", args.Kind(), err)
+	}
+	return nil
+}
+
+// WatchConference enqueues a conference-mode call's deadline job, first due after firstCheck
+// on the store's clock (the job looks again later while the call may still be answered). A
+// repeated voice webhook enqueues nothing more (the job is unique per call).
+func (db *DB) WatchConference(ctx context.Context, callSid string, firstCheck time.Duration) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		return db.insertJob(ctx, tx, ConferenceDeadline{CallSid: callSid}, &river.InsertOpts{
+			Queue:       ConferenceQueue,
+			ScheduledAt: db.Now().Add(firstCheck),
+			MaxAttempts: deadlineMaxAttempts,
+			UniqueOpts:  river.UniqueOpts{ByArgs: true},
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("watch conference %s: %w", callSid, err)
+	}
+	return nil
+}
+
+// ConferenceWatch is what a conference-mode call's deadline is decided from.
+type ConferenceWatch struct {
+	Known bool
+	// Waiting: the call is a conference-mode call still ringing, nobody has answered (no
+	// callee, no leg answered) and the caller has not gone.
+	Waiting   bool
+	Routing   callrelay.Routing
+	StartedAt time.Time  // the voice webhook
+	JoinedAt  *time.Time // the caller's participant-join; nil when none has arrived
+	Claimed   int        // targets claimed for dialling (ClaimTarget)
+	// LastRing is when the newest leg that still rings (not ended, not answered) was created;
+	// nil when none rings.
+	LastRing *time.Time
+}
+
+// WatchConferenceCall reads a conference-mode call for its deadline.
+func (db *DB) WatchConferenceCall(ctx context.Context, callSid string) (ConferenceWatch, error) {
+	var w ConferenceWatch
+	var routing []byte
+	err := db.pool.QueryRow(ctx, `
+		SELECT c.mode = 'conference' AND c.status = 'ringing' AND c.callee_call_sid IS NULL
+				AND NOT EXISTS (SELECT 1 FROM legs l WHERE l.parent_call_sid = c.call_sid
+					AND (l.answered_at IS NOT NULL OR l.status IN ('in-progress', 'completed'))),
+			c.routing, c.started_at,
+			(SELECT p.joined_at FROM participants p WHERE p.call_sid = c.call_sid), c.next_target,
+			(SELECT max(l.created_at) FROM legs l WHERE l.parent_call_sid = c.call_sid
+				AND l.answered_at IS NULL AND l.status NOT IN `+terminalSQL+`)
+		FROM calls c WHERE c.call_sid = $1`, callSid).
+		Scan(&w.Waiting, &routing, &w.StartedAt, &w.JoinedAt, &w.Claimed, &w.LastRing)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return w, nil
+	} else if err != nil {
+		return w, fmt.Errorf("watch conference call %s: %w", callSid, err)
+	}
+	w.Known = true
+	if w.Routing, err = decodeRouting(routing); err != nil {
+		return w, fmt.Errorf("watch conference call %s: %w", callSid, err)
+	}
+	return w, nil
 }
 
 // liveLegs returns the legs of a call that have not ended.

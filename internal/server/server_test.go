@@ -122,13 +122,24 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	restURL := apiURL
+	if st.rest != "" {
+		restURL, _ = url.Parse(st.rest)
+	}
+	rest := twilioapi.New(twilioapi.Config{AccountSID: accountSID, AuthToken: authToken, BaseURL: restURL,
+		Timeout: 5 * time.Second, ParticipantInterval: -1})
+	conf := conference.New(db, rest, twimlpkg.NewBuilder(u), st.cfg.HoldMusicURL.String(), logger)
+	conf.RedirectBackoff = 0
+	// The queue works the conference jobs too (dialling the owner when the caller joins): a
+	// server that talks to a Twilio fake runs it.
+	st.queueOpts.Register = conf.Register
 	queue, err := voicemail.NewQueue(st.pool, voicemail.NewNotifier(db, sender, media, links, st.cfg.MailFrom, clocktest.Now, logger),
 		st.queueOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	db.Jobs = queue
-	if st.startQueue {
+	if st.startQueue || st.rest != "" {
 		if err := queue.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -140,14 +151,6 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 			}
 		})
 	}
-	restURL := apiURL
-	if st.rest != "" {
-		restURL, _ = url.Parse(st.rest)
-	}
-	rest := twilioapi.New(twilioapi.Config{AccountSID: accountSID, AuthToken: authToken, BaseURL: restURL,
-		Timeout: 5 * time.Second, ParticipantInterval: -1})
-	conf := conference.New(db, rest, twimlpkg.NewBuilder(u), st.cfg.HoldMusicURL.String(), logger)
-	conf.RedirectBackoff = 0
 	t.Cleanup(conf.Wait)
 	h := server.NewServer(server.Deps{
 		Logger:     logger,

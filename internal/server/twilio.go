@@ -9,6 +9,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/spool"
 	"github.com/callrelay/callrelay/twiml"
 )
 
@@ -69,6 +70,16 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			rt.Mode = callrelay.ModeDirect
 		default:
 			cache.put(to, rt)
+			// The caller enters the conference only with its deadline written: without it a
+			// lost callback could leave them in the wait music for hours. A replayed webhook's
+			// caller was forwarded directly (the conference needs the store): no deadline.
+			if rt.Mode == callrelay.ModeConference && callrelay.PlanInbound(rt).Action == callrelay.ActForward &&
+				spool.ReplayOf(r.Context()) == nil {
+				if err := conference.Watch(r.Context(), db, sid); err != nil {
+					log.Error("voice webhook: conference deadline; forwarding directly", slog.String("call_sid", sid), slog.String("error", err.Error()))
+					rt.Mode = callrelay.ModeDirect
+				}
+			}
 		}
 		plan := callrelay.PlanInbound(rt)
 		if plan.Action == callrelay.ActReject {

@@ -168,10 +168,13 @@ type QueueOptions struct {
 	// It must be the clock that the store (postgres.DB.Now) and the notifier run on, since
 	// both compute the times jobs are scheduled at.
 	Now func() time.Time
+	// Register, when set, adds other jobs' workers (and their queues) to the client's
+	// configuration: the conference jobs (conference.Service.Register).
+	Register func(*river.Config) error
 }
 
-// NewQueue returns River's client, working the notifier's jobs when started. It also enqueues
-// them (postgres.DB.Jobs).
+// NewQueue returns River's client, working the notifier's jobs (and those opts.Register adds)
+// when started. It also enqueues them (postgres.DB.Jobs).
 func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, n); err != nil {
@@ -194,6 +197,11 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client
 	}
 	if opts.Now != nil {
 		cfg.Test.Time = riverClock(opts.Now)
+	}
+	if opts.Register != nil {
+		if err := opts.Register(cfg); err != nil {
+			return nil, fmt.Errorf("job queue: %w", err)
+		}
 	}
 	client, err := river.NewClient(riverpgxv5.New(pool), cfg)
 	if err != nil {
