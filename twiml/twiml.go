@@ -196,7 +196,7 @@ func (b *Builder) Forward(r callrelay.Routing, p callrelay.Plan, from, to string
 		if i < 0 || i >= len(r.Targets) {
 			return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: plan target %d out of range (%d targets)", i, len(r.Targets))
 		}
-		n, err := b.noun(r.Targets[i], i)
+		n, err := b.noun(r, i)
 		if err != nil {
 			return nil, err
 		}
@@ -256,19 +256,26 @@ func (b *Builder) HoldMusic(musicURL string) []byte {
 	return b.holdLoop
 }
 
-func (b *Builder) noun(t callrelay.Target, i int) (twiml.Element, error) {
+func (b *Builder) noun(r callrelay.Routing, i int) (twiml.Element, error) {
+	t := r.Targets[i]
 	cb := b.callStatusURL(i)
+	screen, amd := b.screenAttrs(r, i) // DESIGN.md "Screening"; both empty without one
+	method := ""
+	if screen != "" {
+		method = "POST"
+	}
 	switch t.Type {
 	case callrelay.TargetPhone:
-		return twiml.VoiceNumber{PhoneNumber: t.To, StatusCallback: cb, StatusCallbackEvent: CallStatusEvents}, nil
+		return twiml.VoiceNumber{PhoneNumber: t.To, StatusCallback: cb, StatusCallbackEvent: CallStatusEvents,
+			Url: screen, Method: method, MachineDetection: amd}, nil
 	case callrelay.TargetSIP:
 		// twilio-go leaves out empty attributes: username and password appear only when set.
 		return twiml.VoiceSip{SipUrl: t.SIPURI(), Username: t.Username, Password: t.Password,
-			StatusCallback: cb, StatusCallbackEvent: CallStatusEvents}, nil
+			StatusCallback: cb, StatusCallbackEvent: CallStatusEvents, Url: screen, Method: method}, nil
 	case callrelay.TargetClient:
 		// <Identity> rather than text inside <Client>: both validate, and it is the form that
 		// takes <Parameter> siblings.
-		return twiml.VoiceClient{StatusCallback: cb, StatusCallbackEvent: CallStatusEvents,
+		return twiml.VoiceClient{StatusCallback: cb, StatusCallbackEvent: CallStatusEvents, Url: screen, Method: method,
 			InnerElements: []twiml.Element{twiml.VoiceIdentity{ClientIdentity: t.Identity}}}, nil
 	}
 	return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: target %d has unknown type %q", i, t.Type)

@@ -119,12 +119,15 @@ func relayOptions() app.Options {
 	return app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond, Now: clocktest.Now}
 }
 
-// checkTwiML validates a document against Twilio's XSD, with the one gap callrelay's TwiML
-// needs (participantLabel on <Conference>, which the XSD lacks).
+// checkTwiML validates a document against Twilio's XSD, with the gaps callrelay's TwiML needs
+// (participantLabel on <Conference>, machineDetection on <Number>, which the XSD lacks).
 func checkTwiML(doc []byte) error {
 	var gaps []twimltest.Gap
 	if bytes.Contains(doc, []byte("participantLabel=")) {
 		gaps = append(gaps, twimltest.GapConferenceParticipantLabel)
+	}
+	if bytes.Contains(doc, []byte("machineDetection=")) {
+		gaps = append(gaps, twimltest.GapNumberMachineDetection)
 	}
 	return twimltest.Check(doc, gaps...)
 }

@@ -168,13 +168,13 @@ func AttemptAnswered(r Routing, attempt int, dialCallSid string, legs []LegScree
 	for _, l := range legs {
 		if l.CallSid == dialCallSid && dialCallSid != "" && l.TargetIndex >= 0 && l.TargetIndex < len(r.Targets) {
 			// The bridged leg is known: a person took the call if it needed no screen.
-			return !l.Screened && r.Targets[l.TargetIndex].Screening() == ScreenOff
+			return !l.Screened && !r.ScreensTarget(l.TargetIndex)
 		}
 	}
 	// The bridged leg is unknown (its callbacks are late, or Twilio named none): a screened leg
 	// always has a row before it can be bridged, so only a target without a screen can be it.
 	for i := range inAttempt {
-		if i < len(r.Targets) && r.Targets[i].Screening() == ScreenOff {
+		if i < len(r.Targets) && !r.ScreensTarget(i) {
 			return true
 		}
 	}

@@ -110,6 +110,17 @@ func (t Target) Screening() string {
 	return t.Screen
 }
 
+// ScreensTarget reports whether target i's leg runs callrelay's screen before it is bridged:
+// it has a screen, or it is a phone and the number asks for machine detection (whose result
+// the screen reads).
+func (r Routing) ScreensTarget(i int) bool {
+	if i < 0 || i >= len(r.Targets) {
+		return false
+	}
+	t := r.Targets[i]
+	return t.Screening() != ScreenOff || (r.MachineDetection && t.Type == TargetPhone)
+}
+
 // DefaultScreen is the screen of a target that does not set one: a phone can be answered by
 // its carrier's voicemail, a SIP endpoint or a browser client cannot.
 func DefaultScreen(targetType string) string {
