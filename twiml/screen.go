@@ -15,7 +15,7 @@ const (
 	PathScreen       = "/twilio/screen"        // the leg's screen (the noun's url)
 	PathScreenResult = "/twilio/screen-result" // its <Gather> action, and where silence is reported
 	// ScreenTimeout is how long each round of the screen waits for a key, in seconds.
-	ScreenTimeout = 6
+	ScreenTimeout = 5
 	// MachineDetection is the answering-machine detection asked on phone legs: Enable reports
 	// as soon as Twilio tells a person from a machine (machine_start), without waiting for the
 	// greeting's end (DetectMessageEnd), so a machine is hung up sooner.
@@ -67,7 +67,7 @@ func readDigits(number string) string {
 }
 
 // MsgScreenPress follows the screen line when a key is asked.
-const MsgScreenPress = "Press 1 to accept the call, or any other key to decline."
+const MsgScreenPress = "Press 1 to accept."
 
 // ScreenPress asks the leg to press 1: the line and the question, twice, each round waiting
 // ScreenTimeout seconds for one key (sent to /twilio/screen-result). Silence after both rounds

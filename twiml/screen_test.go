@@ -53,7 +53,7 @@ func TestBuilder_ScreenPress(t *testing.T) {
 	for i := range 2 {
 		g := resp.Child(i)
 		wantAttr(t, g, "numDigits", "1")
-		wantAttr(t, g, "timeout", "6")
+		wantAttr(t, g, "timeout", "5")
 		wantAttr(t, g, "action", action)
 		wantAttr(t, g, "method", "POST")
 		wantSay(t, g.Child(0), "Call for Sales line from 1 5 5 5 9 8 7 0 0 0 0. "+twiml.MsgScreenPress, "fr-FR", "Polly.Celine")
