@@ -17,8 +17,12 @@ import (
 // answers <Hangup/>, which ends this leg only: an acceptance that cannot be recorded must not
 // bridge, because the Dial action decides from the acceptances recorded.
 
-// maxDigits bounds the Digits kept on the timeline (the screen asks for one).
-const maxDigits = 8
+// maxDigits bounds the Digits kept on the timeline (the screen asks for one); maxAnsweredBy
+// the AnsweredBy (Twilio's longest is machine_end_silence).
+const (
+	maxDigits     = 8
+	maxAnsweredBy = 32
+)
 
 // screenLeg reads what every screen request carries: the leg, the caller's call (Twilio's
 // ParentCallSid) and the target index of the URL.
@@ -56,6 +60,9 @@ func handleScreen(db *postgres.DB, b *twiml.Builder, now func() time.Time) http.
 		}
 		screen := c.Routing.Targets[target].Screening()
 		answeredBy := r.PostForm.Get("AnsweredBy")
+		if len(answeredBy) > maxAnsweredBy {
+			answeredBy = answeredBy[:maxAnsweredBy]
+		}
 		outcome := postgres.ScreenOffered
 		switch {
 		case isMachine(answeredBy):
