@@ -2,13 +2,13 @@
 
 -- screen: the screen the leg was offered (press, announce, or off: machine detection only;
 -- NULL: none fetched).
--- screen_outcome: offered, then accepted, declined, unanswered or machine; a final outcome is
--- never replaced. accepted_at: when the leg accepted, recorded before Twilio bridges it, so the
+-- screen_outcome: offered, then accepted, declined, unanswered, machine, or ended (the leg ended
+-- while its screen waited for a key); a final outcome is never replaced. accepted_at: when the leg accepted, recorded before Twilio bridges it, so the
 -- Dial action can tell a person who took the call from a carrier's voicemail.
 -- answered_by: Twilio's AnsweredBy when answering-machine detection ran.
 ALTER TABLE legs
     ADD COLUMN screen text CHECK (screen IN ('press', 'announce', 'off')),
-    ADD COLUMN screen_outcome text CHECK (screen_outcome IN ('offered', 'accepted', 'declined', 'unanswered', 'machine')),
+    ADD COLUMN screen_outcome text CHECK (screen_outcome IN ('offered', 'accepted', 'declined', 'unanswered', 'machine', 'ended')),
     ADD COLUMN accepted_at timestamptz,
     ADD COLUMN answered_by text;
 

@@ -248,6 +248,25 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 		return res, fmt.Errorf("leg progress %s of %s: %w", p.CallSid, p.ParentCallSid, err)
 	}
 	res.Known = true
+	if callrelay.IsTerminal(p.Status) {
+		// A leg that ends while its screen waits for a key was hung up: by its person, or by
+		// Twilio when another leg was connected or the caller left. Apart from the statement
+		// above, which may have written the same row.
+		if _, err := db.pool.Exec(ctx, `
+			WITH l AS (
+				UPDATE legs SET screen_outcome = 'ended', updated_at = $4
+				WHERE call_sid = $1 AND parent_call_sid = $2 AND screen_outcome = 'offered'
+				RETURNING parent_call_sid, target, target_index, screen
+			)
+			INSERT INTO call_events (call_sid, at, type, party, by, outcome, detail, dedupe_key)
+			SELECT parent_call_sid, $3, 'screen', 'callee', 'twilio', 'ended',
+				jsonb_build_object('leg', $1::text, 'target', target, 'target_index', target_index, 'screen', screen, 'status', $5::text),
+				'screen:' || $1 || ':ended' FROM l
+			ON CONFLICT (call_sid, dedupe_key) DO NOTHING`,
+			p.CallSid, p.ParentCallSid, p.At, db.now(), p.Status); err != nil {
+			return res, fmt.Errorf("leg progress %s of %s: screen: %w", p.CallSid, p.ParentCallSid, err)
+		}
+	}
 	if p.Status == callrelay.StatusInProgress && res.Callee == "" {
 		// The statement's snapshot predates a concurrent answer that it then waited for (a
 		// duplicate of this very callback, say): read the winner again, or the duplicate would

@@ -19,6 +19,9 @@ const (
 	ScreenDeclined   = "declined"
 	ScreenUnanswered = "unanswered"
 	ScreenMachine    = "machine"
+	// ScreenEnded: the leg ended while its screen waited for a key (its person hung up, or
+	// Twilio hung it up because another leg was connected or the caller left).
+	ScreenEnded = "ended"
 )
 
 // ScreenedCall is what a screen needs of the caller's call.
@@ -60,7 +63,7 @@ type ScreenEvent struct {
 }
 
 // RecordScreen records a step of a leg's screen on the leg and the call's timeline, and returns
-// the leg's outcome as stored: a final outcome (accepted, declined, unanswered, machine) is
+// the leg's outcome as stored: a final outcome (accepted, declined, unanswered, machine, ended) is
 // never replaced, so a repeated or late request answers what the first decided. An acceptance
 // makes the leg the call's callee (its hold target) and the call in-progress, in the same
 // statement. It returns ENOTFOUND when the call is unknown or the leg belongs to another call.
@@ -86,9 +89,9 @@ func (db *DB) RecordScreen(ctx context.Context, e ScreenEvent) (string, error) {
 			SELECT $1, call_sid, $3, $4, 'in-progress', $5, $6, $7, nullif($8, ''), $9, $10, $10 FROM parent
 			ON CONFLICT (call_sid) DO UPDATE SET
 				screen = coalesce(legs.screen, excluded.screen),
-				screen_outcome = CASE WHEN legs.screen_outcome IN ('accepted', 'declined', 'unanswered', 'machine')
+				screen_outcome = CASE WHEN legs.screen_outcome IN ('accepted', 'declined', 'unanswered', 'machine', 'ended')
 					THEN legs.screen_outcome ELSE excluded.screen_outcome END,
-				accepted_at = CASE WHEN legs.screen_outcome IN ('declined', 'unanswered', 'machine')
+				accepted_at = CASE WHEN legs.screen_outcome IN ('declined', 'unanswered', 'machine', 'ended')
 					THEN legs.accepted_at ELSE coalesce(legs.accepted_at, excluded.accepted_at) END,
 				answered_by = coalesce(legs.answered_by, excluded.answered_by),
 				answered_at = coalesce(legs.answered_at, excluded.answered_at),

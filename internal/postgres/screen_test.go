@@ -94,6 +94,35 @@ func TestRecordScreen(t *testing.T) {
 		t.Errorf("dial outcome = %v, %v; want hangup (b accepted)", plan.Action, err)
 	}
 
+	// A leg that ends while its screen waits (its person hung up): ended, once.
+	if _, err := db.RecordScreen(ctx, screenEvent("CA_c", 0, postgres.ScreenOffered)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: "CA_c", ParentCallSid: "CA_parent", Status: "completed",
+			Sequence: 5, At: t0, Target: "+15550001111", TargetIndex: intp(0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := db.RecordScreen(ctx, screenEvent("CA_c", 0, postgres.ScreenAccepted)); got != postgres.ScreenEnded {
+		t.Errorf("accepted after the leg ended = %q, want %q", got, postgres.ScreenEnded)
+	}
+	// A leg whose screen is over keeps its outcome when it ends.
+	if _, err := db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: "CA_b", ParentCallSid: "CA_parent", Status: "completed",
+		Sequence: 9, At: t0, Target: "+15550001111", TargetIndex: intp(0)}); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = db.GetCall(ctx, "CA_parent")
+	got = nil
+	for _, e := range c.Events {
+		if e.Type == "screen" {
+			got = append(got, e.Detail["leg"].(string)+":"+e.Outcome)
+		}
+	}
+	if want := "CA_a:offered CA_a:unanswered CA_b:offered CA_b:accepted CA_c:offered CA_c:ended"; strings.Join(got, " ") != want {
+		t.Errorf("screen entries = %v, want %s", got, want)
+	}
+
 	// A leg of an unknown call, or one claimed by another call, records nothing.
 	if _, err := db.RecordScreen(ctx, postgres.ScreenEvent{CallSid: "CA_x", ParentCallSid: "CA_nope", TargetIndex: 0,
 		Screen: callrelay.ScreenPress, Outcome: postgres.ScreenAccepted, At: t0}); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {

@@ -108,7 +108,10 @@ type Expect struct {
 	CallStatus string            `yaml:"call_status"` // GET /api/calls/{sid} status
 	Hold       map[string]bool   `yaml:"hold"`        // caller/callee → held
 	Legs       map[string]string `yaml:"legs"`        // leg target → status
-	Voicemail  *ExpectVoicemail  `yaml:"voicemail"`
+	// Screens is, per leg target, the outcome of its screen on callrelay's timeline (the last
+	// "screen" entry: accepted, declined, unanswered, machine; offered while it runs).
+	Screens   map[string]string `yaml:"screens"`
+	Voicemail *ExpectVoicemail  `yaml:"voicemail"`
 	// Heard lists, per party ("caller", "callee" or a target), what it must have heard, in
 	// order: each entry is a substring of one thing heard ("hold music", "talking", a phrase).
 	Heard map[string][]string `yaml:"heard"`
