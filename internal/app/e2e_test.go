@@ -156,6 +156,16 @@ func TestScenarios(t *testing.T) {
 			if !res.OK() {
 				t.Errorf("scenario failed (callrelay's log:)\n%s", r.logs.String())
 			}
+			// The owner gets one email per voicemail, and none without.
+			if v := sc.Expect.Voicemail; v != nil && (v.Email == "sent" || v.Email == "none") {
+				want := 0
+				if v.Email == "sent" {
+					want = 1
+				}
+				if got := len(r.smtp.Received()); got != want {
+					t.Errorf("the SMTP server received %d emails, want %d", got, want)
+				}
+			}
 		})
 	}
 }
