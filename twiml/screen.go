@@ -1,6 +1,7 @@
 package twiml
 
 import (
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -14,6 +15,12 @@ import (
 const (
 	PathScreen       = "/twilio/screen"        // the leg's screen (the noun's url)
 	PathScreenResult = "/twilio/screen-result" // its <Gather> action, and where silence is reported
+	PathScreenAMD    = "/twilio/screen-amd"    // a phone leg's amdStatusCallback (machine detection)
+	QueryWait        = "wait"                  // on PathScreen: how many seconds the screen has waited for detection
+	// AMDWait is how long, at most, a screen waits for the machine detection result before
+	// going on as for a person (Twilio's detection blocks the leg until it has one, so it
+	// normally arrives with or just after the screen's request).
+	AMDWait = 3
 	// ScreenTimeout is how long each round of the screen waits for a key, in seconds.
 	ScreenTimeout = 5
 	// MachineDetection is the answering-machine detection asked on phone legs: Enable reports
@@ -27,6 +34,19 @@ const (
 // screenURL is the url of target i's noun.
 func (b *Builder) screenURL(i int) string {
 	return b.URL(PathScreen + "?" + QueryTarget + "=" + strconv.Itoa(i))
+}
+
+// screenAMDURL is the amdStatusCallback of target i of the call callSid: the callback may not
+// name the caller's call, so the URL does.
+func (b *Builder) screenAMDURL(callSid string, i int) string {
+	return b.URL(PathScreenAMD + "?" + QueryCall + "=" + url.QueryEscape(callSid) + "&" + QueryTarget + "=" + strconv.Itoa(i))
+}
+
+// ScreenWait has the leg wait a second for the machine detection result, then fetch its screen
+// again (waited: the seconds waited so far).
+func (b *Builder) ScreenWait(target, waited int) ([]byte, error) {
+	return render(twiml.VoicePause{Length: "1"}, twiml.VoiceRedirect{Method: "POST",
+		Url: b.URL(PathScreen + "?" + QueryTarget + "=" + strconv.Itoa(target) + "&" + QueryWait + "=" + strconv.Itoa(waited+1))})
 }
 
 func (b *Builder) screenResultURL(i int) string {

@@ -101,7 +101,7 @@ func TestBuilder_Forward_screens(t *testing.T) {
 				js = edit(js, `"machine_detection": true`)
 			}
 			r := routing(t, js)
-			doc, err := builder(t).Forward(r, callrelay.PlanInbound(r), caller, masked)
+			doc, err := builder(t).ForwardCall(r, callrelay.PlanInbound(r), twiml.Inbound{CallSid: callSid, From: caller, To: masked})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,6 +124,9 @@ func TestBuilder_Forward_screens(t *testing.T) {
 					t.Errorf("<%s> %d has machineDetection: %v, want %v", n.Name, i, got, tt.wantAMD[i])
 				} else if got {
 					wantAttr(t, n, "machineDetection", "Enable")
+					wantAttr(t, n, "amdStatusCallback", base+"/twilio/screen-amd?call="+callSid+"&target="+string(rune('0'+i)))
+				} else {
+					wantNoAttr(t, n, "amdStatusCallback")
 				}
 			}
 		})
@@ -150,7 +153,8 @@ func TestScreen_golden(t *testing.T) {
 		{"screen_press.xml", must(b.ScreenPress(plain, 0, masked, caller)), nil},
 		{"screen_press_label_fr.xml", must(b.ScreenPress(labelled, 1, masked, "+266696687")), nil},
 		{"screen_announce.xml", must(b.ScreenAnnounce(labelled, masked, caller)), nil},
-		{"forward_screened_amd.xml", must(b.Forward(amd, callrelay.PlanInbound(amd), caller, masked)), []twimltest.Gap{twimltest.GapNumberMachineDetection}},
+		{"forward_screened_amd.xml", must(b.ForwardCall(amd, callrelay.PlanInbound(amd), twiml.Inbound{CallSid: callSid, From: caller, To: masked})), []twimltest.Gap{twimltest.GapNumberMachineDetection}},
+		{"screen_wait.xml", must(b.ScreenWait(1, 0)), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -120,3 +120,42 @@ func (db *DB) RecordScreen(ctx context.Context, e ScreenEvent) (string, error) {
 	}
 	return outcome, nil
 }
+
+// RecordAnsweredBy stores Twilio's answering-machine detection result on a leg (its
+// amdStatusCallback, or AnsweredBy on its screen request): the first one stays. A machine is
+// also the leg's screen outcome (RecordScreen). It returns ENOTFOUND when the call is unknown
+// or the leg belongs to another call.
+func (db *DB) RecordAnsweredBy(ctx context.Context, e ScreenEvent) error {
+	var parent string
+	err := db.pool.QueryRow(ctx, `
+		INSERT INTO legs (call_sid, parent_call_sid, target, target_index, status, answered_by, created_at, updated_at)
+		SELECT $1, call_sid, $3, $4, 'in-progress', $5, $6, $6 FROM calls WHERE call_sid = $2
+		ON CONFLICT (call_sid) DO UPDATE SET
+			answered_by = coalesce(legs.answered_by, excluded.answered_by),
+			target = CASE WHEN legs.target = '' THEN excluded.target ELSE legs.target END,
+			target_index = coalesce(legs.target_index, excluded.target_index),
+			updated_at = excluded.updated_at
+		WHERE legs.parent_call_sid = excluded.parent_call_sid
+		RETURNING parent_call_sid`,
+		e.CallSid, e.ParentCallSid, e.Target, e.TargetIndex, e.AnsweredBy, db.now()).Scan(&parent)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return callrelay.Errorf(callrelay.ENOTFOUND, "Leg %s of call %s is unknown.", e.CallSid, e.ParentCallSid)
+	} else if err != nil {
+		return fmt.Errorf("answered by %s of %s: %w", e.CallSid, e.ParentCallSid, err)
+	}
+	return nil
+}
+
+// LegAnsweredBy returns the machine detection result stored for a leg of the call, "" when none
+// has arrived.
+func (db *DB) LegAnsweredBy(ctx context.Context, legSid, parentSid string) (string, error) {
+	var by string
+	err := db.pool.QueryRow(ctx, `SELECT coalesce(answered_by, '') FROM legs WHERE call_sid = $1 AND parent_call_sid = $2`,
+		legSid, parentSid).Scan(&by)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	} else if err != nil {
+		return "", fmt.Errorf("answered by %s of %s: %w", legSid, parentSid, err)
+	}
+	return by, nil
+}

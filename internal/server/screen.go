@@ -34,6 +34,13 @@ func screenLeg(r *http.Request) (leg, parent string, target int, ok bool) {
 	return leg, parent, target, ok
 }
 
+func boundAnsweredBy(s string) string {
+	if len(s) > maxAnsweredBy {
+		return s[:maxAnsweredBy]
+	}
+	return s
+}
+
 // isMachine reports whether Twilio's AnsweredBy names a machine: machine_start,
 // machine_end_beep, machine_end_silence, machine_end_other, or fax.
 func isMachine(answeredBy string) bool {
@@ -58,10 +65,24 @@ func handleScreen(db *postgres.DB, b *twiml.Builder, now func() time.Time) http.
 			writeTwiML(w, twiml.Hangup())
 			return
 		}
-		screen := c.Routing.Targets[target].Screening()
-		answeredBy := r.PostForm.Get("AnsweredBy")
-		if len(answeredBy) > maxAnsweredBy {
-			answeredBy = answeredBy[:maxAnsweredBy]
+		tg := c.Routing.Targets[target]
+		screen := tg.Screening()
+		answeredBy := boundAnsweredBy(r.PostForm.Get("AnsweredBy"))
+		if c.Routing.MachineDetection && tg.Type == callrelay.TargetPhone && answeredBy == "" {
+			// Twilio sends the detection result to the amdStatusCallback, which may come just
+			// after this request: wait for it a little, then go on as for a person.
+			if answeredBy, err = db.LegAnsweredBy(r.Context(), leg, parent); err != nil {
+				log.Warn("screen: machine detection result", slog.String("leg", leg), slog.String("error", err.Error()))
+			}
+			waited, _ := strconv.Atoi(r.URL.Query().Get(twiml.QueryWait))
+			if answeredBy == "" && waited >= 0 && waited < twiml.AMDWait {
+				doc, err := b.ScreenWait(target, waited)
+				if err != nil {
+					doc = twiml.Hangup()
+				}
+				writeTwiML(w, doc)
+				return
+			}
 		}
 		outcome := postgres.ScreenOffered
 		switch {
@@ -137,5 +158,45 @@ func handleScreenResult(db *postgres.DB, now func() time.Time) http.Handler {
 			return
 		}
 		writeTwiML(w, twiml.Hangup())
+	})
+}
+
+// handleScreenAMD stores a phone leg's answering-machine detection result (its
+// amdStatusCallback: 204, or 400 without the leg, the call or the target). A machine is the
+// leg's screen outcome: its screen hangs it up, now or at its next request.
+func handleScreenAMD(db *postgres.DB, now func() time.Time, sp spooler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log := logger(r.Context())
+		f, q := r.PostForm, r.URL.Query()
+		leg, parent, answeredBy := f.Get("CallSid"), q.Get(twiml.QueryCall), boundAnsweredBy(f.Get("AnsweredBy"))
+		target, err := strconv.Atoi(q.Get(twiml.QueryTarget))
+		if leg == "" || parent == "" || leg == parent || answeredBy == "" || err != nil || target < 0 || target >= callrelay.MaxTargets {
+			http.Error(w, "CallSid, AnsweredBy, call and target are required", http.StatusBadRequest)
+			return
+		}
+		c, err := db.ScreenCall(r.Context(), parent)
+		switch {
+		case callrelay.ErrorCode(err) == callrelay.ENOTFOUND || (err == nil && target >= len(c.Routing.Targets)):
+			log.Warn("machine detection for an unknown call or target: ignored", slog.String("call_sid", parent), slog.String("leg", leg))
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case err != nil:
+			log.Error("machine detection: store", slog.String("call_sid", parent), slog.String("error", err.Error()))
+			sp.callback(w, r, twiml.PathScreenAMD)
+			return
+		}
+		e := postgres.ScreenEvent{CallSid: leg, ParentCallSid: parent, Target: f.Get("To"), TargetIndex: target,
+			Screen: c.Routing.Targets[target].Screening(), Outcome: postgres.ScreenMachine, AnsweredBy: answeredBy, At: now()}
+		err = db.RecordAnsweredBy(r.Context(), e)
+		if err == nil && isMachine(answeredBy) {
+			_, err = db.RecordScreen(r.Context(), e)
+		}
+		if err != nil && callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+			log.Error("machine detection: store", slog.String("call_sid", parent), slog.String("error", err.Error()))
+			sp.callback(w, r, twiml.PathScreenAMD)
+			return
+		}
+		log.Info("machine detection", slog.String("call_sid", parent), slog.String("leg", leg), slog.String("answered_by", answeredBy))
+		w.WriteHeader(http.StatusNoContent)
 	})
 }

@@ -284,3 +284,107 @@ func TestScreen_badInput(t *testing.T) {
 		t.Errorf("unsigned screen-result: %d, want 403", rec.Code)
 	}
 }
+
+// amdForm is Twilio's amdStatusCallback for a leg.
+func amdForm(leg, answeredBy string) url.Values {
+	return url.Values{"CallSid": {leg}, "AnsweredBy": {answeredBy}, "MachineDetectionDuration": {"2400"},
+		"AccountSid": {"AC00000000000000000000000000000000"}}
+}
+
+// TestScreen_amdCallback: the detection result comes to the amdStatusCallback, not with the
+// screen's request: the screen waits for it (a second at a time, three at most).
+func TestScreen_amdCallback(t *testing.T) {
+	const amdRouting = `{"owner_email":"dana@example.com","machine_detection":true,"targets":[{"type":"phone","to":"+15550001111"}]}`
+	amdPath := "/twilio/screen-amd?call=" + screenCaller + "&target=0"
+
+	t.Run("machine", func(t *testing.T) {
+		s := startScreened(t, amdRouting)
+		doc := twiml(t, s.twilio("/twilio/screen?target=0", screenForm(screenCaller, legA, "+15550001111")))
+		if got := verbs(doc); got != "Pause Redirect" || doc.Child(1).Text != publicURL+"/twilio/screen?target=0&wait=1" {
+			t.Fatalf("screen before the detection result = %s, want a 1 s Pause and a Redirect to wait=1", doc)
+		}
+		if rec := s.twilio(amdPath, amdForm(legA, "machine_start")); rec.Code != http.StatusNoContent {
+			t.Fatalf("screen-amd: %d %s", rec.Code, rec.Body)
+		}
+		if got := verbs(twiml(t, s.twilio("/twilio/screen?target=0&wait=1", screenForm(screenCaller, legA, "+15550001111")))); got != "Hangup" {
+			t.Errorf("screen after a machine = %s, want Hangup", got)
+		}
+		if got, want := screenEvents(t, s, screenCaller), []string{"machine:" + legA}; !slices.Equal(got, want) {
+			t.Errorf("screen events = %v, want %v", got, want)
+		}
+		if got := verbs(dialOutcome(t, s, "0", "completed", legA)); got != "Say Record Say Hangup" {
+			t.Errorf("dial-outcome = %s, want voicemail", got)
+		}
+	})
+	t.Run("machine during the question", func(t *testing.T) {
+		s := startScreened(t, amdRouting)
+		twiml(t, s.twilio("/twilio/screen?target=0&wait=3", screenForm(screenCaller, legA, "+15550001111"))) // waited enough: the question
+		if rec := s.twilio(amdPath, amdForm(legA, "fax")); rec.Code != http.StatusNoContent {
+			t.Fatalf("screen-amd: %d", rec.Code)
+		}
+		if got := verbs(twiml(t, s.twilio("/twilio/screen-result?target=0", screenForm(screenCaller, legA, "+15550001111", "Digits", "1")))); got != "Hangup" {
+			t.Errorf("a key after the machine result = %s, want Hangup", got)
+		}
+	})
+	t.Run("human", func(t *testing.T) {
+		s := startScreened(t, amdRouting)
+		if rec := s.twilio(amdPath, amdForm(legA, "human")); rec.Code != http.StatusNoContent {
+			t.Fatalf("screen-amd: %d", rec.Code)
+		}
+		if got := verbs(twiml(t, s.twilio("/twilio/screen?target=0", screenForm(screenCaller, legA, "+15550001111")))); got != "Gather Gather Redirect" {
+			t.Errorf("screen after human = %s, want the question", got)
+		}
+	})
+	t.Run("no result in time", func(t *testing.T) {
+		s := startScreened(t, amdRouting)
+		for wait := range 3 {
+			path := "/twilio/screen?target=0"
+			if wait > 0 {
+				path += "&wait=" + string(rune('0'+wait))
+			}
+			if got := verbs(twiml(t, s.twilio(path, screenForm(screenCaller, legA, "+15550001111")))); got != "Pause Redirect" {
+				t.Fatalf("%s = %s, want to wait", path, got)
+			}
+		}
+		if got := verbs(twiml(t, s.twilio("/twilio/screen?target=0&wait=3", screenForm(screenCaller, legA, "+15550001111")))); got != "Gather Gather Redirect" {
+			t.Errorf("after 3 s = %s, want the question", got)
+		}
+	})
+	t.Run("bad input", func(t *testing.T) {
+		s := startScreened(t, amdRouting)
+		for name, tc := range map[string]struct {
+			path string
+			form url.Values
+			code int
+		}{
+			"no call":        {"/twilio/screen-amd?target=0", amdForm(legA, "human"), http.StatusBadRequest},
+			"no target":      {"/twilio/screen-amd?call=" + screenCaller, amdForm(legA, "human"), http.StatusBadRequest},
+			"no AnsweredBy":  {amdPath, amdForm(legA, ""), http.StatusBadRequest},
+			"no CallSid":     {amdPath, amdForm("", "human"), http.StatusBadRequest},
+			"unknown call":   {"/twilio/screen-amd?call=CA" + strings.Repeat("9", 32) + "&target=0", amdForm(legA, "machine_start"), http.StatusNoContent},
+			"target too far": {"/twilio/screen-amd?call=" + screenCaller + "&target=5", amdForm(legA, "machine_start"), http.StatusNoContent},
+		} {
+			if rec := s.twilio(tc.path, tc.form); rec.Code != tc.code {
+				t.Errorf("%s: %d, want %d", name, rec.Code, tc.code)
+			}
+		}
+		if ev := screenEvents(t, s, screenCaller); len(ev) != 0 {
+			t.Errorf("screen events = %v, want none", ev)
+		}
+	})
+}
+
+// TestVoice_amdStatusCallback: with machine detection, a phone's noun names the call in its
+// amdStatusCallback.
+func TestVoice_amdStatusCallback(t *testing.T) {
+	s := newTestServer(t)
+	s.putNumber(masked, `{"owner_email":"dana@example.com","machine_detection":true,"targets":[{"type":"phone","to":"+15550001111"},{"type":"client","identity":"dana"}]}`)
+	dial := twiml(t, s.twilio("/twilio/voice", inbound(screenCaller)), twimltest.GapNumberMachineDetection).Find("Dial")
+	n := dial.Child(0)
+	if n.Attr("machineDetection") != "Enable" || n.Attr("amdStatusCallback") != publicURL+"/twilio/screen-amd?call="+screenCaller+"&target=0" {
+		t.Errorf("<Number> = %s, want machineDetection Enable and the amdStatusCallback of the call", n)
+	}
+	if c := dial.Child(1); c.HasAttr("url") || c.HasAttr("amdStatusCallback") {
+		t.Errorf("<Client> = %s, want no screen (off) and no detection", c)
+	}
+}

@@ -116,6 +116,7 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 		if u := n.attr("url"); u != "" {
 			leg.screen = fetch{url: u, method: methodOf(n, "method"), what: "screen (noun url)"}
 			leg.amd = n.attr("machineDetection")
+			leg.amdCallback = n.attr("amdStatusCallback")
 		}
 		legs = append(legs, leg)
 		s.logLocked(c.party, "dials %s (%s)", addr, leg.sid)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -46,8 +47,17 @@ func (leg *call) runScreen(out chan<- outcome) {
 			out <- outcome{leg: leg, status: screenedOutcome}
 			return
 		}
-		s.log(leg.party, "answering-machine detection: AnsweredBy=%s", by)
-		f.params = url.Values{"AnsweredBy": {by}}
+		// The result goes to the amdStatusCallback (Twilio warns, 21262, when there is none),
+		// not with the url's request: the strict reading, which callrelay must survive.
+		s.mu.Lock()
+		s.logLocked(leg.party, "answering-machine detection: AnsweredBy=%s", by)
+		if leg.amdCallback != "" {
+			p := leg.params()
+			p.Set("AnsweredBy", by)
+			p.Set("MachineDetectionDuration", strconv.Itoa(int(wait/time.Millisecond)))
+			s.callbackLocked(webhook{method: "POST", url: leg.amdCallback, params: p, what: "amd status " + by, party: leg.party})
+		}
+		s.mu.Unlock()
 	}
 	accepted, err := leg.screenDocuments(ctx, f)
 	if err != nil && !errors.Is(err, errHangup) && !errors.Is(err, context.Canceled) {
