@@ -308,11 +308,15 @@ func (s *Sim) apiProblems(ctx context.Context, callSid string, sc *Scenario) ([]
 				problems = append(problems, fmt.Sprintf("no leg to %s (want %s)", target, want))
 			}
 		}
-		// A leg's screen outcome is its last "screen" entry (offered comes first).
+		// A leg's screen outcome is its final "screen" entry, else offered. Not the last one:
+		// entries are ordered by time, and a status callback's Timestamp has whole seconds, so
+		// "ended" can sort before the "offered" of the same second.
 		screens := map[string]string{}
 		for _, e := range c.Events {
 			if target, _ := e.Detail["target"].(string); e.Type == "screen" {
-				screens[TargetKey(target)] = e.Outcome
+				if key := TargetKey(target); screens[key] == "" || screens[key] == "offered" {
+					screens[key] = e.Outcome
+				}
 			}
 		}
 		for target, want := range ex.Screens {
