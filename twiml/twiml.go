@@ -166,7 +166,7 @@ func (b *Builder) Respond(r callrelay.Routing, p callrelay.Plan, in Inbound) ([]
 		if r.Mode == callrelay.ModeConference {
 			return b.Conference(r, in)
 		}
-		return b.Forward(r, p, in.From, in.To)
+		return b.ForwardCall(r, p, in)
 	case callrelay.ActVoicemail:
 		return b.Voicemail(r)
 	case callrelay.ActReject:
@@ -188,6 +188,13 @@ func (b *Builder) Respond(r callrelay.Routing, p callrelay.Plan, in Inbound) ([]
 // Forward dials the targets of p, after the greeting if there is one. Each noun reports its
 // progress to the call-status callback with its target index, so that legs can be told apart.
 func (b *Builder) Forward(r callrelay.Routing, p callrelay.Plan, from, to string) ([]byte, error) {
+	return b.ForwardCall(r, p, Inbound{From: from, To: to})
+}
+
+// ForwardCall is Forward for the call in: with its CallSid, a phone leg's answering-machine
+// detection reports to /twilio/screen-amd?call=….
+func (b *Builder) ForwardCall(r callrelay.Routing, p callrelay.Plan, in Inbound) ([]byte, error) {
+	from, to := in.From, in.To
 	if len(p.Targets) == 0 {
 		return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: forward plan without targets")
 	}
@@ -196,7 +203,7 @@ func (b *Builder) Forward(r callrelay.Routing, p callrelay.Plan, from, to string
 		if i < 0 || i >= len(r.Targets) {
 			return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: plan target %d out of range (%d targets)", i, len(r.Targets))
 		}
-		n, err := b.noun(r.Targets[i], i)
+		n, err := b.noun(r, i, in.CallSid)
 		if err != nil {
 			return nil, err
 		}
@@ -263,19 +270,30 @@ func (b *Builder) HoldMusic(musicURL string) []byte {
 	return b.holdLoop
 }
 
-func (b *Builder) noun(t callrelay.Target, i int) (twiml.Element, error) {
+func (b *Builder) noun(r callrelay.Routing, i int, callSid string) (twiml.Element, error) {
+	t := r.Targets[i]
 	cb := b.callStatusURL(i)
+	screen, amd := b.screenAttrs(r, i) // DESIGN.md "Screening"; both empty without one
+	amdCallback := ""
+	if amd != "" && callSid != "" {
+		amdCallback = b.screenAMDURL(callSid, i)
+	}
+	method := ""
+	if screen != "" {
+		method = "POST"
+	}
 	switch t.Type {
 	case callrelay.TargetPhone:
-		return twiml.VoiceNumber{PhoneNumber: t.To, StatusCallback: cb, StatusCallbackEvent: CallStatusEvents}, nil
+		return twiml.VoiceNumber{PhoneNumber: t.To, StatusCallback: cb, StatusCallbackEvent: CallStatusEvents,
+			Url: screen, Method: method, MachineDetection: amd, AmdStatusCallback: amdCallback}, nil
 	case callrelay.TargetSIP:
 		// twilio-go leaves out empty attributes: username and password appear only when set.
 		return twiml.VoiceSip{SipUrl: t.SIPURI(), Username: t.Username, Password: t.Password,
-			StatusCallback: cb, StatusCallbackEvent: CallStatusEvents}, nil
+			StatusCallback: cb, StatusCallbackEvent: CallStatusEvents, Url: screen, Method: method}, nil
 	case callrelay.TargetClient:
 		// <Identity> rather than text inside <Client>: both validate, and it is the form that
 		// takes <Parameter> siblings.
-		return twiml.VoiceClient{StatusCallback: cb, StatusCallbackEvent: CallStatusEvents,
+		return twiml.VoiceClient{StatusCallback: cb, StatusCallbackEvent: CallStatusEvents, Url: screen, Method: method,
 			InnerElements: []twiml.Element{twiml.VoiceIdentity{ClientIdentity: t.Identity}}}, nil
 	}
 	return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: target %d has unknown type %q", i, t.Type)

@@ -119,12 +119,15 @@ func relayOptions() app.Options {
 	return app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond, Now: clocktest.Now}
 }
 
-// checkTwiML validates a document against Twilio's XSD, with the one gap callrelay's TwiML
-// needs (participantLabel on <Conference>, which the XSD lacks).
+// checkTwiML validates a document against Twilio's XSD, with the gaps callrelay's TwiML needs
+// (participantLabel on <Conference>, machineDetection on <Number>, which the XSD lacks).
 func checkTwiML(doc []byte) error {
 	var gaps []twimltest.Gap
 	if bytes.Contains(doc, []byte("participantLabel=")) {
 		gaps = append(gaps, twimltest.GapConferenceParticipantLabel)
+	}
+	if bytes.Contains(doc, []byte("machineDetection=")) {
+		gaps = append(gaps, twimltest.GapNumberMachineDetection)
 	}
 	return twimltest.Check(doc, gaps...)
 }
@@ -152,6 +155,16 @@ func TestScenarios(t *testing.T) {
 			}
 			if !res.OK() {
 				t.Errorf("scenario failed (callrelay's log:)\n%s", r.logs.String())
+			}
+			// The owner gets one email per voicemail, and none without.
+			if v := sc.Expect.Voicemail; v != nil && (v.Email == "sent" || v.Email == "none") {
+				want := 0
+				if v.Email == "sent" {
+					want = 1
+				}
+				if got := len(r.smtp.Received()); got != want {
+					t.Errorf("the SMTP server received %d emails, want %d", got, want)
+				}
 			}
 		})
 	}

@@ -100,6 +100,8 @@ func OtherParty(party string) string {
 type CallState struct {
 	Status string
 	Hold   HoldState
+	// Legs are the call's dialed legs and their screens (direct mode), for AttemptAnswered.
+	Legs []LegScreen
 }
 
 // PlanHeldLeg decides what party's leg of a direct-mode call does when the bridge it was in

@@ -94,26 +94,89 @@ const (
 )
 
 // PlanDialOutcome decides what follows the attempt-th <Dial> of a call with routing r, given
-// Twilio's DialCallStatus and the caller's own CallStatus.
+// Twilio's DialCallStatus and the caller's own CallStatus, when a completed Dial means a person
+// took the call (no screening information): PlanDial with Answered set.
 func PlanDialOutcome(r Routing, attempt int, dialStatus, callerStatus string) Plan {
-	switch dialStatus {
-	case DialCompleted, DialAnswered:
-		return Plan{Action: ActHangup, Attempt: attempt}
-	}
-	// no-answer, busy, failed, canceled (and anything unknown, treated as a failure).
-	if CallerGone(callerStatus) {
-		return Plan{Action: ActHangup, Attempt: attempt}
-	}
-	if r.Ring == RingSequential && attempt+1 < len(r.Targets) && r.Enabled {
-		return forward(r, attempt+1)
-	}
-	if r.Voicemail.Enabled {
-		return Plan{Action: ActVoicemail, Attempt: attempt}
-	}
-	return Plan{Action: ActUnavailable, Attempt: attempt}
+	return PlanDial(r, DialResult{Attempt: attempt, DialCallStatus: dialStatus, CallerStatus: callerStatus, Answered: true})
 }
 
 // CallerGone reports whether the caller's CallStatus says it has hung up.
 func CallerGone(callerStatus string) bool {
 	return IsTerminal(callerStatus)
+}
+
+// DialResult is what callrelay knows when a <Dial> ends.
+type DialResult struct {
+	Attempt        int    // which <Dial> of the call (from the action URL)
+	DialCallStatus string // Twilio's DialCallStatus
+	CallerStatus   string // the caller's own CallStatus
+	// Answered: a person took the call. A screened leg counts only once it accepted (recorded
+	// before Twilio bridged it); a leg without a screen counts once bridged. See AttemptAnswered.
+	Answered bool
+}
+
+// PlanDial decides what follows a <Dial> of a call with routing r. A Dial that Twilio reports
+// completed or answered is over only if a person took the call: a carrier's voicemail, a
+// declined screen or a leg that pressed nothing is treated like no answer (DESIGN.md
+// "Screening"), and the caller is never hung up on while it is still there.
+func PlanDial(r Routing, d DialResult) Plan {
+	switch d.DialCallStatus {
+	case DialCompleted, DialAnswered:
+		if d.Answered {
+			return Plan{Action: ActHangup, Attempt: d.Attempt}
+		}
+	}
+	// no-answer, busy, failed, canceled, unknown, or bridged to nobody who accepted.
+	if CallerGone(d.CallerStatus) {
+		return Plan{Action: ActHangup, Attempt: d.Attempt}
+	}
+	if r.Ring == RingSequential && d.Attempt+1 < len(r.Targets) && r.Enabled {
+		return forward(r, d.Attempt+1)
+	}
+	if r.Voicemail.Enabled {
+		return Plan{Action: ActVoicemail, Attempt: d.Attempt}
+	}
+	return Plan{Action: ActUnavailable, Attempt: d.Attempt}
+}
+
+// LegScreen is what callrelay recorded of one dialed leg, for AttemptAnswered.
+type LegScreen struct {
+	CallSid     string
+	TargetIndex int  // -1 when unknown
+	Screened    bool // the leg fetched its screen (a row exists because of it)
+	Accepted    bool // the leg accepted its screen (key 1, or an announce)
+}
+
+// AttemptAnswered reports whether a person took the call the attempt-th <Dial> bridged to
+// dialCallSid (Twilio's DialCallSid, "" when absent), from the legs callrelay recorded rather
+// than from DialCallStatus alone: Twilio may report a Dial whose screened leg answered and hung
+// up as completed. With no targets known (the routing was not found) nothing can be told, and
+// DialCallStatus decides.
+func AttemptAnswered(r Routing, attempt int, dialCallSid string, legs []LegScreen) bool {
+	if len(r.Targets) == 0 {
+		return true
+	}
+	inAttempt := map[int]bool{}
+	for _, i := range forward(r, attempt).Targets {
+		inAttempt[i] = true
+	}
+	for _, l := range legs {
+		if l.Accepted && (l.TargetIndex < 0 || inAttempt[l.TargetIndex]) {
+			return true
+		}
+	}
+	for _, l := range legs {
+		if l.CallSid == dialCallSid && dialCallSid != "" && l.TargetIndex >= 0 && l.TargetIndex < len(r.Targets) {
+			// The bridged leg is known: a person took the call if it needed no screen.
+			return !l.Screened && !r.ScreensTarget(l.TargetIndex)
+		}
+	}
+	// The bridged leg is unknown (its callbacks are late, or Twilio named none): a screened leg
+	// always has a row before it can be bridged, so only a target without a screen can be it.
+	for i := range inAttempt {
+		if i < len(r.Targets) && !r.ScreensTarget(i) {
+			return true
+		}
+	}
+	return false
 }

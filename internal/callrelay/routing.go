@@ -31,7 +31,15 @@ const (
 	TargetPhone  = "phone"
 	TargetSIP    = "sip"
 	TargetClient = "client"
+
+	// Screens: what the person reached hears before being bridged (docs/design.md "Screening").
+	ScreenPress    = "press"    // who is calling, and press 1 to accept: a carrier voicemail never does
+	ScreenAnnounce = "announce" // a whisper of who is calling, then bridged without a key
+	ScreenOff      = "off"      // bridged as soon as the leg answers
 )
+
+// MaxLabelLength bounds a number's label: it is spoken to the callee before every call.
+const MaxLabelLength = 64
 
 // Defaults for fields a PUT leaves out (docs/design.md).
 const (
@@ -63,17 +71,23 @@ type Number struct {
 
 // Routing is the body of PUT /api/numbers/{number}, with defaults applied.
 type Routing struct {
-	OwnerEmail     string            `json:"owner_email"`
-	Mode           string            `json:"mode"`
-	Ring           string            `json:"ring"`
-	TimeoutSeconds int               `json:"timeout_seconds"`
-	CallerID       string            `json:"caller_id"`
-	Greeting       string            `json:"greeting,omitempty"`
-	Language       string            `json:"language"`
-	Voice          string            `json:"voice,omitempty"`
-	Targets        []Target          `json:"targets"`
-	Voicemail      VoicemailSettings `json:"voicemail"`
-	Enabled        bool              `json:"enabled"`
+	OwnerEmail     string `json:"owner_email"`
+	Mode           string `json:"mode"`
+	Ring           string `json:"ring"`
+	TimeoutSeconds int    `json:"timeout_seconds"`
+	CallerID       string `json:"caller_id"`
+	Greeting       string `json:"greeting,omitempty"`
+	Language       string `json:"language"`
+	Voice          string `json:"voice,omitempty"`
+	// Label names the masked line in the screen ("Sales line"); without one the number is
+	// read digit by digit.
+	Label string `json:"label,omitempty"`
+	// MachineDetection asks Twilio's answering-machine detection on phone legs: a leg answered
+	// by a machine is hung up before it hears the screen.
+	MachineDetection bool              `json:"machine_detection"`
+	Targets          []Target          `json:"targets"`
+	Voicemail        VoicemailSettings `json:"voicemail"`
+	Enabled          bool              `json:"enabled"`
 }
 
 // Target is one endpoint a call is forwarded to.
@@ -87,6 +101,37 @@ type Target struct {
 	Transport string            `json:"transport,omitempty"`
 	Region    string            `json:"region,omitempty"`
 	Identity  string            `json:"identity,omitempty"`
+	// Screen is ScreenPress, ScreenAnnounce or ScreenOff; DecodeRouting defaults it by type.
+	// Empty (a routing stored before screening existed) is ScreenOff: see Screening.
+	Screen string `json:"screen,omitempty"`
+}
+
+// Screening returns the target's screen, ScreenOff when none is set.
+func (t Target) Screening() string {
+	if t.Screen == "" {
+		return ScreenOff
+	}
+	return t.Screen
+}
+
+// ScreensTarget reports whether target i's leg runs callrelay's screen before it is bridged:
+// it has a screen, or it is a phone and the number asks for machine detection (whose result
+// the screen reads).
+func (r Routing) ScreensTarget(i int) bool {
+	if i < 0 || i >= len(r.Targets) {
+		return false
+	}
+	t := r.Targets[i]
+	return t.Screening() != ScreenOff || (r.MachineDetection && t.Type == TargetPhone)
+}
+
+// DefaultScreen is the screen of a target that does not set one: a phone can be answered by
+// its carrier's voicemail, a SIP endpoint or a browser client cannot.
+func DefaultScreen(targetType string) string {
+	if targetType == TargetPhone {
+		return ScreenPress
+	}
+	return ScreenOff
 }
 
 // VoicemailSettings say what happens when nobody answers.
@@ -175,17 +220,19 @@ func escapeSIPHeaderValue(v string) string {
 // routingInput mirrors Routing with pointers, so that a field left out can be told from a
 // zero value and get its default.
 type routingInput struct {
-	OwnerEmail     *string         `json:"owner_email"`
-	Mode           *string         `json:"mode"`
-	Ring           *string         `json:"ring"`
-	TimeoutSeconds *int            `json:"timeout_seconds"`
-	CallerID       *string         `json:"caller_id"`
-	Greeting       *string         `json:"greeting"`
-	Language       *string         `json:"language"`
-	Voice          *string         `json:"voice"`
-	Targets        []Target        `json:"targets"`
-	Voicemail      *voicemailInput `json:"voicemail"`
-	Enabled        *bool           `json:"enabled"`
+	OwnerEmail       *string         `json:"owner_email"`
+	Mode             *string         `json:"mode"`
+	Ring             *string         `json:"ring"`
+	TimeoutSeconds   *int            `json:"timeout_seconds"`
+	CallerID         *string         `json:"caller_id"`
+	Greeting         *string         `json:"greeting"`
+	Language         *string         `json:"language"`
+	Voice            *string         `json:"voice"`
+	Label            *string         `json:"label"`
+	MachineDetection *bool           `json:"machine_detection"`
+	Targets          []Target        `json:"targets"`
+	Voicemail        *voicemailInput `json:"voicemail"`
+	Enabled          *bool           `json:"enabled"`
 }
 
 type voicemailInput struct {
@@ -203,16 +250,18 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 		return Routing{}, err
 	}
 	rt := Routing{
-		OwnerEmail:     deref(in.OwnerEmail, ""),
-		Mode:           deref(in.Mode, ModeDirect),
-		Ring:           deref(in.Ring, RingSimultaneous),
-		TimeoutSeconds: deref(in.TimeoutSeconds, DefaultTimeoutSeconds),
-		CallerID:       deref(in.CallerID, CallerIDCaller),
-		Greeting:       deref(in.Greeting, ""),
-		Language:       deref(in.Language, DefaultLanguage),
-		Voice:          deref(in.Voice, ""),
-		Targets:        in.Targets,
-		Enabled:        deref(in.Enabled, true),
+		OwnerEmail:       deref(in.OwnerEmail, ""),
+		Mode:             deref(in.Mode, ModeDirect),
+		Ring:             deref(in.Ring, RingSimultaneous),
+		TimeoutSeconds:   deref(in.TimeoutSeconds, DefaultTimeoutSeconds),
+		CallerID:         deref(in.CallerID, CallerIDCaller),
+		Greeting:         deref(in.Greeting, ""),
+		Language:         deref(in.Language, DefaultLanguage),
+		Voice:            deref(in.Voice, ""),
+		Label:            deref(in.Label, ""),
+		MachineDetection: deref(in.MachineDetection, false),
+		Targets:          in.Targets,
+		Enabled:          deref(in.Enabled, true),
 		Voicemail: VoicemailSettings{
 			Enabled:          true,
 			MaxLengthSeconds: DefaultMaxLengthSeconds,
@@ -230,6 +279,9 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 	for i := range rt.Targets {
 		if len(rt.Targets[i].Headers) == 0 {
 			rt.Targets[i].Headers = nil // "headers": {} is no headers, as it reads back once stored
+		}
+		if rt.Targets[i].Screen == "" {
+			rt.Targets[i].Screen = DefaultScreen(rt.Targets[i].Type)
 		}
 	}
 	if err := rt.Validate(); err != nil {
@@ -344,6 +396,12 @@ func (r Routing) Validate() error {
 	if r.Voice != "" && !voiceRe.MatchString(r.Voice) {
 		return Invalidf("voice", "voice %s is not a Twilio voice name like Polly.Joanna.", quoteShort(r.Voice))
 	}
+	if !isText(r.Label) || strings.ContainsAny(r.Label, "\r\n") {
+		return Invalidf("label", "label must be one line of valid UTF-8 text, without NUL.")
+	}
+	if utf8.RuneCountInString(r.Label) > MaxLabelLength {
+		return Invalidf("label", "label must be at most %d characters.", MaxLabelLength)
+	}
 	if len(r.Targets) < 1 || len(r.Targets) > MaxTargets {
 		return Invalidf("targets", "targets must hold 1 to %d targets.", MaxTargets)
 	}
@@ -413,6 +471,10 @@ func (t Target) validate(field string) error {
 			}
 		}
 		return nil
+	}
+	// Empty is a routing stored before screening existed, or built in Go: ScreenOff.
+	if t.Screen != "" && t.Screen != ScreenPress && t.Screen != ScreenAnnounce && t.Screen != ScreenOff {
+		return Invalidf(field+".screen", "screen must be %q, %q or %q.", ScreenPress, ScreenAnnounce, ScreenOff)
 	}
 	switch t.Type {
 	case TargetPhone:

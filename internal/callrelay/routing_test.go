@@ -27,9 +27,19 @@ func defaultRouting() callrelay.Routing {
 		TimeoutSeconds: 20,
 		CallerID:       callrelay.CallerIDCaller,
 		Language:       "en-US",
-		Targets:        []callrelay.Target{{Type: callrelay.TargetPhone, To: "+15550001111"}},
+		Targets:        []callrelay.Target{{Type: callrelay.TargetPhone, To: "+15550001111", Screen: callrelay.ScreenPress}},
 		Voicemail:      callrelay.VoicemailSettings{Enabled: true, MaxLengthSeconds: 120, Transcribe: true},
 		Enabled:        true,
+	}
+}
+
+// withDefaultScreens gives every target of r that sets no screen the default of its type, as
+// DecodeRouting does: tables then write targets as they are sent.
+func withDefaultScreens(r *callrelay.Routing) {
+	for i := range r.Targets {
+		if r.Targets[i].Screen == "" {
+			r.Targets[i].Screen = callrelay.DefaultScreen(r.Targets[i].Type)
+		}
 	}
 }
 
@@ -256,6 +266,7 @@ func TestDecodeRouting_OK(t *testing.T) {
 			if tt.want != nil {
 				tt.want(&want)
 			}
+			withDefaultScreens(&want)
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("DecodeRouting:\ngot  %+v\nwant %+v", got, want)
 			}

@@ -68,6 +68,18 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(
 	b.Queue(`SELECT pg_advisory_xact_lock_shared($1, hashtext($2))`, holdLock, o.CallSid)
 	b.Queue(`SELECT routing, status, hold_caller, hold_callee FROM calls WHERE call_sid = $1`, o.CallSid).
 		QueryRow(func(row pgx.Row) error { return row.Scan(&routing, &c.Status, &c.Hold.Caller, &c.Hold.Callee) })
+	// The legs' screens: a Dial Twilio reports completed was taken only if someone accepted.
+	b.Queue(`SELECT call_sid, coalesce(target_index, -1), screen IS NOT NULL, accepted_at IS NOT NULL
+		FROM legs WHERE parent_call_sid = $1`, o.CallSid).
+		Query(func(rows pgx.Rows) error {
+			var err error
+			c.Legs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (callrelay.LegScreen, error) {
+				var l callrelay.LegScreen
+				err := row.Scan(&l.CallSid, &l.TargetIndex, &l.Screened, &l.Accepted)
+				return l, err
+			})
+			return err
+		})
 	err := db.pool.SendBatch(ctx, b).Close()
 	if errors.Is(err, pgx.ErrNoRows) {
 		return callrelay.Routing{}, callrelay.Plan{}, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", o.CallSid)
@@ -189,7 +201,12 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 	err := db.pool.QueryRow(ctx, `
 		WITH parent AS (
 			SELECT call_sid, mode, callee_call_sid, conference_sid,
-				hold_caller OR hold_callee OR bridge_owner IS NOT NULL AS held
+				hold_caller OR hold_callee OR bridge_owner IS NOT NULL AS held,
+				-- A screened direct-mode leg becomes the callee when it accepts (RecordScreen),
+				-- not when it answers: a carrier's voicemail answers too.
+				mode = 'direct' AND (coalesce(routing->'targets'->($4::int)->>'screen', 'off') <> 'off'
+					OR (coalesce((routing->>'machine_detection')::boolean, false)
+						AND routing->'targets'->($4::int)->>'type' = 'phone')) AS screened
 			FROM calls WHERE call_sid = $2
 		), leg AS (
 			INSERT INTO legs (call_sid, parent_call_sid, target, target_index, status, sequence,
@@ -219,7 +236,7 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 		), c AS (
 			UPDATE calls SET status = 'in-progress', callee_call_sid = $1, updated_at = $11
 			WHERE call_sid IN (SELECT parent_call_sid FROM leg) AND status = 'ringing' AND callee_call_sid IS NULL
-				AND $5 = 'in-progress'
+				AND $5 = 'in-progress' AND NOT (SELECT screened FROM parent)
 			RETURNING callee_call_sid
 		)
 		SELECT mode, coalesce((SELECT callee_call_sid FROM c), callee_call_sid, ''), coalesce(conference_sid, ''), held FROM parent`,
@@ -231,6 +248,25 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 		return res, fmt.Errorf("leg progress %s of %s: %w", p.CallSid, p.ParentCallSid, err)
 	}
 	res.Known = true
+	if callrelay.IsTerminal(p.Status) {
+		// A leg that ends while its screen waits for a key was hung up: by its person, or by
+		// Twilio when another leg was connected or the caller left. Apart from the statement
+		// above, which may have written the same row.
+		if _, err := db.pool.Exec(ctx, `
+			WITH l AS (
+				UPDATE legs SET screen_outcome = 'ended', updated_at = $4
+				WHERE call_sid = $1 AND parent_call_sid = $2 AND screen_outcome = 'offered'
+				RETURNING parent_call_sid, target, target_index, screen
+			)
+			INSERT INTO call_events (call_sid, at, type, party, by, outcome, detail, dedupe_key)
+			SELECT parent_call_sid, $3, 'screen', 'callee', 'twilio', 'ended',
+				jsonb_build_object('leg', $1::text, 'target', target, 'target_index', target_index, 'screen', screen, 'status', $5::text),
+				'screen:' || $1 || ':ended' FROM l
+			ON CONFLICT (call_sid, dedupe_key) DO NOTHING`,
+			p.CallSid, p.ParentCallSid, p.At, db.now(), p.Status); err != nil {
+			return res, fmt.Errorf("leg progress %s of %s: screen: %w", p.CallSid, p.ParentCallSid, err)
+		}
+	}
 	if p.Status == callrelay.StatusInProgress && res.Callee == "" {
 		// The statement's snapshot predates a concurrent answer that it then waited for (a
 		// duplicate of this very callback, say): read the winner again, or the duplicate would

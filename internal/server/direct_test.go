@@ -30,6 +30,8 @@ func newDirectCall(t *testing.T) *directCall {
 		t.Fatal("voice: no Dial")
 	}
 	c.legStatus("in-progress", "1")
+	// The phone screens by default: the callee presses 1 before Twilio bridges it.
+	acceptScreen(t, c.s, c.caller, c.callee, 0)
 	return c
 }
 

@@ -125,7 +125,9 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 			if p, ok := callrelay.PlanHeldLeg(callrelay.PartyCaller, c.Hold); ok && !callrelay.CallerGone(o.CallerStatus) {
 				return p
 			}
-			return callrelay.PlanDialOutcome(rt, o.Attempt, o.DialCallStatus, o.CallerStatus)
+			// Screening: completed means a person took the call only if one accepted.
+			return callrelay.PlanDial(rt, callrelay.DialResult{Attempt: o.Attempt, DialCallStatus: o.DialCallStatus,
+				CallerStatus: o.CallerStatus, Answered: callrelay.AttemptAnswered(rt, o.Attempt, o.DialCallSid, c.Legs)})
 		}
 		rt, plan, err := db.RecordDialOutcome(r.Context(), o, decide)
 		if callrelay.ErrorCode(err) == callrelay.ENOTFOUND && adoptCall(db, r) == nil {

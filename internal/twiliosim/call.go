@@ -38,6 +38,13 @@ type call struct {
 	next      *fetch             // the redirect that interrupted it
 	executing bool               // a TwiML executor runs this call
 
+	// A dialed leg's screen: the noun's url (run after it answers, before the bridge) and
+	// machineDetection; pressed is set once the person has pressed its key.
+	screen      fetch
+	amd         string
+	amdCallback string // where the detection result goes (amdStatusCallback)
+	pressed     bool
+
 	bridge *bridge      // the two-party connection it is in, if any
 	member *member      // its place in a queue, if any
 	part   *participant // its place in a conference, if any

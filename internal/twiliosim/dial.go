@@ -113,12 +113,18 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 		leg := s.newCallLocked(s.sidLocked("CA"), from, addr, outboundDial, key)
 		leg.parentSid, leg.behavior, leg.sip = c.sid, b, n.XMLName.Local == "Sip"
 		leg.cb = newStatusCallback(n.attr("statusCallback"), methodOf(n, "statusCallbackMethod"), n.attr("statusCallbackEvent"))
+		if u := n.attr("url"); u != "" {
+			leg.screen = fetch{url: u, method: methodOf(n, "method"), what: "screen (noun url)"}
+			leg.amd = n.attr("machineDetection")
+			leg.amdCallback = n.attr("amdStatusCallback")
+		}
 		legs = append(legs, leg)
 		s.logLocked(c.party, "dials %s (%s)", addr, leg.sid)
 	}
 	s.mu.Unlock()
 
-	outcomes := make(chan outcome, len(legs))
+	// A leg reports its ringing's outcome, then (with a screen) the screen's: two at most.
+	outcomes := make(chan outcome, 2*len(legs))
 	ringCtx, stopRinging := context.WithCancel(ctx)
 	defer stopRinging()
 	for _, leg := range legs {
@@ -129,20 +135,44 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 
 	var winner *call
 	var br *bridge
+	var screenedOut *call // the last leg that answered and was hung up by its screen
 	last, sip := "no-answer", 0
+	screening := 0 // legs running their screen: the Dial waits for them
 	for pending := len(legs); winner == nil && pending > 0; {
 		select {
 		case o := <-outcomes:
 			s.mu.Lock()
-			if o.status == "in-progress" {
+			switch {
+			case o.status == "in-progress" && o.leg.screen.url != "":
+				// Twilio runs the noun's url on the leg after it answers; the caller keeps
+				// hearing ringback, the other legs keep ringing.
+				if o.leg.aliveLocked() && c.aliveLocked() {
+					o.leg.progressLocked("in-progress", sipExtra(o.leg, 200))
+					o.leg.executing = true
+					screening++
+					s.goTracked(func() { o.leg.runScreen(outcomes) })
+				}
+			case o.status == "in-progress" || o.status == screenAccepted:
+				if o.status == screenAccepted {
+					screening--
+					pending--
+					o.leg.executing = false
+				}
 				if o.leg.aliveLocked() && c.aliveLocked() {
 					winner = o.leg
-					o.leg.progressLocked("in-progress", sipExtra(o.leg, 200))
+					if o.status == "in-progress" {
+						o.leg.progressLocked("in-progress", sipExtra(o.leg, 200))
+					}
 					c.answerInboundLocked()
 					s.run.callee = o.leg.party
 					br = s.bridgeLocked(c, o.leg)
 				}
-			} else {
+			case o.status == screenedOutcome:
+				// A screened leg that hangs up does not end the Dial (DESIGN.md "Screening").
+				screening--
+				pending--
+				screenedOut = o.leg
+			default:
 				o.leg.endLocked(o.status, "", sipExtra(o.leg, o.sip))
 				pending--
 				if last != "busy" {
@@ -154,16 +184,21 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 			}
 			s.mu.Unlock()
 		case <-deadline.C:
+			// The timeout ends the legs still ringing; a leg already answered finishes its
+			// screen (an assumption: Twilio documents the timeout as time to answer).
+			stopRinging()
 			s.mu.Lock()
 			for _, l := range legs {
-				l.endLocked("no-answer", "", nil)
+				if l.answered.IsZero() {
+					l.endLocked("no-answer", "", nil)
+				}
 			}
 			s.mu.Unlock()
-			last, pending = "no-answer", 0
+			last, pending = "no-answer", screening
 		case <-ctx.Done():
 			s.mu.Lock()
 			for _, l := range legs {
-				l.endLocked("canceled", "", nil)
+				l.endLocked(endStatus(l, "canceled"), "", nil)
 			}
 			s.mu.Unlock()
 			c.ignore(withParams(action, url.Values{"DialCallStatus": {"canceled"}}))
@@ -174,11 +209,18 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 	s.mu.Lock()
 	for _, l := range legs {
 		if l != winner {
-			l.endLocked("canceled", "", nil)
+			// Twilio hangs up the others: those still ringing are canceled, those answered
+			// (in their screen) completed.
+			l.endLocked(endStatus(l, "canceled"), "", nil)
 		}
 	}
 	s.mu.Unlock()
 
+	if winner == nil && screenedOut != nil {
+		// Nobody was bridged but a leg answered: Twilio's DialCallStatus is not documented for
+		// this; the simulator reports the worst case for callrelay, completed with that leg.
+		return c.after(action, url.Values{"DialCallStatus": {"completed"}, "DialCallSid": {screenedOut.sid}})
+	}
 	if winner == nil {
 		p := url.Values{"DialCallStatus": {last}}
 		if sip != 0 {
@@ -215,6 +257,14 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 	}
 	s.mu.Unlock()
 	return c.after(action, p)
+}
+
+// endStatus is the final status of a leg Twilio hangs up: completed once it has answered.
+func endStatus(l *call, unanswered string) string {
+	if !l.answered.IsZero() {
+		return "completed"
+	}
+	return unanswered
 }
 
 // sipExtra is the SipResponseCode of a SIP leg's status callback.

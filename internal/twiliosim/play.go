@@ -192,6 +192,11 @@ type apiCall struct {
 		Target string `json:"target"`
 		Status string `json:"status"`
 	} `json:"legs"`
+	Events []struct {
+		Type    string         `json:"type"`
+		Outcome string         `json:"outcome"`
+		Detail  map[string]any `json:"detail"`
+	} `json:"events"`
 }
 
 type apiVoicemail struct {
@@ -238,7 +243,7 @@ func (s *Sim) check(ctx context.Context, r *run, callSid string, reqs []twiliofa
 			}
 		}
 	}
-	if ex.CallStatus == "" && ex.Hold == nil && ex.Legs == nil && ex.Voicemail == nil {
+	if ex.CallStatus == "" && ex.Hold == nil && ex.Legs == nil && ex.Screens == nil && ex.Voicemail == nil {
 		return
 	}
 	deadline := time.Now().Add(expectWait)
@@ -269,7 +274,7 @@ func (s *Sim) check(ctx context.Context, r *run, callSid string, reqs []twiliofa
 func (s *Sim) apiProblems(ctx context.Context, callSid string, sc *Scenario) ([]string, error) {
 	ex := sc.Expect
 	var problems []string
-	if ex.CallStatus != "" || ex.Hold != nil || ex.Legs != nil {
+	if ex.CallStatus != "" || ex.Hold != nil || ex.Legs != nil || ex.Screens != nil {
 		status, body, err := s.ops(ctx, http.MethodGet, "/api/calls/"+callSid, nil)
 		if err != nil {
 			return nil, err
@@ -301,6 +306,22 @@ func (s *Sim) apiProblems(ctx context.Context, callSid string, sc *Scenario) ([]
 			}
 			if !found {
 				problems = append(problems, fmt.Sprintf("no leg to %s (want %s)", target, want))
+			}
+		}
+		// A leg's screen outcome is its final "screen" entry, else offered. Not the last one:
+		// entries are ordered by time, and a status callback's Timestamp has whole seconds, so
+		// "ended" can sort before the "offered" of the same second.
+		screens := map[string]string{}
+		for _, e := range c.Events {
+			if target, _ := e.Detail["target"].(string); e.Type == "screen" {
+				if key := TargetKey(target); screens[key] == "" || screens[key] == "offered" {
+					screens[key] = e.Outcome
+				}
+			}
+		}
+		for target, want := range ex.Screens {
+			if got := screens[TargetKey(target)]; got != want {
+				problems = append(problems, fmt.Sprintf("screen of %s %q, want %q (callrelay's timeline)", target, got, want))
 			}
 		}
 	}

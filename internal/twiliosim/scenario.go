@@ -73,6 +73,17 @@ type Behavior struct {
 	// HangupAfter hangs the answered target up after this many seconds of conversation (0:
 	// it stays until the other side ends).
 	HangupAfter float64 `yaml:"hangup_after"`
+	// CarrierVoicemail: the target's carrier voicemail answers (after answer_after seconds, 5
+	// when unset). It plays a greeting and a beep and never presses a key; Twilio's
+	// answering-machine detection, when asked, says machine_start (machineDetection Enable) or
+	// machine_end_beep (DetectMessageEnd).
+	CarrierVoicemail bool `yaml:"carrier_voicemail"`
+	// Press is what the person who answers does with a screen (a <Number url> document): "1"
+	// or another key (one of 0-9 * #), "hangup", or nothing when empty. Detection says human.
+	Press string `yaml:"press"`
+	// PressAfter is when the person presses or hangs up, in seconds after answering (2 when
+	// unset). A key pressed while no <Gather> listens is lost.
+	PressAfter *float64 `yaml:"press_after"`
 }
 
 // OpAction is an ops request made during the call, through callrelay's ops API.
@@ -97,7 +108,10 @@ type Expect struct {
 	CallStatus string            `yaml:"call_status"` // GET /api/calls/{sid} status
 	Hold       map[string]bool   `yaml:"hold"`        // caller/callee → held
 	Legs       map[string]string `yaml:"legs"`        // leg target → status
-	Voicemail  *ExpectVoicemail  `yaml:"voicemail"`
+	// Screens is, per leg target, the outcome of its screen on callrelay's timeline (the last
+	// "screen" entry: accepted, declined, unanswered, machine; offered while it runs).
+	Screens   map[string]string `yaml:"screens"`
+	Voicemail *ExpectVoicemail  `yaml:"voicemail"`
 	// Heard lists, per party ("caller", "callee" or a target), what it must have heard, in
 	// order: each entry is a substring of one thing heard ("hold music", "talking", a phrase).
 	Heard map[string][]string `yaml:"heard"`
@@ -206,6 +220,22 @@ func (sc *Scenario) check() error {
 		if b.SIPStatus != 0 && (b.SIPStatus < 300 || b.SIPStatus > 699) {
 			return fmt.Errorf("targets.%s.sip_status: %d is not a SIP failure response (300–699)", key, b.SIPStatus)
 		}
+		if b.CarrierVoicemail {
+			if b.Busy || b.Failed || b.SIPStatus != 0 || b.Press != "" {
+				return fmt.Errorf("targets.%s: carrier_voicemail answers and never presses: no busy, failed, sip_status or press", key)
+			}
+			if b.AnswerAfter == nil {
+				five := 5.0
+				b.AnswerAfter = &five
+			}
+		}
+		if b.Press != "" && b.Press != "hangup" && (len(b.Press) != 1 || !strings.Contains("0123456789*#", b.Press)) {
+			return fmt.Errorf("targets.%s.press: %q: want one key (0-9 * #) or hangup", key, b.Press)
+		}
+		if b.PressAfter != nil && *b.PressAfter < 0 {
+			return fmt.Errorf("targets.%s.press_after: must not be negative", key)
+		}
+		sc.Targets[key] = b
 	}
 	for i, op := range sc.Ops {
 		party, name := op.Hold, "hold"

@@ -179,10 +179,19 @@ func (c *call) play(ctx context.Context, v node) error {
 	return c.loops(ctx, v, playDuration)
 }
 
-// gather plays its nested prompts and waits for input that never comes: the simulated caller
-// presses nothing. Twilio then moves on to the next verb (or, with actionOnEmptyResult, posts
+// gather plays its nested prompts and waits for input: the simulated caller presses nothing,
+// a dialed leg's person may (Behavior.Press). Twilio then moves on to the next verb (or, with actionOnEmptyResult, posts
 // the action without Digits).
 func (c *call) gather(ctx context.Context, v node) (*fetch, error) {
+	timeout, err := v.intAttr("timeout", 5)
+	if err != nil {
+		return nil, err
+	}
+	// A person on a screened leg may press during this <Gather> (DESIGN.md "Screening").
+	texts, speech := sayTexts(v)
+	if f, acted, err := c.gatherPress(ctx, v, texts, speech+time.Duration(timeout)*time.Second); acted || err != nil {
+		return f, err
+	}
 	for _, n := range v.Children {
 		var err error
 		switch n.XMLName.Local {
@@ -201,10 +210,6 @@ func (c *call) gather(ctx context.Context, v node) (*fetch, error) {
 		if err != nil {
 			return nil, err
 		}
-	}
-	timeout, err := v.intAttr("timeout", 5)
-	if err != nil {
-		return nil, err
 	}
 	if err := c.s.clock.Sleep(ctx, time.Duration(timeout)*time.Second); err != nil {
 		return nil, err

@@ -260,6 +260,9 @@ const (
 	GapConferenceParticipantLabel Gap = "Conference@participantLabel"
 	// GapEnqueueMaxQueueSize tolerates <Enqueue maxQueueSize>.
 	GapEnqueueMaxQueueSize Gap = "Enqueue@maxQueueSize"
+	// GapNumberMachineDetection tolerates <Number machineDetection amdStatusCallback>
+	// (answering-machine detection on a dialed number, documented on Twilio's <Number> page).
+	GapNumberMachineDetection Gap = "Number@machineDetection"
 )
 
 // gapLines are the xmllint error lines an attribute gap tolerates, and nothing else.
@@ -267,6 +270,7 @@ var gapLines = map[Gap]*regexp.Regexp{
 	GapSayVoice:                   regexp.MustCompile(`^-:\d+: element Say: Schemas validity error : Element 'Say', attribute 'voice': \[facet 'pattern'\] The value '[^']*' is not accepted by the pattern '[^']*'\.$`),
 	GapConferenceParticipantLabel: regexp.MustCompile(`^-:\d+: element Conference: Schemas validity error : Element 'Conference', attribute 'participantLabel': The attribute 'participantLabel' is not allowed\.$`),
 	GapEnqueueMaxQueueSize:        regexp.MustCompile(`^-:\d+: element Enqueue: Schemas validity error : Element 'Enqueue', attribute 'maxQueueSize': The attribute 'maxQueueSize' is not allowed\.$`),
+	GapNumberMachineDetection:     regexp.MustCompile(`^-:\d+: element Number: Schemas validity error : Element 'Number', attribute '(machineDetection|amdStatusCallback)': The attribute '(machineDetection|amdStatusCallback)' is not allowed\.$`),
 }
 
 // ErrNoValidator is returned by Check when xmllint or the XSD cannot be found.
