@@ -9,7 +9,7 @@ import (
 	"github.com/twilio/twilio-go/twiml"
 )
 
-// Screening (DESIGN.md "Screening"): the TwiML a dialed leg runs after it answers and before
+// Screening (docs/design.md "Screening"): the TwiML a dialed leg runs after it answers and before
 // Twilio bridges it (<Number url>, <Sip url>, <Client url>). A document that ends without
 // <Hangup> lets Twilio bridge the leg; <Hangup> ends that leg only.
 const (

@@ -273,7 +273,7 @@ func (b *Builder) HoldMusic(musicURL string) []byte {
 func (b *Builder) noun(r callrelay.Routing, i int, callSid string) (twiml.Element, error) {
 	t := r.Targets[i]
 	cb := b.callStatusURL(i)
-	screen, amd := b.screenAttrs(r, i) // DESIGN.md "Screening"; both empty without one
+	screen, amd := b.screenAttrs(r, i) // docs/design.md "Screening"; both empty without one
 	amdCallback := ""
 	if amd != "" && callSid != "" {
 		amdCallback = b.screenAMDURL(callSid, i)

@@ -117,7 +117,7 @@ type DialResult struct {
 
 // PlanDial decides what follows a <Dial> of a call with routing r. A Dial that Twilio reports
 // completed or answered is over only if a person took the call: a carrier's voicemail, a
-// declined screen or a leg that pressed nothing is treated like no answer (DESIGN.md
+// declined screen or a leg that pressed nothing is treated like no answer (docs/design.md
 // "Screening"), and the caller is never hung up on while it is still there.
 func PlanDial(r Routing, d DialResult) Plan {
 	switch d.DialCallStatus {

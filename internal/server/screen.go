@@ -12,7 +12,7 @@ import (
 	"github.com/callrelay/callrelay/twiml"
 )
 
-// Screening webhooks (DESIGN.md "Screening"). Twilio runs them on a dialed leg after it
+// Screening webhooks (docs/design.md "Screening"). Twilio runs them on a dialed leg after it
 // answers and before it is bridged; the caller keeps hearing ringback. Whatever goes wrong
 // answers <Hangup/>, which ends this leg only: an acceptance that cannot be recorded must not
 // bridge, because the Dial action decides from the acceptances recorded.

@@ -168,7 +168,7 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 					br = s.bridgeLocked(c, o.leg)
 				}
 			case o.status == screenedOutcome:
-				// A screened leg that hangs up does not end the Dial (DESIGN.md "Screening").
+				// A screened leg that hangs up does not end the Dial (docs/design.md "Screening").
 				screening--
 				pending--
 				screenedOut = o.leg

@@ -187,7 +187,7 @@ func (c *call) gather(ctx context.Context, v node) (*fetch, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A person on a screened leg may press during this <Gather> (DESIGN.md "Screening").
+	// A person on a screened leg may press during this <Gather> (docs/design.md "Screening").
 	texts, speech := sayTexts(v)
 	if f, acted, err := c.gatherPress(ctx, v, texts, speech+time.Duration(timeout)*time.Second); acted || err != nil {
 		return f, err
