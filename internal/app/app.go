@@ -84,7 +84,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	}
 	log.Info("mail", slog.String("sender", fmt.Sprint(sender)))
 	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now).
-	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log),
+	notifier := voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log)
+	notifier.Zone = cfg.TimeZone.Location
+	queue, err := voicemail.NewQueue(pool, notifier,
 		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now})
 	if err != nil {
 		return nil, err

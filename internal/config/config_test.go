@@ -69,7 +69,7 @@ func TestLoad_Overrides(t *testing.T) {
 		"CALLRELAY_PUBLIC_URL": "https://relay.example.com", "CALLRELAY_TRANSCRIPT_WAIT": "2m",
 		"SMTP_URL": "smtps://u:p@mail.example.com:465", "CALLRELAY_LINK_SECRET": "linkkey",
 		"CALLRELAY_HOLD_MUSIC_URL": "https://cdn.example.com/hold.mp3",
-		"CALLRELAY_TIME_ZONE": "America/New_York", "CALLRELAY_MAIL_FROM": "Voicemail <vm@example.com>",
+		"CALLRELAY_TIME_ZONE":      "America/New_York", "CALLRELAY_MAIL_FROM": "Voicemail <vm@example.com>",
 	})
 	c, err := config.Load()
 	if err != nil {
