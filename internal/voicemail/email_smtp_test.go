@@ -148,3 +148,44 @@ func TestNotifier_LateTranscriptFollowUp(t *testing.T) {
 		t.Errorf("emails sent = %d, want 2", n)
 	}
 }
+
+// A follow-up whose SMTP server is down is retried, and sent once when it is back. Not
+// parallel: while its SMTP is down, no other test of this package may bind its address.
+func TestNotifier_LateTranscriptFollowUp_SMTPDown(t *testing.T) {
+	ctx := context.Background()
+	smtpSrv := mailtest.Start(t)
+	h := newHarness(t, smtpSrv.URL(), nil, serveAudio)
+	vm, err := h.db.RecordRecording(ctx, postgres.Recording{
+		CallSid: "CA1", RecordingSid: recSid, Status: "completed", DurationSeconds: 30,
+		RecordingURL: h.mediaURL + "/2010-04-01/Accounts/" + accountSID + "/Recordings/" + recSid,
+	}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	smtpSrv.Next(15 * time.Second)
+	h.await(t, river.EventKindJobCompleted)
+
+	smtpSrv.Stop()
+	if err := h.db.RecordTranscription(ctx, postgres.Transcription{CallSid: "CA1", RecordingSid: recSid, TranscriptionSid: "TR1", Status: "completed", Text: "Call me."}); err != nil {
+		t.Fatal(err)
+	}
+	failed := h.await(t, river.EventKindJobFailed)
+	if got := h.voicemail(t, vm.ID); got.FollowUp != callrelay.NotifyPending {
+		t.Errorf("follow-up after a failed attempt = %q, want pending", got.FollowUp)
+	}
+	smtpSrv.Up()
+	if _, err := h.queue.JobRetry(ctx, failed.Job.ID); err != nil { // due now rather than in 30 s
+		t.Fatal(err)
+	}
+	e := mailtest.Parse(t, smtpSrv.Next(15*time.Second).Data)
+	h.await(t, river.EventKindJobCompleted)
+	if e.Header.Get("In-Reply-To") == "" || !strings.Contains(e.Text, `"Call me."`) {
+		t.Errorf("the email after the outage is not the follow-up:\n%s", e.Text)
+	}
+	if got := h.voicemail(t, vm.ID); got.FollowUp != callrelay.NotifySent {
+		t.Errorf("follow-up = %q, want sent", got.FollowUp)
+	}
+	if n := len(smtpSrv.Received()); n != 2 {
+		t.Errorf("emails received = %d, want 2: the voicemail and one follow-up", n)
+	}
+}
