@@ -13,7 +13,7 @@ PKG := ./cmd/callrelay
 # Where `make run` drops emails when SMTP_URL is unset (your environment wins).
 CALLRELAY_MAIL_DIR ?= .data/mail
 
-.PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest demo callsim
+.PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest demo callsim screenshots
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ lint: ## go vet, staticcheck (pinned, not in go.mod) and a gofmt check (lists un
 		echo "$$unformatted"; \
 		exit 1; \
 	fi
+
+screenshots: ## render the voicemail email in headless Chromium (apt-get install chromium) into docs/img
+	$(GO) test -count=1 -run TestEmailInBrowser ./internal/voicemail/ -update-screenshots
 
 build: ## static binary in bin/callrelay
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) $(PKG)

@@ -385,7 +385,7 @@ func TestBuilder_Voicemail(t *testing.T) {
 		wantMaxLength  string
 		wantTranscribe bool
 	}{
-		{"defaults: en-US transcribed", minimalJSON, callrelay.DefaultVoicemailPrompt, "120", true},
+		{"defaults: en-US transcribed", minimalJSON, callrelay.DefaultVoicemailPrompt, "115", true},
 		{"custom prompt and length", edit(designJSON, `"voicemail": {"prompt": "Talk to me.", "max_length_seconds": 30}`), "Talk to me.", "30", true},
 		{"fr-FR: Twilio cannot transcribe", edit(minimalJSON, `"language": "fr-FR"`), callrelay.DefaultVoicemailPrompt, "120", false},
 		{"transcribe off", edit(minimalJSON, `"voicemail": {"transcribe": false}`), callrelay.DefaultVoicemailPrompt, "120", false},

@@ -97,7 +97,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
 	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now). It
 	// works the voicemail emails and the conference jobs (dialling the owner, the deadline).
-	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log),
+	notifier := voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log)
+	notifier.Zone = cfg.TimeZone.Location
+	queue, err := voicemail.NewQueue(pool, notifier,
 		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now, Register: conf.Register})
 	if err != nil {
 		return nil, err

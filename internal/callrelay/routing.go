@@ -43,19 +43,25 @@ const MaxLabelLength = 64
 
 // Defaults for fields a PUT leaves out (docs/design.md).
 const (
-	DefaultTimeoutSeconds    = 20
-	DefaultLanguage          = "en-US"
-	DefaultMaxLengthSeconds  = 120
-	DefaultVoicemailPrompt   = "Please leave a message after the beep."
-	MaxTargets               = 10
-	maxSIPURILen             = 255
-	maxSIPHeadersLen         = 1024
-	maxSayLen                = 4096 // Twilio's limit for one <Say>
-	maxVoicemailLengthSecond = 3600
-	maxEmailLen              = 254 // RFC 5321's 256-octet path, less its angle brackets
-	maxLanguageLen           = 35  // RFC 5646 §4.4.1: the length a tag must be kept to
-	maxSIPCredentialLen      = 128
-	maxQuoted                = 64 // how much of a refused value an error message repeats
+	DefaultTimeoutSeconds   = 20
+	DefaultLanguage         = "en-US"
+	DefaultMaxLengthSeconds = 120
+	// DefaultTranscribedMaxLengthSeconds is the default max_length_seconds when transcribe is
+	// on: Twilio transcribes only recordings longer than 2 s and shorter than 120 s (its
+	// warning 13617), and a recording stopped at maxLength can report a second or two more
+	// than maxLength, so a message that runs to the limit stays transcribable.
+	DefaultTranscribedMaxLengthSeconds = 115
+	DefaultVoicemailPrompt             = "Please leave a message after the beep."
+	MaxTargets                         = 10
+	maxSIPURILen                       = 255
+	maxSIPHeadersLen                   = 1024
+	maxSayLen                          = 4096 // Twilio's limit for one <Say>
+	maxVoicemailLengthSecond           = 3600
+	maxEmailLen                        = 254 // RFC 5321's 256-octet path, less its angle brackets
+	maxLanguageLen                     = 35  // RFC 5646 §4.4.1: the length a tag must be kept to
+	maxSIPCredentialLen                = 128
+	maxQuoted                          = 64 // how much of a refused value an error message repeats
+	maxTimeZoneLen                     = 64 // the longest IANA name is 32 characters
 )
 
 // SIPRegions are Twilio's edge regions a SIP target may name.
@@ -88,6 +94,9 @@ type Routing struct {
 	Targets          []Target          `json:"targets"`
 	Voicemail        VoicemailSettings `json:"voicemail"`
 	Enabled          bool              `json:"enabled"`
+	// TimeZone is the IANA zone the owner reads times in (emails); empty: the instance's
+	// CALLRELAY_TIME_ZONE.
+	TimeZone string `json:"time_zone,omitempty"`
 }
 
 // Target is one endpoint a call is forwarded to.
@@ -233,6 +242,7 @@ type routingInput struct {
 	Targets          []Target        `json:"targets"`
 	Voicemail        *voicemailInput `json:"voicemail"`
 	Enabled          *bool           `json:"enabled"`
+	TimeZone         *string         `json:"time_zone"`
 }
 
 type voicemailInput struct {
@@ -262,20 +272,28 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 		MachineDetection: deref(in.MachineDetection, false),
 		Targets:          in.Targets,
 		Enabled:          deref(in.Enabled, true),
+		TimeZone:         deref(in.TimeZone, ""),
 		Voicemail: VoicemailSettings{
-			Enabled:          true,
-			MaxLengthSeconds: DefaultMaxLengthSeconds,
-			Transcribe:       true,
+			Enabled:    true,
+			Transcribe: true,
 		},
 	}
+	var maxLength *int
 	if vm := in.Voicemail; vm != nil {
 		rt.Voicemail = VoicemailSettings{
-			Enabled:          deref(vm.Enabled, true),
-			Prompt:           deref(vm.Prompt, ""),
-			MaxLengthSeconds: deref(vm.MaxLengthSeconds, DefaultMaxLengthSeconds),
-			Transcribe:       deref(vm.Transcribe, true),
+			Enabled:    deref(vm.Enabled, true),
+			Prompt:     deref(vm.Prompt, ""),
+			Transcribe: deref(vm.Transcribe, true),
 		}
+		maxLength = vm.MaxLengthSeconds
 	}
+	// A message Twilio will transcribe is kept short enough to be; a longer maximum asked for
+	// is taken (its longer messages come without a transcript).
+	def := DefaultMaxLengthSeconds
+	if rt.TranscriptionPossible() {
+		def = DefaultTranscribedMaxLengthSeconds
+	}
+	rt.Voicemail.MaxLengthSeconds = deref(maxLength, def)
 	for i := range rt.Targets {
 		if len(rt.Targets[i].Headers) == 0 {
 			rt.Targets[i].Headers = nil // "headers": {} is no headers, as it reads back once stored
@@ -352,6 +370,7 @@ var (
 	sipUserRe  = regexp.MustCompile(`^[A-Za-z0-9._~!$&'()*+,;=%-]+$`)
 	sipHostRe  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
 	headerRe   = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
+	timeZoneRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`)
 )
 
 // sipStandardHeaders are the non-"x-" headers Twilio passes on a SIP INVITE.
@@ -416,7 +435,28 @@ func (r Routing) Validate() error {
 	if n := r.Voicemail.MaxLengthSeconds; n < 1 || n > maxVoicemailLengthSecond {
 		return Invalidf("voicemail.max_length_seconds", "voicemail.max_length_seconds must be between 1 and %d.", maxVoicemailLengthSecond)
 	}
+	if _, err := r.Location(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// Location returns the zone the owner reads times in: time_zone, or nil when the routing
+// leaves it to the instance (CALLRELAY_TIME_ZONE). An invalid name is an EINVALID error.
+func (r Routing) Location() (*time.Location, error) {
+	if r.TimeZone == "" {
+		return nil, nil
+	}
+	// LoadLocation takes "Local" (the server's zone) and reads the name as a path: a bounded,
+	// plain IANA name only.
+	if len(r.TimeZone) > maxTimeZoneLen || r.TimeZone == "Local" || !timeZoneRe.MatchString(r.TimeZone) {
+		return nil, Invalidf("time_zone", "time_zone %s is not an IANA time zone name like Europe/Paris.", quoteShort(r.TimeZone))
+	}
+	loc, err := time.LoadLocation(r.TimeZone)
+	if err != nil {
+		return nil, Invalidf("time_zone", "time_zone %s is not an IANA time zone name like Europe/Paris.", quoteShort(r.TimeZone))
+	}
+	return loc, nil
 }
 
 // invalidUTF8At returns the offset of b's first byte that is not part of valid UTF-8.

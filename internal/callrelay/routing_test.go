@@ -28,7 +28,7 @@ func defaultRouting() callrelay.Routing {
 		CallerID:       callrelay.CallerIDCaller,
 		Language:       "en-US",
 		Targets:        []callrelay.Target{{Type: callrelay.TargetPhone, To: "+15550001111", Screen: callrelay.ScreenPress}},
-		Voicemail:      callrelay.VoicemailSettings{Enabled: true, MaxLengthSeconds: 120, Transcribe: true},
+		Voicemail:      callrelay.VoicemailSettings{Enabled: true, MaxLengthSeconds: 115, Transcribe: true},
 		Enabled:        true,
 	}
 }
@@ -142,7 +142,20 @@ func TestDecodeRouting_OK(t *testing.T) {
 			want: func(r *callrelay.Routing) { r.Enabled = false }},
 		{name: "voicemail transcribe false kept, rest defaulted",
 			body: body(t, set("voicemail", map[string]any{"transcribe": false})),
-			want: func(r *callrelay.Routing) { r.Voicemail.Transcribe = false }},
+			want: func(r *callrelay.Routing) { r.Voicemail.Transcribe, r.Voicemail.MaxLengthSeconds = false, 120 }},
+		// Twilio transcribes under 120 s only: the default stays under it when it transcribes.
+		{name: "a language Twilio cannot transcribe keeps 120 s", body: body(t, set("language", "fr-FR")),
+			want: func(r *callrelay.Routing) { r.Language, r.Voicemail.MaxLengthSeconds = "fr-FR", 120 }},
+		{name: "transcribe with a longer maximum accepted",
+			body: body(t, set("voicemail", map[string]any{"transcribe": true, "max_length_seconds": 300})),
+			want: func(r *callrelay.Routing) { r.Voicemail.MaxLengthSeconds = 300 }},
+		{name: "time_zone", body: body(t, set("time_zone", "Europe/Paris")),
+			want: func(r *callrelay.Routing) { r.TimeZone = "Europe/Paris" }},
+		{name: "time_zone UTC", body: body(t, set("time_zone", "UTC")),
+			want: func(r *callrelay.Routing) { r.TimeZone = "UTC" }},
+		{name: "time_zone three levels", body: body(t, set("time_zone", "America/Argentina/Buenos_Aires")),
+			want: func(r *callrelay.Routing) { r.TimeZone = "America/Argentina/Buenos_Aires" }},
+		{name: "time_zone empty: the instance's", body: body(t, set("time_zone", ""))},
 		{name: "voicemail enabled false kept",
 			body: body(t, set("voicemail", map[string]any{"enabled": false})),
 			want: func(r *callrelay.Routing) { r.Voicemail.Enabled = false }},
@@ -163,9 +176,11 @@ func TestDecodeRouting_OK(t *testing.T) {
 				r.Mode, r.Ring, r.CallerID = callrelay.ModeConference, callrelay.RingSequential, callrelay.CallerIDNumber
 			}},
 		{name: "language fr", body: body(t, set("language", "fr")),
-			want: func(r *callrelay.Routing) { r.Language = "fr" }},
+			want: func(r *callrelay.Routing) { r.Language, r.Voicemail.MaxLengthSeconds = "fr", 120 }},
 		{name: "language de-DE and voice", body: body(t, set("language", "de-DE", "voice", "Polly.Marlene")),
-			want: func(r *callrelay.Routing) { r.Language, r.Voice = "de-DE", "Polly.Marlene" }},
+			want: func(r *callrelay.Routing) {
+				r.Language, r.Voice, r.Voicemail.MaxLengthSeconds = "de-DE", "Polly.Marlene", 120
+			}},
 		{name: "greeting of 4096 characters", body: body(t, set("greeting", strings.Repeat("a", 4096))),
 			want: func(r *callrelay.Routing) { r.Greeting = strings.Repeat("a", 4096) }},
 		{name: "greeting of 4096 two-byte characters", body: body(t, set("greeting", strings.Repeat("é", 4096))),
@@ -224,6 +239,7 @@ func TestDecodeRouting_OK(t *testing.T) {
 		{name: "design example", body: string(designExample(t)),
 			want: func(r *callrelay.Routing) {
 				r.TimeoutSeconds = 15
+				r.Voicemail.MaxLengthSeconds = 120 // asked for: longer messages lack a transcript
 				r.Greeting = "Please hold while we connect you."
 				r.Voice = "Polly.Joanna"
 				r.Targets = []callrelay.Target{
@@ -324,6 +340,13 @@ func TestDecodeRouting_ErrInvalid(t *testing.T) {
 		{"voicemail max_length_seconds 0", body(t, set("voicemail", map[string]any{"max_length_seconds": 0})), "voicemail.max_length_seconds"},
 		{"voicemail max_length_seconds negative", body(t, set("voicemail", map[string]any{"max_length_seconds": -1})), "voicemail.max_length_seconds"},
 		{"voicemail max_length_seconds 3601", body(t, set("voicemail", map[string]any{"max_length_seconds": 3601})), "voicemail.max_length_seconds"},
+		{"time_zone unknown", body(t, set("time_zone", "Mars/Olympus_Mons")), "time_zone"},
+		{"time_zone Local", body(t, set("time_zone", "Local")), "time_zone"},
+		{"time_zone a path", body(t, set("time_zone", "../../../etc/passwd")), "time_zone"},
+		{"time_zone absolute", body(t, set("time_zone", "/usr/share/zoneinfo/UTC")), "time_zone"},
+		{"time_zone too long", body(t, set("time_zone", "Europe/"+strings.Repeat("a", 100))), "time_zone"},
+		{"time_zone with NUL", body(t, set("time_zone", "Europe/Paris\x00")), "time_zone"},
+		{"time_zone a number", body(t, set("time_zone", 1)), "time_zone"},
 		{"voicemail max_length_seconds 0 while disabled", body(t, set("voicemail", map[string]any{"enabled": false, "max_length_seconds": 0})), "voicemail.max_length_seconds"},
 
 		// targets

@@ -11,7 +11,7 @@ const (
 	TranscriptOff       = "off"       // the number's voicemail.transcribe is false
 	TranscriptLanguage  = "language"  // Twilio transcribes American English (en-US) only
 	TranscriptTooShort  = "too_short" // Twilio does not transcribe 2 s or less
-	TranscriptTooLong   = "too_long"  // nor 120 s or more
+	TranscriptTooLong   = "too_long"  // nor 120 s or more (its warning 13617)
 )
 
 // Notification statuses of a voicemail's email.
@@ -64,6 +64,7 @@ type Voicemail struct {
 	CallSid          string     `json:"call_sid"`
 	Number           string     `json:"number"`
 	From             string     `json:"from"`
+	CallerName       *string    `json:"caller_name"` // Twilio's CallerName, when it sent one
 	OwnerEmail       string     `json:"owner_email"`
 	RecordingSid     string     `json:"recording_sid"`
 	RecordingURL     string     `json:"-"` // fetched with the account's credentials; shown as audio_url
@@ -74,6 +75,10 @@ type Voicemail struct {
 	Notification     Notify     `json:"notification"`
 	CreatedAt        time.Time  `json:"created_at"`
 	TranscribedAt    *time.Time `json:"transcribed_at,omitempty"`
+	// TimeZone is the number's time_zone when the message was left ("": the instance's).
+	TimeZone string `json:"-"`
+	// FollowUp is the state of the email that brings a late transcript ("": none asked).
+	FollowUp string `json:"-"`
 }
 
 // Notify is the delivery state of a voicemail's one email.
@@ -97,3 +102,16 @@ type NotifyVoicemail struct {
 
 // Kind names the job in the queue.
 func (NotifyVoicemail) Kind() string { return "notify_voicemail" }
+
+// NotifyTranscript is the durable job that emails a transcript that arrived after its
+// voicemail's email went, as a follow-up in the same thread.
+type NotifyTranscript struct {
+	VoicemailID int64 `json:"voicemail_id"`
+}
+
+// Kind names the job in the queue.
+func (NotifyTranscript) Kind() string { return "notify_transcript" }
+
+// Follow-up statuses beyond the Notify* ones: skipped when the voicemail's email carried the
+// transcript after all, or never went.
+const FollowUpSkipped = "skipped"

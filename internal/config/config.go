@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/mail"
 	"net/url"
 	"time"
 
@@ -27,6 +28,7 @@ type Config struct {
 	OpsToken              Secret        `envconfig:"CALLRELAY_OPS_TOKEN"`
 	SMTPURL               Secret        `envconfig:"SMTP_URL"`
 	MailFrom              string        `envconfig:"CALLRELAY_MAIL_FROM" default:"callrelay@localhost"`
+	TimeZone              Zone          `envconfig:"CALLRELAY_TIME_ZONE" default:"UTC"`
 	MailDir               string        `envconfig:"CALLRELAY_MAIL_DIR" default:".data/mail"`
 	SpoolDir              string        `envconfig:"CALLRELAY_SPOOL_DIR" default:".data/spool"`
 	TranscriptWait        time.Duration `envconfig:"CALLRELAY_TRANSCRIPT_WAIT" default:"90s"`
@@ -83,6 +85,34 @@ func (u URL) String() string {
 	return u.URL.String()
 }
 
+// Zone is an IANA time zone name read from the environment: the zone owners read times in
+// unless their number's routing names one.
+type Zone struct{ *time.Location }
+
+// Decode implements envconfig.Decoder.
+func (z *Zone) Decode(value string) error {
+	if value == "" {
+		return nil
+	}
+	// "Local" would be the server's zone, whatever the container happens to have.
+	if value == "Local" || len(value) > 64 {
+		return fmt.Errorf("%q is not an IANA time zone name like Europe/Paris", value)
+	}
+	loc, err := time.LoadLocation(value)
+	if err != nil {
+		return fmt.Errorf("%q is not an IANA time zone name like Europe/Paris", value)
+	}
+	z.Location = loc
+	return nil
+}
+
+func (z Zone) String() string {
+	if z.Location == nil {
+		return "UTC"
+	}
+	return z.Location.String()
+}
+
 // Load reads the configuration from the environment. An error names the variable at fault, in
 // one line, so that a bad deployment says what to fix.
 func Load() (Config, error) {
@@ -123,6 +153,17 @@ func (c *Config) validate() error {
 	}
 	if c.TwilioAuthToken == "" && !c.InsecureSkipSignature {
 		return errors.New("config: TWILIO_AUTH_TOKEN: required to check X-Twilio-Signature (set CALLRELAY_INSECURE_SKIP_SIGNATURE=true for local development only)")
+	}
+	if c.TimeZone.Location == nil {
+		c.TimeZone.Location = time.UTC // set but empty
+	}
+	// A display name is welcome ("Voicemail <vm@example.com>"); anything else mail clients
+	// would show oddly, or SMTP servers refuse, is refused here rather than at the first email.
+	if len(c.MailFrom) > 320 {
+		return errors.New("config: CALLRELAY_MAIL_FROM: must be at most 320 characters")
+	}
+	if _, err := mail.ParseAddress(c.MailFrom); err != nil {
+		return fmt.Errorf("config: CALLRELAY_MAIL_FROM: %q is not an address like vm@example.com or Voicemail <vm@example.com>", c.MailFrom)
 	}
 	if c.TranscriptWait <= 0 {
 		return errors.New("config: CALLRELAY_TRANSCRIPT_WAIT: must be positive")

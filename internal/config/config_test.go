@@ -20,7 +20,7 @@ func setenv(t *testing.T, overrides map[string]string) {
 		"CALLRELAY_ADDR": "", "CALLRELAY_PUBLIC_URL": "", "TWILIO_API_URL": "", "TWILIO_ACCOUNT_SID": "",
 		"CALLRELAY_OPS_TOKEN": "", "SMTP_URL": "", "CALLRELAY_MAIL_FROM": "", "CALLRELAY_MAIL_DIR": "",
 		"CALLRELAY_TRANSCRIPT_WAIT": "", "CALLRELAY_HOLD_MUSIC_URL": "", "CALLRELAY_LINK_SECRET": "",
-		"CALLRELAY_INSECURE_SKIP_SIGNATURE": "",
+		"CALLRELAY_INSECURE_SKIP_SIGNATURE": "", "CALLRELAY_TIME_ZONE": "",
 	}
 	for k, v := range overrides {
 		env[k] = v
@@ -47,6 +47,7 @@ func TestLoad_OK(t *testing.T) {
 		{"MailDir", c.MailDir, ".data/mail"},
 		{"SpoolDir", c.SpoolDir, ".data/spool"},
 		{"HoldMusicURL", c.HoldMusicURL.String(), ""},
+		{"TimeZone", c.TimeZone.String(), "UTC"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %q, want %q", tc.name, tc.got, tc.want)
@@ -68,10 +69,14 @@ func TestLoad_Overrides(t *testing.T) {
 		"CALLRELAY_PUBLIC_URL": "https://relay.example.com", "CALLRELAY_TRANSCRIPT_WAIT": "2m",
 		"SMTP_URL": "smtps://u:p@mail.example.com:465", "CALLRELAY_LINK_SECRET": "linkkey",
 		"CALLRELAY_HOLD_MUSIC_URL": "https://cdn.example.com/hold.mp3",
+		"CALLRELAY_TIME_ZONE":      "America/New_York", "CALLRELAY_MAIL_FROM": "Voicemail <vm@example.com>",
 	})
 	c, err := config.Load()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.TimeZone.Location == nil || c.TimeZone.Location.String() != "America/New_York" || c.MailFrom != "Voicemail <vm@example.com>" {
+		t.Errorf("TimeZone %v, MailFrom %q: want the overrides", c.TimeZone, c.MailFrom)
 	}
 	if c.PublicURL.Host != "relay.example.com" || c.TranscriptWait != 2*time.Minute || c.LinkSecret.Value() != "linkkey" {
 		t.Errorf("got %v %v %q, want the overrides", c.PublicURL, c.TranscriptWait, c.LinkSecret.Value())
@@ -95,6 +100,11 @@ func TestLoad_ErrInvalid(t *testing.T) {
 		{map[string]string{"DATABASE_URL": "postgres://u:hunter2@[::1"}, "DATABASE_URL"},
 		{map[string]string{"CALLRELAY_INSECURE_SKIP_SIGNATURE": "maybe"}, "CALLRELAY_INSECURE_SKIP_SIGNATURE"},
 		{map[string]string{"CALLRELAY_PUBLIC_URL": "="}, "CALLRELAY_PUBLIC_URL"},
+		{map[string]string{"CALLRELAY_TIME_ZONE": "Mars/Olympus_Mons"}, "CALLRELAY_TIME_ZONE"},
+		{map[string]string{"CALLRELAY_TIME_ZONE": "Local"}, "CALLRELAY_TIME_ZONE"},
+		{map[string]string{"CALLRELAY_MAIL_FROM": "Voicemail"}, "CALLRELAY_MAIL_FROM"},
+		{map[string]string{"CALLRELAY_MAIL_FROM": "Voicemail <vm@example.com"}, "CALLRELAY_MAIL_FROM"},
+		{map[string]string{"CALLRELAY_MAIL_FROM": "a@example.com, b@example.com"}, "CALLRELAY_MAIL_FROM"},
 	} {
 		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
 			setenv(t, tc.env)

@@ -3,6 +3,7 @@ package mail_test
 import (
 	"bytes"
 	"errors"
+	netmail "net/mail"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +136,30 @@ func TestRender_Invalid(t *testing.T) {
 	}
 	if mail.IsPermanent(nil) {
 		t.Error("IsPermanent(nil)")
+	}
+}
+
+// The headers of an automatic email and of a reply pass through as extra headers: RFC 3834's
+// Auto-Submitted, and In-Reply-To and References that thread a follow-up under its email.
+func TestRender_AutomaticReply(t *testing.T) {
+	m := mail.Message{From: "Voicemail <vm@example.com>", To: "b@example.com", Subject: "Re: hi", Text: "hello",
+		MessageID: "<two@example.com>", Date: time.Unix(0, 0).UTC(), Headers: map[string]string{
+			"Auto-Submitted": "auto-generated", "In-Reply-To": "<one@example.com>", "References": "<one@example.com>",
+		}}
+	raw, err := mail.Render(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := netmail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"Auto-Submitted": "auto-generated", "In-Reply-To": "<one@example.com>", "References": "<one@example.com>",
+		"Message-Id": "<two@example.com>", "From": `"Voicemail" <vm@example.com>`,
+	} {
+		if got := msg.Header.Get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
 	}
 }

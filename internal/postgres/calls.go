@@ -21,6 +21,9 @@ type InboundCall struct {
 	Number    string // To: the masked number
 	From      string
 	CallToken string // lets a conference participant show the caller's number
+	// CallerName is Twilio's CallerName (with caller-name lookup), already cleaned and bounded
+	// (phone.Clean); empty when Twilio sent none.
+	CallerName string
 }
 
 // CallRouting returns the routing a call started with, or ENOTFOUND.

@@ -38,7 +38,7 @@ const initialStatusSQL = `CASE WHEN (routing->>'enabled')::boolean THEN 'ringing
 	WHEN (routing->'voicemail'->>'enabled')::boolean THEN 'voicemail'
 	ELSE 'completed' END`
 
-// startCallsSQL records calls ($1..$4 are parallel arrays, one element per call) and returns,
+// startCallsSQL records calls ($1..$4 and $6 are parallel arrays, one element per call) and returns,
 // per element index, the routing of each call it inserted. A call it did not insert (its
 // number is not configured, or its CallSid is already known: a repeated webhook) gets no row;
 // startOneSQL then answers for it.
@@ -52,15 +52,15 @@ const initialStatusSQL = `CASE WHEN (routing->>'enabled')::boolean THEN 'ringing
 const startCallsSQL = `
 	WITH req AS (
 		SELECT r.*, (SELECT routing FROM numbers WHERE numbers.number = r.number) AS routing
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-			WITH ORDINALITY AS r(call_sid, number, from_number, call_token, i)
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::text[])
+			WITH ORDINALITY AS r(call_sid, number, from_number, call_token, caller_name, i)
 	), n AS (
 		SELECT req.*, ` + initialStatusSQL + ` AS status
 		FROM req WHERE routing IS NOT NULL
 	), ins AS (
-		INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at, ended_at, call_token)
+		INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at, ended_at, call_token, caller_name)
 		SELECT call_sid, number, from_number, routing->>'mode', status, routing, $5, $5,
-			CASE WHEN status = 'completed' THEN $5::timestamptz END, call_token
+			CASE WHEN status = 'completed' THEN $5::timestamptz END, call_token, nullif(caller_name, '')
 		FROM n
 		ON CONFLICT (call_sid) DO NOTHING
 		RETURNING call_sid, status, number, from_number, routing
@@ -80,9 +80,9 @@ const startOneSQL = `
 		SELECT routing, ` + initialStatusSQL + ` AS status
 		FROM numbers WHERE number = $2
 	), ins AS (
-		INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at, ended_at, call_token)
+		INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at, ended_at, call_token, caller_name)
 		SELECT $1, $2, $3, routing->>'mode', status, routing, $5, $5,
-			CASE WHEN status = 'completed' THEN $5::timestamptz END, $4
+			CASE WHEN status = 'completed' THEN $5::timestamptz END, $4, nullif($6, '')
 		FROM n
 		ON CONFLICT (call_sid) DO NOTHING
 		RETURNING call_sid, status
@@ -207,10 +207,12 @@ func (b *startBatcher) exec(ctx context.Context, batch []*startWait) error {
 	numbers := make([]string, len(batch))
 	froms := make([]string, len(batch))
 	tokens := make([]string, len(batch))
+	names := make([]string, len(batch))
 	for i, w := range batch {
 		sids[i], numbers[i], froms[i], tokens[i] = w.in.CallSid, w.in.Number, w.in.From, w.in.CallToken
+		names[i] = w.in.CallerName
 	}
-	rows, err := b.db.pool.Query(ctx, startCallsSQL, sids, numbers, froms, tokens, b.db.now())
+	rows, err := b.db.pool.Query(ctx, startCallsSQL, sids, numbers, froms, tokens, b.db.now(), names)
 	if err != nil {
 		return fmt.Errorf("start %d calls: %w", len(batch), err)
 	}
@@ -239,7 +241,7 @@ func (b *startBatcher) exec(ctx context.Context, batch []*startWait) error {
 // one runs startOneSQL: the call's routing, or nil for a number that is not configured.
 func (b *startBatcher) one(ctx context.Context, in InboundCall) ([]byte, error) {
 	var routing []byte
-	err := b.db.pool.QueryRow(ctx, startOneSQL, in.CallSid, in.Number, in.From, in.CallToken, b.db.now()).Scan(&routing)
+	err := b.db.pool.QueryRow(ctx, startOneSQL, in.CallSid, in.Number, in.From, in.CallToken, b.db.now(), in.CallerName).Scan(&routing)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

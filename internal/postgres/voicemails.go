@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,9 +63,10 @@ func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, tra
 		return nil, err
 	}
 	var number, from string
+	var callerName *string
 	var routingJSON []byte
-	err := tx.QueryRow(ctx, `SELECT number, from_number, routing FROM calls WHERE call_sid = $1`, rec.CallSid).
-		Scan(&number, &from, &routingJSON)
+	err := tx.QueryRow(ctx, `SELECT number, from_number, caller_name, routing FROM calls WHERE call_sid = $1`, rec.CallSid).
+		Scan(&number, &from, &callerName, &routingJSON)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", rec.CallSid)
 	} else if err != nil {
@@ -89,12 +92,12 @@ func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, tra
 	var id int64
 	err = tx.QueryRow(ctx, `
 		INSERT INTO voicemails (call_sid, recording_sid, recording_url, number, from_number, owner_email,
-			duration_seconds, recorded_at, transcript_status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+			duration_seconds, recorded_at, transcript_status, created_at, updated_at, caller_name, time_zone)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12)
 		ON CONFLICT (recording_sid) DO NOTHING
 		RETURNING id`,
 		rec.CallSid, rec.RecordingSid, rec.RecordingURL, number, from, routing.OwnerEmail,
-		rec.DurationSeconds, recordedAt, expect, now).Scan(&id)
+		rec.DurationSeconds, recordedAt, expect, now, callerName, routing.TimeZone).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return getVoicemail(ctx, tx, `recording_sid = $1`, rec.RecordingSid) // a repeated callback
 	} else if err != nil {
@@ -156,7 +159,8 @@ type Transcription struct {
 
 // RecordTranscription stores a transcript (or its failure) on its voicemail and, if the email
 // has not gone yet, makes it due now. A transcription that arrives before its recording-status
-// is kept until the voicemail exists. A late transcript is stored but sends nothing.
+// is kept until the voicemail exists. A transcript that arrives once the email is being sent,
+// or has gone, is also emailed on its own: the follow-up job is written in this transaction.
 func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
 	if t.Status != callrelay.TranscriptCompleted && t.Status != callrelay.TranscriptFailed {
 		return callrelay.Invalidf("TranscriptionStatus", "TranscriptionStatus %q is not completed or failed.", t.Status)
@@ -180,13 +184,14 @@ func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
 			return err
 		}
 		var jobID *int64
+		var id int64
 		var notify string
 		err := tx.QueryRow(ctx, `
 			UPDATE voicemails SET transcript_status = $2, transcript = $3, transcription_sid = $4,
 				transcribed_at = $5, updated_at = $5
 			WHERE recording_sid = $1 AND transcript_status NOT IN ('completed', 'failed')
-			RETURNING job_id, notify_status`,
-			t.RecordingSid, t.Status, text, t.TranscriptionSid, now).Scan(&jobID, &notify)
+			RETURNING id, job_id, notify_status`,
+			t.RecordingSid, t.Status, text, t.TranscriptionSid, now).Scan(&id, &jobID, &notify)
 		if errors.Is(err, pgx.ErrNoRows) {
 			// Either a duplicate, or the recording-status has not come yet: keep it for then.
 			_, err = tx.Exec(ctx, `
@@ -204,6 +209,20 @@ func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
 				return fmt.Errorf("make email due: %w", err)
 			}
 		}
+		// Once claimed, the email is composed from the row the claim read (the row lock orders
+		// the claim and this update): a transcript stored after that is not in it. Whether a
+		// follow-up is still needed when the email is finally sent is the job's to decide.
+		if (notify == callrelay.NotifySending || notify == callrelay.NotifySent) && hasWords(text) {
+			if _, err := tx.Exec(ctx, `UPDATE voicemails SET followup_status = 'pending' WHERE id = $1 AND followup_status IS NULL`, id); err != nil {
+				return err
+			}
+			if _, err := db.Jobs.InsertTx(ctx, tx, callrelay.NotifyTranscript{VoicemailID: id}, &river.InsertOpts{
+				MaxAttempts: notifyMaxAttempts,
+				UniqueOpts:  river.UniqueOpts{ByArgs: true},
+			}); err != nil {
+				return fmt.Errorf("enqueue transcript email: %w", err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -212,17 +231,34 @@ func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
 	return nil
 }
 
-// ClaimNotification claims a voicemail's email for one sender. It answers ECONFLICT when the
-// email was sent, has failed for good, or is being sent by another worker whose claim is
-// younger than lease (a claim older than that is taken over: its worker died mid-send).
+// hasWords reports whether a transcript says anything: the email shows no empty transcript.
+func hasWords(text *string) bool {
+	return text != nil && strings.TrimSpace(*text) != ""
+}
+
+// withTranscriptSQL is hasWords in SQL, over a voicemail's columns.
+const withTranscriptSQL = `(transcript_status = 'completed' AND coalesce(btrim(transcript, E' \t\r\n\f\v'), '') <> '')`
+
+// ClaimNotification claims a voicemail's email for one sender and returns the voicemail as
+// claimed: the email is composed from this row, and the claim records whether it carries the
+// transcript. It answers ECONFLICT when the email was sent, has failed for good, or is being
+// sent by another worker whose claim is younger than lease (a claim older than that is taken
+// over: its worker died mid-send).
 func (db *DB) ClaimNotification(ctx context.Context, id int64, lease time.Duration) (*callrelay.Voicemail, error) {
 	now := db.now()
-	var claimed bool
-	err := db.pool.QueryRow(ctx, `
-		UPDATE voicemails SET notify_status = 'sending', notify_claimed_at = $2,
-			notify_attempts = notify_attempts + 1, updated_at = $2
-		WHERE id = $1 AND (notify_status = 'pending' OR (notify_status = 'sending' AND notify_claimed_at < $3))
-		RETURNING true`, id, now, now.Add(-lease)).Scan(&claimed)
+	rows, err := db.pool.Query(ctx, `
+		WITH claimed AS (
+			UPDATE voicemails SET notify_status = 'sending', notify_claimed_at = $2,
+				notify_attempts = notify_attempts + 1, updated_at = $2,
+				notify_with_transcript = `+withTranscriptSQL+`
+			WHERE id = $1 AND (notify_status = 'pending' OR (notify_status = 'sending' AND notify_claimed_at < $3))
+			RETURNING *
+		)
+		SELECT `+voicemailColumns+` FROM claimed`, id, now, now.Add(-lease))
+	if err != nil {
+		return nil, fmt.Errorf("claim voicemail %d: %w", id, err)
+	}
+	vm, err := pgx.CollectExactlyOneRow(rows, scanVoicemail)
 	if errors.Is(err, pgx.ErrNoRows) {
 		vm, err := db.GetVoicemail(ctx, id)
 		if err != nil {
@@ -232,7 +268,80 @@ func (db *DB) ClaimNotification(ctx context.Context, id int64, lease time.Durati
 	} else if err != nil {
 		return nil, fmt.Errorf("claim voicemail %d: %w", id, err)
 	}
-	return db.GetVoicemail(ctx, id)
+	return vm, nil
+}
+
+// ClaimFollowUp claims the email that brings a voicemail's late transcript, like
+// ClaimNotification. A follow-up that is no longer needed — the voicemail's email carried the
+// transcript after all (a retry composed after it arrived), or failed for good — is marked
+// skipped. ECONFLICT: nothing to send now; the voicemail says whether to look again later (its
+// FollowUp still pending or sending).
+func (db *DB) ClaimFollowUp(ctx context.Context, id int64, lease time.Duration) (*callrelay.Voicemail, error) {
+	now := db.now()
+	if _, err := db.pool.Exec(ctx, `
+		UPDATE voicemails SET followup_status = 'skipped', updated_at = $2
+		WHERE id = $1 AND followup_status = 'pending'
+			AND (notify_status = 'failed' OR (notify_status = 'sent' AND notify_with_transcript))`, id, now); err != nil {
+		return nil, fmt.Errorf("claim voicemail %d follow-up: %w", id, err)
+	}
+	rows, err := db.pool.Query(ctx, `
+		WITH claimed AS (
+			UPDATE voicemails SET followup_status = 'sending', followup_claimed_at = $2,
+				followup_attempts = followup_attempts + 1, updated_at = $2
+			WHERE id = $1 AND notify_status = 'sent' AND NOT notify_with_transcript
+				AND (followup_status = 'pending' OR (followup_status = 'sending' AND followup_claimed_at < $3))
+			RETURNING *
+		)
+		SELECT `+voicemailColumns+` FROM claimed`, id, now, now.Add(-lease))
+	if err != nil {
+		return nil, fmt.Errorf("claim voicemail %d follow-up: %w", id, err)
+	}
+	vm, err := pgx.CollectExactlyOneRow(rows, scanVoicemail)
+	if errors.Is(err, pgx.ErrNoRows) {
+		cur, err := db.GetVoicemail(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return cur, callrelay.Errorf(callrelay.ECONFLICT, "Voicemail %d follow-up is %s (its email is %s).", id, cmp.Or(cur.FollowUp, "not asked"), cur.Notification.Status)
+	} else if err != nil {
+		return nil, fmt.Errorf("claim voicemail %d follow-up: %w", id, err)
+	}
+	return vm, nil
+}
+
+// FinishFollowUp records the outcome of a follow-up send, like FinishNotification; each
+// attempt is a transcript-email entry on the call's timeline.
+func (db *DB) FinishFollowUp(ctx context.Context, id int64, sendErr error, final bool) error {
+	now := db.now()
+	status, outcome, lastErr := callrelay.NotifySent, "sent", (*string)(nil)
+	if sendErr != nil {
+		msg := sendErr.Error()
+		status, outcome, lastErr = callrelay.NotifyPending, "retry", &msg
+		if final {
+			status, outcome = callrelay.NotifyFailed, "failed"
+		}
+	}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var callSid, owner string
+		var attempts int
+		err := tx.QueryRow(ctx, `
+			UPDATE voicemails SET followup_status = $2, followup_last_error = $3,
+				followup_sent_at = CASE WHEN $2 = 'sent' THEN $4 ELSE followup_sent_at END, updated_at = $4
+			WHERE id = $1 RETURNING call_sid, owner_email, followup_attempts`,
+			id, status, lastErr, now).Scan(&callSid, &owner, &attempts)
+		if err != nil {
+			return err
+		}
+		detail := map[string]any{"voicemail_id": id, "to": owner, "attempt": attempts}
+		if lastErr != nil {
+			detail["error"] = *lastErr
+		}
+		return insertEvent(ctx, tx, callSid, now, "transcript-email", "", "callrelay", outcome, detail, "")
+	})
+	if err != nil {
+		return fmt.Errorf("finish voicemail %d follow-up: %w", id, err)
+	}
+	return nil
 }
 
 // FinishNotification records the outcome of a send: sent, or failed with sendErr — for good
@@ -289,11 +398,12 @@ func (db *DB) ListVoicemails(ctx context.Context, f callrelay.VoicemailFilter) (
 	return vms, nil
 }
 
-const voicemailSelect = `
-	SELECT id, call_sid, number, from_number, owner_email, recording_sid, recording_url, duration_seconds,
+// voicemailColumns are what scanVoicemail reads.
+const voicemailColumns = `id, call_sid, number, from_number, owner_email, recording_sid, recording_url, duration_seconds,
 		recorded_at, transcript_status, transcript, transcribed_at, notify_status, notify_attempts,
-		notify_last_error, notified_at, created_at
-	FROM voicemails`
+		notify_last_error, notified_at, created_at, caller_name, time_zone, coalesce(followup_status, '')`
+
+const voicemailSelect = `SELECT ` + voicemailColumns + ` FROM voicemails`
 
 // querier is what both a pool and a transaction can do.
 type querier interface {
@@ -319,7 +429,7 @@ func scanVoicemail(row pgx.CollectableRow) (*callrelay.Voicemail, error) {
 	err := row.Scan(&v.ID, &v.CallSid, &v.Number, &v.From, &v.OwnerEmail, &v.RecordingSid, &v.RecordingURL,
 		&v.DurationSeconds, &v.RecordedAt, &v.TranscriptStatus, &v.Transcript, &v.TranscribedAt,
 		&v.Notification.Status, &v.Notification.Attempts, &v.Notification.LastError, &v.Notification.SentAt,
-		&v.CreatedAt)
+		&v.CreatedAt, &v.CallerName, &v.TimeZone, &v.FollowUp)
 	v.RecordedAt, v.CreatedAt = v.RecordedAt.UTC(), v.CreatedAt.UTC()
 	v.TranscribedAt, v.Notification.SentAt = utc(v.TranscribedAt), utc(v.Notification.SentAt)
 	return &v, err

@@ -482,9 +482,10 @@ func TestRecordTranscription_Duplicate(t *testing.T) {
 	}
 }
 
-// A transcript that comes after the email went (or failed for good) is stored and sends
-// nothing: River's JobRetryTx would make even a completed or cancelled job available again, so
-// the store must not call it.
+// A transcript that comes after the email went (or failed for good) is stored and does not
+// touch the email's job: River's JobRetryTx would make even a completed or cancelled job
+// available again, so the store must not call it. After a sent email, it asks for the
+// follow-up (a notify_transcript job, in the same transaction); after a failed one, nothing.
 func TestRecordTranscription_AfterEmail(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -494,9 +495,10 @@ func TestRecordTranscription_AfterEmail(t *testing.T) {
 		final    bool
 		notify   string
 		jobState rivertype.JobState
+		followUp string
 	}{
-		{"sent", nil, false, callrelay.NotifySent, rivertype.JobStateCompleted},
-		{"failed", errors.New("550 no such user"), true, callrelay.NotifyFailed, rivertype.JobStateCancelled},
+		{"sent", nil, false, callrelay.NotifySent, rivertype.JobStateCompleted, callrelay.NotifyPending},
+		{"failed", errors.New("550 no such user"), true, callrelay.NotifyFailed, rivertype.JobStateCancelled, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -535,6 +537,25 @@ func TestRecordTranscription_AfterEmail(t *testing.T) {
 			}
 			if got := oneJob(t, db); got != job {
 				t.Errorf("job = %+v, want unchanged %+v", got, job)
+			}
+			if got.FollowUp != tc.followUp {
+				t.Errorf("follow-up = %q, want %q", got.FollowUp, tc.followUp)
+			}
+			wantJobs := 0
+			if tc.followUp != "" {
+				wantJobs = 1
+			}
+			if n := countRows(t, db, `SELECT count(*) FROM river_job WHERE kind = 'notify_transcript' AND (args->>'voicemail_id')::bigint = `+fmt.Sprint(vm.ID)); n != wantJobs {
+				t.Errorf("notify_transcript jobs = %d, want %d", n, wantJobs)
+			}
+			// A repeated callback asks for nothing more.
+			if err := db.RecordTranscription(ctx, postgres.Transcription{
+				CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR1", Status: "completed", Text: "Too late.",
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n := countRows(t, db, `SELECT count(*) FROM river_job WHERE kind = 'notify_transcript'`); n != wantJobs {
+				t.Errorf("after a repeat: notify_transcript jobs = %d, want %d", n, wantJobs)
 			}
 		})
 	}

@@ -596,6 +596,7 @@ func TestNumbersAPI_ErrInvalid(t *testing.T) {
 		{masked, `{"owner_email":"dana@example.com","targets":[{"type":"sip","uri":"sip:a@b.example.com","headers":{"X-Twilio-Evil":"1"}}]}`, "targets[0].headers.X-Twilio-Evil"},
 		{masked, `{"owner_email":"dana@example.com","timeout_seconds":3,"targets":[{"type":"phone","to":"+15550001111"}]}`, "timeout_seconds"},
 		{masked, `{"owner_email":"dana@example.com","colour":"red","targets":[{"type":"phone","to":"+15550001111"}]}`, "colour"},
+		{masked, `{"owner_email":"dana@example.com","time_zone":"Europe/Atlantis","targets":[{"type":"phone","to":"+15550001111"}]}`, "time_zone"},
 		{masked, `{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"+15550001111"}]`, ""},
 	} {
 		rec := s.api(http.MethodPut, "/api/numbers/"+url.PathEscape(tc.number), tc.body)

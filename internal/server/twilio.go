@@ -3,11 +3,13 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
+	"github.com/callrelay/callrelay/internal/phone"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/spool"
 	"github.com/callrelay/callrelay/twiml"
@@ -44,13 +46,13 @@ func fallbackRouting(cache *routingCache, m *metrics, route, number string) (cal
 func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
-		sid, to, from := r.PostForm.Get("CallSid"), r.PostForm.Get("To"), r.PostForm.Get("From")
+		sid, to := r.PostForm.Get("CallSid"), r.PostForm.Get("To")
 		if sid == "" || to == "" {
 			log.Warn("voice webhook without CallSid or To: rejected", slog.String("call_sid", sid), slog.String("to", to))
 			writeTwiML(w, twiml.Reject())
 			return
 		}
-		rt, err := db.StartCall(r.Context(), postgres.InboundCall{CallSid: sid, Number: to, From: from, CallToken: r.PostForm.Get("CallToken")})
+		rt, err := db.StartCall(r.Context(), inboundCall(r.PostForm))
 		switch {
 		case callrelay.ErrorCode(err) == callrelay.ENOTFOUND:
 			log.Warn("call to an unknown number: rejected", slog.String("call_sid", sid), slog.String("to", to))
@@ -89,11 +91,21 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 	})
 }
 
+// maxCallerName bounds the CallerName kept: Twilio's CNAM is 15 characters.
+const maxCallerName = 64
+
+// inboundCall is what a voice webhook tells of a new call. CallerName (sent with caller-name
+// lookup only) is shown to the owner: cleaned of control and bidi characters and bounded.
+func inboundCall(f url.Values) postgres.InboundCall {
+	return postgres.InboundCall{CallSid: f.Get("CallSid"), Number: f.Get("To"), From: f.Get("From"),
+		CallToken: f.Get("CallToken"), CallerName: phone.Clean(f.Get("CallerName"), maxCallerName)}
+}
+
 // adoptCall records a call the store does not know: it arrived while the database was down
 // and was forwarded from the cache. Without it, the voicemail that follows would be lost.
 func adoptCall(db *postgres.DB, r *http.Request) error {
 	f := r.PostForm
-	_, err := db.StartCall(r.Context(), postgres.InboundCall{CallSid: f.Get("CallSid"), Number: f.Get("To"), From: f.Get("From"), CallToken: f.Get("CallToken")})
+	_, err := db.StartCall(r.Context(), inboundCall(f))
 	if err == nil {
 		logger(r.Context()).Warn("call unknown to the store: recorded late", slog.String("call_sid", f.Get("CallSid")))
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -162,16 +163,22 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 	if got := e.Header.Get("To"); !strings.Contains(got, "dana@example.com") {
 		t.Errorf("To = %q, want the owner", got)
 	}
-	if subj := e.Header.Get("Subject"); !strings.Contains(subj, caller) {
-		t.Errorf("Subject = %q, want the caller's number", subj)
+	subj, err := new(mime.WordDecoder).DecodeHeader(e.Header.Get("Subject"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, want := range []string{caller, masked, t0.Add(30 * time.Second).Format("Mon, 2 Jan 2006 15:04:05 MST"), "0:30", "Hi Dana, call me back <soon> & thanks.", publicURL + "/voicemails/1/audio?"} {
+	if want := "Voicemail from (555) 987-0000 (0:30): “Hi Dana, call me back <soon> & thanks.”"; subj != want {
+		t.Errorf("Subject = %q, want %q: the caller's number and what they said", subj, want)
+	}
+	// Numbers for people (national format, the caller in the number's country), the time in
+	// the instance's zone (UTC unless CALLRELAY_TIME_ZONE says otherwise).
+	for _, want := range []string{"(555) 987-0000", "(555) 123-0000", t0.Add(30 * time.Second).Format("Mon, 2 Jan 2006 15:04 MST"), "0:30", "Hi Dana, call me back <soon> & thanks.", publicURL + "/voicemails/1/audio?"} {
 		if !strings.Contains(e.Text, want) {
 			t.Errorf("text part lacks %q:\n%s", want, e.Text)
 		}
 	}
-	if !strings.Contains(e.HTML, "call me back &lt;soon&gt; &amp; thanks.") {
-		t.Errorf("HTML part lacks the escaped transcript:\n%s", e.HTML)
+	if !strings.Contains(e.HTML, "call me back &lt;soon&gt; &amp; thanks.") || !strings.Contains(e.HTML, `href="tel:&#43;15559870000"`) {
+		t.Errorf("HTML part lacks the escaped transcript or the caller's tel: link:\n%s", e.HTML)
 	}
 	if got := e.Attachments["voicemail-1.mp3"]; !bytes.Equal(got, s.media.audio) || e.ContentType["voicemail-1.mp3"] != "audio/mpeg" {
 		t.Errorf("attachment = %d bytes (%s), want the recording's %d bytes", len(got), e.ContentType["voicemail-1.mp3"], len(s.media.audio))
@@ -212,6 +219,35 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 	transcription(t, s, "CA00000000000000000000000000000700", recSid(700), "completed", "Hi Dana, call me back <soon> & thanks.")
 	if got := jobCount(t, s); got != 1 {
 		t.Errorf("email jobs = %d, want 1", got)
+	}
+}
+
+// Twilio's CallerName (caller-name lookup) reaches the owner, cleaned of control and bidi
+// characters and bounded; the time is in the number's time_zone.
+func TestVoicemail_CallerNameAndTimeZone(t *testing.T) {
+	smtp := mailtest.Start(t)
+	s := newTestServer(t, withMail(smtp.URL()))
+	s.putNumber(masked, `{"owner_email":"dana@example.com","time_zone":"America/Los_Angeles","targets":[{"type":"phone","to":"+15550001111"}]}`)
+	const sid = "CA00000000000000000000000000000790"
+	f := inbound(sid)
+	f.Set("CallerName", "\u202eJOHN\x1b SMITH"+strings.Repeat("x", 500))
+	twiml(t, s.twilio("/twilio/voice", f))
+	f.Set("CallStatus", "in-progress")
+	f.Set("DialCallStatus", "no-answer")
+	if doc := twiml(t, s.twilio("/twilio/dial-outcome?attempt=0", f)); doc.Find("Record") == nil {
+		t.Fatalf("no voicemail after no-answer: %v", doc.ChildNames())
+	}
+	recordingStatus(t, s, sid, recSid(790), "completed", 2)
+	e := mailtest.Parse(t, smtp.Next(20*time.Second).Data)
+	name := "JOHN SMITH" + strings.Repeat("x", 54) // 64 characters
+	la, _ := time.LoadLocation("America/Los_Angeles")
+	for _, want := range []string{"From:     " + name + ", (555) 987-0000", t0.Add(30 * time.Second).In(la).Format("Mon, 2 Jan 2006 15:04 MST")} {
+		if !strings.Contains(e.Text, want) {
+			t.Errorf("text part lacks %q:\n%s", want, e.Text)
+		}
+	}
+	if vm := getVoicemail(t, s, "1"); vm["caller_name"] != name {
+		t.Errorf("caller_name = %q, want %q", vm["caller_name"], name)
 	}
 }
 

@@ -59,6 +59,9 @@ type Notifier struct {
 
 	// AudioTimeout bounds the recording's download (DefaultAudioTimeout when zero).
 	AudioTimeout time.Duration
+	// Zone is the instance's time zone (CALLRELAY_TIME_ZONE) for owners whose number names
+	// none; nil: UTC.
+	Zone *time.Location
 }
 
 // NewNotifier returns the worker. from is the sender address (CALLRELAY_MAIL_FROM); now is
@@ -91,8 +94,7 @@ func (n *Notifier) Work(ctx context.Context, job *river.Job[callrelay.NotifyVoic
 	}
 	log = log.With(slog.String("call_sid", vm.CallSid))
 
-	link := n.links.URL(strconv.FormatInt(vm.ID, 10))
-	msg, err := compose(vm, n.from, link, linkExpiry(link), n.fetchAudio(ctx, log, vm))
+	msg, err := compose(vm, n.envelope(vm, log), n.fetchAudio(ctx, log, vm))
 	if err == nil {
 		err = n.mail.Send(ctx, msg)
 	}
@@ -118,6 +120,25 @@ func (n *Notifier) Work(ctx context.Context, job *river.Job[callrelay.NotifyVoic
 	}
 	log.Warn("voicemail email failed; will retry", slog.String("error", err.Error()))
 	return err
+}
+
+// envelope is what the emails of vm need besides it: the sender, the owner's zone, the time
+// of sending and a freshly signed link.
+func (n *Notifier) envelope(vm *callrelay.Voicemail, log *slog.Logger) envelope {
+	zone := n.Zone
+	if zone == nil {
+		zone = time.UTC
+	}
+	// The routing was validated when stored; a zone this binary no longer knows falls back.
+	if r := (callrelay.Routing{TimeZone: vm.TimeZone}); r.TimeZone != "" {
+		if loc, err := r.Location(); err == nil {
+			zone = loc
+		} else {
+			log.Warn("voicemail email: time zone unknown; using the instance's", slog.String("time_zone", vm.TimeZone))
+		}
+	}
+	link := n.links.URL(strconv.FormatInt(vm.ID, 10))
+	return envelope{from: n.from, zone: zone, sentAt: n.now(), link: link, linkExpires: linkExpiry(link)}
 }
 
 // linkExpiry reads the expiry a signed link carries.
@@ -178,6 +199,9 @@ type QueueOptions struct {
 func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, n); err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	if err := river.AddWorkerSafely(workers, &FollowUps{n: n}); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
 	logger := opts.Logger
