@@ -74,6 +74,13 @@ type Routing struct {
 	Targets        []Target          `json:"targets"`
 	Voicemail      VoicemailSettings `json:"voicemail"`
 	Enabled        bool              `json:"enabled"`
+	// TimeZone is the IANA zone the owner reads times in (emails); empty: the instance's
+	// CALLRELAY_TIME_ZONE.
+	TimeZone string `json:"time_zone,omitempty"`
+	// Schedule, AfterHours and Callers: business hours and caller policies (schedule.go).
+	Schedule   *Schedule     `json:"schedule,omitempty"`
+	AfterHours *AfterHours   `json:"after_hours,omitempty"`
+	Callers    *CallerPolicy `json:"callers,omitempty"`
 }
 
 // Target is one endpoint a call is forwarded to.
@@ -104,6 +111,15 @@ func (r Routing) Redacted() Routing {
 	for i, t := range r.Targets {
 		t.Password = ""
 		out.Targets[i] = t
+	}
+	if a := r.AfterHours; a != nil {
+		ah := *a
+		ah.Targets = make([]Target, len(a.Targets))
+		for i, t := range a.Targets {
+			t.Password = ""
+			ah.Targets[i] = t
+		}
+		out.AfterHours = &ah
 	}
 	return out
 }
@@ -186,6 +202,10 @@ type routingInput struct {
 	Targets        []Target        `json:"targets"`
 	Voicemail      *voicemailInput `json:"voicemail"`
 	Enabled        *bool           `json:"enabled"`
+	TimeZone       *string         `json:"time_zone"`
+	Schedule       *Schedule       `json:"schedule"`
+	AfterHours     *AfterHours     `json:"after_hours"`
+	Callers        *CallerPolicy   `json:"callers"`
 }
 
 type voicemailInput struct {
@@ -213,6 +233,10 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 		Voice:          deref(in.Voice, ""),
 		Targets:        in.Targets,
 		Enabled:        deref(in.Enabled, true),
+		TimeZone:       deref(in.TimeZone, ""),
+		Schedule:       in.Schedule,
+		AfterHours:     in.AfterHours,
+		Callers:        in.Callers,
 		Voicemail: VoicemailSettings{
 			Enabled:          true,
 			MaxLengthSeconds: DefaultMaxLengthSeconds,
@@ -232,6 +256,7 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 			rt.Targets[i].Headers = nil // "headers": {} is no headers, as it reads back once stored
 		}
 	}
+	rt.applyPolicyDefaults()
 	if err := rt.Validate(); err != nil {
 		return Routing{}, err
 	}
@@ -358,7 +383,22 @@ func (r Routing) Validate() error {
 	if n := r.Voicemail.MaxLengthSeconds; n < 1 || n > maxVoicemailLengthSecond {
 		return Invalidf("voicemail.max_length_seconds", "voicemail.max_length_seconds must be between 1 and %d.", maxVoicemailLengthSecond)
 	}
+	if _, err := r.Location(); err != nil {
+		return err
+	}
+	if err := r.validateSchedulePolicies(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// Location returns the zone the owner reads times in: time_zone, or nil when the routing
+// leaves it to the instance (CALLRELAY_TIME_ZONE). An invalid name is an EINVALID error.
+func (r Routing) Location() (*time.Location, error) {
+	if r.TimeZone == "" {
+		return nil, nil
+	}
+	return LoadZone("time_zone", r.TimeZone)
 }
 
 // invalidUTF8At returns the offset of b's first byte that is not part of valid UTF-8.
