@@ -172,12 +172,12 @@ func TestStartCall_GenericPlanUsesIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := map[string]string{
-		"batch": `(text[], text[], text[], text[], timestamptz)`,
-		"one":   `(text, text, text, text, timestamptz)`,
+		"batch": `(text[], text[], text[], text[], timestamptz, text[], text[], text[])`,
+		"one":   `(text, text, text, text, timestamptz, text, text, text)`,
 	}
 	exec := map[string]string{
-		"batch": `('{CA1,CA2}', '{+15551230000,+15551230000}', '{+15559870000,+15559870000}', '{t1,t2}', now())`,
-		"one":   `('CA1', '+15551230000', '+15559870000', 't1', now())`,
+		"batch": `('{CA1,CA2}', '{+15551230000,+15551230000}', '{+15559870000,+15559870000}', '{t1,t2}', now(), '{v1,v2}', '{NULL,NULL}', '{NULL,NULL}')`,
+		"one":   `('CA1', '+15551230000', '+15559870000', 't1', now(), 'v1', NULL, NULL)`,
 	}
 	for name, sql := range postgres.StartCallSQL {
 		t.Run(name, func(t *testing.T) {
