@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
@@ -40,7 +41,7 @@ func fallbackRouting(cache *routingCache, m *metrics, route, number string) (cal
 	return rt, ok
 }
 
-func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler) http.Handler {
+func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
 		sid, to, from := r.PostForm.Get("CallSid"), r.PostForm.Get("To"), r.PostForm.Get("From")
@@ -49,7 +50,8 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			writeTwiML(w, twiml.Reject())
 			return
 		}
-		rt, err := db.StartCall(r.Context(), postgres.InboundCall{CallSid: sid, Number: to, From: from, CallToken: r.PostForm.Get("CallToken")})
+		res, err := db.StartInbound(r.Context(), postgres.InboundCall{CallSid: sid, Number: to, From: from, CallToken: r.PostForm.Get("CallToken")})
+		rt := res.Routing
 		switch {
 		case callrelay.ErrorCode(err) == callrelay.ENOTFOUND:
 			log.Warn("call to an unknown number: rejected", slog.String("call_sid", sid), slog.String("to", to))
@@ -64,14 +66,21 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 				writeTwiML(w, twiml.Apology("", ""))
 				return
 			}
+			// The schedule and caller policies apply as the store would have applied them.
+			d := callrelay.Decide(rt, from, now())
+			rt, res.Reason, res.Rule = d.Routing, d.Reason, d.Rule
 			// A conference needs the store (participants, who answered): without it, forward
 			// plainly. The call connects; it cannot be held.
 			rt.Mode = callrelay.ModeDirect
-		default:
-			cache.put(to, rt)
+		case res.Number != nil:
+			// The number's routing, not the call's: the next call is decided afresh from it.
+			cache.put(to, *res.Number)
 		}
 		plan := callrelay.PlanInbound(rt)
-		if plan.Action == callrelay.ActReject {
+		if res.Reason != "" {
+			log.Info("call decided", slog.String("call_sid", sid), slog.String("to", to),
+				slog.String("decision", res.Reason), slog.String("rule", res.Rule), slog.String("action", plan.Action.String()))
+		} else if plan.Action == callrelay.ActReject {
 			log.Info("call to a disabled number: rejected", slog.String("call_sid", sid), slog.String("to", to))
 		}
 		respondPlan(w, r, b, rt, plan)
