@@ -209,10 +209,10 @@ func (b *Builder) Forward(r callrelay.Routing, p callrelay.Plan, from, to string
 		AnswerOnBridge: "true", // caller hears ringing, not silence, and is billed from the answer
 		InnerElements:  nouns,
 	}
-	if r.Greeting == "" {
-		return render(dial)
+	if g := greeting(r); g != nil {
+		return render(g, dial)
 	}
-	return render(say(r, r.Greeting), dial)
+	return render(dial)
 }
 
 // Conference puts the caller into a conference named after its CallSid, where it hears the
@@ -238,10 +238,10 @@ func (b *Builder) Conference(r callrelay.Routing, in Inbound) ([]byte, error) {
 			StatusCallbackEvent:    ConferenceEvents,
 		}},
 	}
-	if r.Greeting == "" {
-		return render(dial)
+	if g := greeting(r); g != nil {
+		return render(g, dial)
 	}
-	return render(say(r, r.Greeting), dial)
+	return render(dial)
 }
 
 // HoldMusic loops the hold audio: music (a <Play> of musicURL, looped for ever) or, without
@@ -306,7 +306,7 @@ func (b *Builder) Voicemail(r callrelay.Routing) ([]byte, error) {
 		rec.Transcribe = "true"
 		rec.TranscribeCallback = b.transcription
 	}
-	return render(say(r, r.VoicemailPrompt()), rec, say(r, MsgNoMessage), twiml.VoiceHangup{})
+	return render(voicemailPrompt(r), rec, say(r, MsgNoMessage), twiml.VoiceHangup{})
 }
 
 // RecordingThanks answers the <Record> action.

@@ -81,6 +81,8 @@ type Routing struct {
 	Schedule   *Schedule     `json:"schedule,omitempty"`
 	AfterHours *AfterHours   `json:"after_hours,omitempty"`
 	Callers    *CallerPolicy `json:"callers,omitempty"`
+	// GreetingURL is a recording played (<Play>) instead of saying Greeting (audio.go).
+	GreetingURL string `json:"greeting_url,omitempty"`
 }
 
 // Target is one endpoint a call is forwarded to.
@@ -102,6 +104,8 @@ type VoicemailSettings struct {
 	Prompt           string `json:"prompt,omitempty"`
 	MaxLengthSeconds int    `json:"max_length_seconds"`
 	Transcribe       bool   `json:"transcribe"`
+	// PromptURL is a recording played instead of saying Prompt (audio.go).
+	PromptURL string `json:"prompt_url,omitempty"`
 }
 
 // Redacted returns a copy of r without secrets, for API answers.
@@ -206,6 +210,7 @@ type routingInput struct {
 	Schedule       *Schedule       `json:"schedule"`
 	AfterHours     *AfterHours     `json:"after_hours"`
 	Callers        *CallerPolicy   `json:"callers"`
+	GreetingURL    *string         `json:"greeting_url"`
 }
 
 type voicemailInput struct {
@@ -213,6 +218,7 @@ type voicemailInput struct {
 	Prompt           *string `json:"prompt"`
 	MaxLengthSeconds *int    `json:"max_length_seconds"`
 	Transcribe       *bool   `json:"transcribe"`
+	PromptURL        *string `json:"prompt_url"`
 }
 
 // DecodeRouting reads a routing from JSON, applies docs/design.md's defaults and validates it. Unknown
@@ -237,6 +243,7 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 		Schedule:       in.Schedule,
 		AfterHours:     in.AfterHours,
 		Callers:        in.Callers,
+		GreetingURL:    deref(in.GreetingURL, ""),
 		Voicemail: VoicemailSettings{
 			Enabled:          true,
 			MaxLengthSeconds: DefaultMaxLengthSeconds,
@@ -249,6 +256,7 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 			Prompt:           deref(vm.Prompt, ""),
 			MaxLengthSeconds: deref(vm.MaxLengthSeconds, DefaultMaxLengthSeconds),
 			Transcribe:       deref(vm.Transcribe, true),
+			PromptURL:        deref(vm.PromptURL, ""),
 		}
 	}
 	for i := range rt.Targets {
@@ -387,6 +395,9 @@ func (r Routing) Validate() error {
 		return err
 	}
 	if err := r.validateSchedulePolicies(); err != nil {
+		return err
+	}
+	if err := r.validateAudio(); err != nil {
 		return err
 	}
 	return nil

@@ -76,9 +76,11 @@ type ScheduleException struct {
 // rejected when the number's voicemail is off; with targets those ring instead (an on-call
 // phone), as the number's targets would, then voicemail as usual.
 type AfterHours struct {
-	Greeting        string   `json:"greeting,omitempty"`
-	Targets         []Target `json:"targets,omitempty"`
-	VoicemailPrompt string   `json:"voicemail_prompt,omitempty"`
+	Greeting           string   `json:"greeting,omitempty"`
+	GreetingURL        string   `json:"greeting_url,omitempty"`
+	Targets            []Target `json:"targets,omitempty"`
+	VoicemailPrompt    string   `json:"voicemail_prompt,omitempty"`
+	VoicemailPromptURL string   `json:"voicemail_prompt_url,omitempty"`
 }
 
 // CallerPolicy keeps unwanted callers out. Block and Allow hold E.164 numbers or prefixes
@@ -687,22 +689,28 @@ func (r Routing) afterHoursRouting(eff Routing) Routing {
 	if a == nil {
 		a = &AfterHours{}
 	}
-	eff.Greeting = a.Greeting
+	eff.Greeting, eff.GreetingURL = a.Greeting, a.GreetingURL
 	if len(a.Targets) > 0 {
 		eff.Targets = a.Targets
-		if a.VoicemailPrompt != "" {
-			eff.Voicemail.Prompt = a.VoicemailPrompt
+		if a.VoicemailPrompt != "" || a.VoicemailPromptURL != "" {
+			eff.Voicemail.Prompt, eff.Voicemail.PromptURL = a.VoicemailPrompt, a.VoicemailPromptURL
 		}
 		return eff
 	}
 	// Straight to voicemail: the greeting is said as part of the prompt (a voicemail is not
 	// preceded by the greeting otherwise), or the call is rejected without voicemail.
 	eff.Enabled = false
-	eff.Greeting = ""
+	eff.Greeting, eff.GreetingURL = "", ""
 	prompt := r.afterHoursPrompt()
 	if a.Greeting != "" {
 		prompt = a.Greeting + " " + prompt
 	}
 	eff.Voicemail.Prompt = prompt
+	switch {
+	case a.VoicemailPromptURL != "":
+		eff.Voicemail.PromptURL = a.VoicemailPromptURL
+	case a.VoicemailPrompt != "" || a.Greeting != "":
+		eff.Voicemail.PromptURL = "" // the after-hours words, not the number's usual recording
+	}
 	return eff
 }

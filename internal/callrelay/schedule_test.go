@@ -440,3 +440,40 @@ func BenchmarkScheduleState(b *testing.B) {
 		}
 	}
 }
+
+func TestAudioURLs(t *testing.T) {
+	base := func(extra string) string {
+		return `{"owner_email": "a@b.example", "targets": [{"type": "phone", "to": "+15550001111"}]` + extra + `}`
+	}
+	long := "https://media.example.com/" + strings.Repeat("a", 1024) + ".mp3"
+	for _, tc := range []struct{ body, field string }{
+		{base(`, "greeting_url": "http://media.example.com/a.mp3"`), "greeting_url"},
+		{base(`, "greeting_url": "https://user:pw@media.example.com/a.mp3"`), "greeting_url"},
+		{base(`, "greeting_url": "https:///a.mp3"`), "greeting_url"},
+		{base(`, "greeting_url": "media.example.com/a.mp3"`), "greeting_url"},
+		{base(`, "greeting_url": "https://media.example.com/a.mp3#t=1"`), "greeting_url"},
+		{base(`, "greeting_url": "https://media.example.com/a b.mp3"`), "greeting_url"},
+		{base(`, "greeting_url": "` + long + `"`), "greeting_url"},
+		{base(`, "voicemail": {"prompt_url": "ftp://media.example.com/a.mp3"}`), "voicemail.prompt_url"},
+		{base(`, "time_zone": "UTC", "schedule": {"weekly": {}}, "after_hours": {"greeting_url": "https://m.example.com/closed.mp3"}`), "after_hours.greeting_url"},
+		{base(`, "time_zone": "UTC", "schedule": {"weekly": {}}, "after_hours": {"voicemail_prompt_url": "http://m.example.com/a.mp3"}`), "after_hours.voicemail_prompt_url"},
+	} {
+		_, err := callrelay.DecodeRouting(strings.NewReader(tc.body))
+		if f := errorField(err); f != tc.field {
+			t.Errorf("%s: field %q (%v), want %q", tc.body, f, err, tc.field)
+		}
+	}
+	rt := mustRouting(t, base(`, "greeting_url": "https://media.example.com/a.mp3?v=1", "voicemail": {"prompt_url": "https://media.example.com/b.wav"},
+		"time_zone": "UTC", "schedule": {"weekly": {}},
+		"after_hours": {"voicemail_prompt_url": "https://media.example.com/closed.mp3"}`))
+	d := callrelay.Decide(rt, "+15557770000", clocktest.Now())
+	if d.Reason != callrelay.DecisionAfterHours || d.Routing.Voicemail.PromptURL != "https://media.example.com/closed.mp3" || d.Routing.GreetingURL != "" {
+		t.Errorf("after hours with a recorded prompt: %+v", d)
+	}
+	// An after-hours text prompt replaces the number's recorded one.
+	rt = mustRouting(t, base(`, "voicemail": {"prompt_url": "https://media.example.com/b.wav"},
+		"time_zone": "UTC", "schedule": {"weekly": {}}, "after_hours": {"voicemail_prompt": "We are closed."}`))
+	if d := callrelay.Decide(rt, "+15557770000", clocktest.Now()); d.Routing.Voicemail.PromptURL != "" || d.Routing.VoicemailPrompt() != "We are closed." {
+		t.Errorf("after hours with a text prompt: %+v", d.Routing.Voicemail)
+	}
+}
