@@ -431,10 +431,10 @@ func (s *Schedule) dayIntervals(loc *time.Location, y int, m time.Month, d int, 
 	return out
 }
 
-// wallReached is the first instant at which loc's wall clock reads at least (y, m, d) plus min
-// minutes (min may pass 24:00 into the next day).
-func wallReached(loc *time.Location, y int, m time.Month, d, min int) time.Time {
-	wall := time.Date(y, m, d, 0, min, 0, 0, time.UTC).Unix() // the wall time as if it were UTC
+// wallReached is the first instant at which loc's wall clock reads at least (y, m, d) plus
+// minutes (which may pass 24:00 into the next day).
+func wallReached(loc *time.Location, y int, m time.Month, d, minutes int) time.Time {
+	wall := time.Date(y, m, d, 0, minutes, 0, 0, time.UTC).Unix() // the wall time as if it were UTC
 	// Around one instant a zone has at most two offsets: the one a day before and a day after.
 	_, before := time.Unix(wall-86400, 0).In(loc).Zone()
 	_, after := time.Unix(wall+86400, 0).In(loc).Zone()

@@ -312,8 +312,8 @@ func (sc *Scenario) Start(now time.Time) (time.Time, error) {
 
 // wallTime is the first instant loc's clock reads at least the given date and minutes: a time
 // a DST change skips is the instant of the change; a repeated one, its first occurrence.
-func wallTime(loc *time.Location, y int, m time.Month, d, min int) time.Time {
-	wall := time.Date(y, m, d, 0, min, 0, 0, time.UTC).Unix()
+func wallTime(loc *time.Location, y int, m time.Month, d, minutes int) time.Time {
+	wall := time.Date(y, m, d, 0, minutes, 0, 0, time.UTC).Unix()
 	_, before := time.Unix(wall-86400, 0).In(loc).Zone()
 	_, after := time.Unix(wall+86400, 0).In(loc).Zone()
 	var best int64
