@@ -3,8 +3,12 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/clocktest"
@@ -160,4 +164,71 @@ func nilIfEmpty(s string) any {
 		return nil
 	}
 	return s
+}
+
+// statementCounter counts the statements a pool sends.
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// The decision costs no round trip: once the store knows a number's routing, each call is one
+// statement, as for a number without schedule or policies; the first call to a number, and the
+// first after its routing changed, take one more.
+func TestStartCall_DecisionRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(pgtest.NewURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &statementCounter{}
+	cfg.ConnConfig.Tracer = counter
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	db := postgres.New(pool)
+	db.Now = clocktest.Fixed(clocktest.Start())
+	const number = "+15551230000"
+	put := func(block string) {
+		t.Helper()
+		rt := mustRouting(t, `{"owner_email": "dana@example.com", "targets": [{"type": "phone", "to": "+15550001111"}],
+			"time_zone": "UTC", "schedule": {"weekly": {"mon": ["00:00-24:00"], "tue": ["00:00-24:00"], "wed": ["00:00-24:00"],
+			"thu": ["00:00-24:00"], "fri": ["00:00-24:00"], "sat": ["00:00-24:00"], "sun": ["00:00-24:00"]}},
+			"callers": {"block": [`+block+`]}}`)
+		if _, _, err := db.PutNumber(ctx, number, rt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := 0
+	start := func(from string) int64 {
+		t.Helper()
+		calls++
+		before := counter.n.Load()
+		if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: fmt.Sprintf("CA_rt%d", calls), Number: number, From: from}); err != nil {
+			t.Fatal(err)
+		}
+		return counter.n.Load() - before
+	}
+	put(`"+1900"`)
+	if n := start("+15557770000"); n != 2 {
+		t.Errorf("first call to the number: %d statements, want 2 (the routing is learnt)", n)
+	}
+	for _, from := range []string{"+15557770000", "+19005550000", "+266696687"} {
+		if n := start(from); n != 1 {
+			t.Errorf("call from %s: %d statements, want 1", from, n)
+		}
+	}
+	put(`"+1555"`)
+	if n := start("+15557770000"); n != 2 {
+		t.Errorf("first call after the routing changed: %d statements, want 2", n)
+	}
+	if n := start("+15557770000"); n != 1 {
+		t.Errorf("next call: %d statements, want 1", n)
+	}
 }
