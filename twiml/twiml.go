@@ -216,10 +216,10 @@ func (b *Builder) ForwardCall(r callrelay.Routing, p callrelay.Plan, in Inbound)
 		AnswerOnBridge: "true", // caller hears ringing, not silence, and is billed from the answer
 		InnerElements:  nouns,
 	}
-	if r.Greeting == "" {
-		return render(dial)
+	if g := greeting(r); g != nil {
+		return render(g, dial)
 	}
-	return render(say(r, r.Greeting), dial)
+	return render(dial)
 }
 
 // ConferenceTimeLimit caps, in seconds, the caller's <Dial> into its conference (timeLimit):
@@ -252,10 +252,10 @@ func (b *Builder) Conference(r callrelay.Routing, in Inbound) ([]byte, error) {
 			StatusCallbackEvent:    ConferenceEvents,
 		}},
 	}
-	if r.Greeting == "" {
-		return render(dial)
+	if g := greeting(r); g != nil {
+		return render(g, dial)
 	}
-	return render(say(r, r.Greeting), dial)
+	return render(dial)
 }
 
 // HoldMusic loops the hold audio: music (a <Play> of musicURL, looped for ever) or, without
@@ -331,7 +331,7 @@ func (b *Builder) Voicemail(r callrelay.Routing) ([]byte, error) {
 		rec.Transcribe = "true"
 		rec.TranscribeCallback = b.transcription
 	}
-	return render(say(r, r.VoicemailPrompt()), rec, say(r, MsgNoMessage), twiml.VoiceHangup{})
+	return render(voicemailPrompt(r), rec, say(r, MsgNoMessage), twiml.VoiceHangup{})
 }
 
 // RecordingThanks answers the <Record> action.

@@ -44,6 +44,21 @@ type relay struct {
 
 func startRelay(t *testing.T) *relay {
 	t.Helper()
+	return startRelayAt(t, time.Time{})
+}
+
+// startRelayAt starts callrelay and the simulator with their clocks at start (a scenario's
+// "at"): callrelay's runs in real time from there, the simulator's at its speed. Zero: the
+// test clock (clocktest.Now).
+func startRelayAt(t *testing.T, start time.Time) *relay {
+	t.Helper()
+	now := clocktest.Now
+	if !start.IsZero() {
+		real0 := time.Now()
+		now = func() time.Time { return start.Add(time.Since(real0)) }
+	} else {
+		start = clocktest.Now()
+	}
 	pool := pgtest.NewPool(t)
 	smtp := mailtest.Start(t)
 	simSrv := httptest.NewUnstartedServer(nil)
@@ -53,11 +68,13 @@ func startRelay(t *testing.T) *relay {
 	cfg := relayConfig(t, relayURL, apiURL, smtp.URL())
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	a, err := app.New(cfg, pool, log, relayOptions())
+	opts := relayOptions()
+	opts.Now = now
+	a, err := app.New(cfg, pool, log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim := newSim(t, relayURL.String(), apiURL.String())
+	sim := newSimAt(t, relayURL.String(), apiURL.String(), start)
 	simSrv.Config.Handler, relaySrv.Config.Handler = sim, a.Handler
 	simSrv.Start()
 	relaySrv.Start()
@@ -80,6 +97,12 @@ func startRelay(t *testing.T) *relay {
 // reached by callrelay at apiURL (its TWILIO_API_URL).
 func newSim(t *testing.T, baseURL, apiURL string) *twiliosim.Sim {
 	t.Helper()
+	return newSimAt(t, baseURL, apiURL, clocktest.Now())
+}
+
+// newSimAt is newSim with the simulator's clock starting at start.
+func newSimAt(t *testing.T, baseURL, apiURL string, start time.Time) *twiliosim.Sim {
+	t.Helper()
 	spec, err := twiliofake.DefaultSpec()
 	if err != nil {
 		t.Fatal(err) // the spec is embedded (third_party/twilio); $TWILIO_OPENAPI overrides it
@@ -87,7 +110,7 @@ func newSim(t *testing.T, baseURL, apiURL string) *twiliosim.Sim {
 	sim, err := twiliosim.New(twiliosim.Config{
 		AccountSID: accountSID, AuthToken: authToken, OpsToken: opsToken,
 		BaseURL: baseURL, APIURL: apiURL,
-		Clock: twiliosim.NewClock(clocktest.Now(), speed), Spec: spec, CheckTwiML: checkTwiML,
+		Clock: twiliosim.NewClock(start, speed), Spec: spec, CheckTwiML: checkTwiML,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +169,13 @@ func TestScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := startRelay(t)
+			var start time.Time
+			if sc.At != "" {
+				if start, err = sc.Start(clocktest.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := startRelayAt(t, start)
 			res := playScenario(t, r, sc, 15*time.Second)
 			if !res.OK() || *verbose {
 				var b strings.Builder

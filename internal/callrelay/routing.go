@@ -61,7 +61,6 @@ const (
 	maxLanguageLen                     = 35  // RFC 5646 §4.4.1: the length a tag must be kept to
 	maxSIPCredentialLen                = 128
 	maxQuoted                          = 64 // how much of a refused value an error message repeats
-	maxTimeZoneLen                     = 64 // the longest IANA name is 32 characters
 )
 
 // SIPRegions are Twilio's edge regions a SIP target may name.
@@ -97,6 +96,12 @@ type Routing struct {
 	// TimeZone is the IANA zone the owner reads times in (emails); empty: the instance's
 	// CALLRELAY_TIME_ZONE.
 	TimeZone string `json:"time_zone,omitempty"`
+	// Schedule, AfterHours and Callers: business hours and caller policies (schedule.go).
+	Schedule   *Schedule     `json:"schedule,omitempty"`
+	AfterHours *AfterHours   `json:"after_hours,omitempty"`
+	Callers    *CallerPolicy `json:"callers,omitempty"`
+	// GreetingURL is a recording played (<Play>) instead of saying Greeting (audio.go).
+	GreetingURL string `json:"greeting_url,omitempty"`
 }
 
 // Target is one endpoint a call is forwarded to.
@@ -149,6 +154,8 @@ type VoicemailSettings struct {
 	Prompt           string `json:"prompt,omitempty"`
 	MaxLengthSeconds int    `json:"max_length_seconds"`
 	Transcribe       bool   `json:"transcribe"`
+	// PromptURL is a recording played instead of saying Prompt (audio.go).
+	PromptURL string `json:"prompt_url,omitempty"`
 }
 
 // Redacted returns a copy of r without secrets, for API answers.
@@ -158,6 +165,15 @@ func (r Routing) Redacted() Routing {
 	for i, t := range r.Targets {
 		t.Password = ""
 		out.Targets[i] = t
+	}
+	if a := r.AfterHours; a != nil {
+		ah := *a
+		ah.Targets = make([]Target, len(a.Targets))
+		for i, t := range a.Targets {
+			t.Password = ""
+			ah.Targets[i] = t
+		}
+		out.AfterHours = &ah
 	}
 	return out
 }
@@ -243,6 +259,10 @@ type routingInput struct {
 	Voicemail        *voicemailInput `json:"voicemail"`
 	Enabled          *bool           `json:"enabled"`
 	TimeZone         *string         `json:"time_zone"`
+	Schedule         *Schedule       `json:"schedule"`
+	AfterHours       *AfterHours     `json:"after_hours"`
+	Callers          *CallerPolicy   `json:"callers"`
+	GreetingURL      *string         `json:"greeting_url"`
 }
 
 type voicemailInput struct {
@@ -250,6 +270,7 @@ type voicemailInput struct {
 	Prompt           *string `json:"prompt"`
 	MaxLengthSeconds *int    `json:"max_length_seconds"`
 	Transcribe       *bool   `json:"transcribe"`
+	PromptURL        *string `json:"prompt_url"`
 }
 
 // DecodeRouting reads a routing from JSON, applies docs/design.md's defaults and validates it. Unknown
@@ -273,6 +294,10 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 		Targets:          in.Targets,
 		Enabled:          deref(in.Enabled, true),
 		TimeZone:         deref(in.TimeZone, ""),
+		Schedule:         in.Schedule,
+		AfterHours:       in.AfterHours,
+		Callers:          in.Callers,
+		GreetingURL:      deref(in.GreetingURL, ""),
 		Voicemail: VoicemailSettings{
 			Enabled:    true,
 			Transcribe: true,
@@ -284,6 +309,7 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 			Enabled:    deref(vm.Enabled, true),
 			Prompt:     deref(vm.Prompt, ""),
 			Transcribe: deref(vm.Transcribe, true),
+			PromptURL:  deref(vm.PromptURL, ""),
 		}
 		maxLength = vm.MaxLengthSeconds
 	}
@@ -302,6 +328,7 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 			rt.Targets[i].Screen = DefaultScreen(rt.Targets[i].Type)
 		}
 	}
+	rt.applyPolicyDefaults()
 	if err := rt.Validate(); err != nil {
 		return Routing{}, err
 	}
@@ -370,7 +397,6 @@ var (
 	sipUserRe  = regexp.MustCompile(`^[A-Za-z0-9._~!$&'()*+,;=%-]+$`)
 	sipHostRe  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$`)
 	headerRe   = regexp.MustCompile(`^[A-Za-z0-9-]+$`)
-	timeZoneRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$`)
 )
 
 // sipStandardHeaders are the non-"x-" headers Twilio passes on a SIP INVITE.
@@ -438,6 +464,12 @@ func (r Routing) Validate() error {
 	if _, err := r.Location(); err != nil {
 		return err
 	}
+	if err := r.validateSchedulePolicies(); err != nil {
+		return err
+	}
+	if err := r.validateAudio(); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -447,16 +479,7 @@ func (r Routing) Location() (*time.Location, error) {
 	if r.TimeZone == "" {
 		return nil, nil
 	}
-	// LoadLocation takes "Local" (the server's zone) and reads the name as a path: a bounded,
-	// plain IANA name only.
-	if len(r.TimeZone) > maxTimeZoneLen || r.TimeZone == "Local" || !timeZoneRe.MatchString(r.TimeZone) {
-		return nil, Invalidf("time_zone", "time_zone %s is not an IANA time zone name like Europe/Paris.", quoteShort(r.TimeZone))
-	}
-	loc, err := time.LoadLocation(r.TimeZone)
-	if err != nil {
-		return nil, Invalidf("time_zone", "time_zone %s is not an IANA time zone name like Europe/Paris.", quoteShort(r.TimeZone))
-	}
-	return loc, nil
+	return LoadZone("time_zone", r.TimeZone)
 }
 
 // invalidUTF8At returns the offset of b's first byte that is not part of valid UTF-8.

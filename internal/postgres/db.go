@@ -33,6 +33,7 @@ type DB struct {
 
 	starts   *startBatcher
 	routings routingMemo // decoded routings (StartCall, RecordDialOutcome)
+	numbers  numberMemo  // each number's routing and version, to decide calls (StartCall)
 }
 
 // New returns a store on pool.

@@ -24,9 +24,9 @@ func (db *DB) StartBatch(ctx context.Context, ins []InboundCall) ([]*callrelay.R
 	for i, w := range batch {
 		<-w.done
 		errs[i] = w.err
-		if w.err == nil && w.routing != nil {
-			r, err := db.routings.decode(w.routing)
-			routings[i], errs[i] = &r, err
+		if w.err == nil && w.found {
+			r := w.res.Routing
+			routings[i] = &r
 		}
 	}
 	return routings, errs

@@ -172,12 +172,12 @@ func TestStartCall_GenericPlanUsesIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := map[string]string{
-		"batch": `(text[], text[], text[], text[], timestamptz, text[])`,
-		"one":   `(text, text, text, text, timestamptz, text)`,
+		"batch": `(text[], text[], text[], text[], timestamptz, text[], text[], text[], text[])`,
+		"one":   `(text, text, text, text, timestamptz, text, text, text, text)`,
 	}
 	exec := map[string]string{
-		"batch": `('{CA1,CA2}', '{+15551230000,+15551230000}', '{+15559870000,+15559870000}', '{t1,t2}', now(), '{JOHN,""}')`,
-		"one":   `('CA1', '+15551230000', '+15559870000', 't1', now(), 'JOHN')`,
+		"batch": `('{CA1,CA2}', '{+15551230000,+15551230000}', '{+15559870000,+15559870000}', '{t1,t2}', now(), '{v1,v2}', '{NULL,NULL}', '{NULL,NULL}', '{JOHN,""}')`,
+		"one":   `('CA1', '+15551230000', '+15559870000', 't1', now(), 'v1', NULL, NULL, 'JOHN')`,
 	}
 	for name, sql := range postgres.StartCallSQL {
 		t.Run(name, func(t *testing.T) {

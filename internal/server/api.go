@@ -20,6 +20,9 @@ type numberJSON struct {
 	callrelay.Routing
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// ScheduleState: open now or not, why, and when that next changes (GET of one number with
+	// a schedule).
+	ScheduleState *callrelay.ScheduleState `json:"schedule_state,omitempty"`
 }
 
 func toNumberJSON(n *callrelay.Number) numberJSON {
@@ -80,7 +83,7 @@ func handlePutNumber(db *postgres.DB, cache *routingCache) http.Handler {
 	})
 }
 
-func handleGetNumber(db *postgres.DB) http.Handler {
+func handleGetNumber(db *postgres.DB, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		number, err := pathNumber(r)
 		if err != nil {
@@ -92,7 +95,9 @@ func handleGetNumber(db *postgres.DB) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, toNumberJSON(n))
+		out := toNumberJSON(n)
+		out.ScheduleState = n.Routing.ScheduleState(now())
+		writeJSON(w, http.StatusOK, out)
 	})
 }
 

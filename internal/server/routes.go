@@ -20,7 +20,7 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 
 	mux.Group(func(tw chi.Router) {
 		tw.Use(twilioSignature(v, d.Config.InsecureSkipSignature, m), detach)
-		tw.Handle("POST /twilio/voice", handleVoice(d.DB, b, cache, m, sp))
+		tw.Handle("POST /twilio/voice", handleVoice(d.DB, b, cache, m, sp, d.Now))
 		tw.Handle("POST /twilio/dial-outcome", handleDialOutcome(d.DB, b, cache, m, sp))
 		tw.Handle("POST /twilio/call-status", handleCallStatus(d.Conference, sp))
 		// Screening: documents a dialed leg runs before it is bridged (screen.go).
@@ -47,7 +47,7 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		api.Use(opsAuth(d.Config.OpsToken.Value()))
 		api.Handle("GET /api/numbers", handleListNumbers(d.DB))
 		api.Handle("PUT /api/numbers/{number}", handlePutNumber(d.DB, cache))
-		api.Handle("GET /api/numbers/{number}", handleGetNumber(d.DB))
+		api.Handle("GET /api/numbers/{number}", handleGetNumber(d.DB, d.Now))
 		api.Handle("DELETE /api/numbers/{number}", handleDeleteNumber(d.DB, cache))
 		api.Handle("GET /api/calls", handleListCalls(d.DB))
 		api.Handle("GET /api/calls/{callSid}", handleGetCall(d.DB))

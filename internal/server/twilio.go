@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
@@ -43,16 +44,17 @@ func fallbackRouting(cache *routingCache, m *metrics, route, number string) (cal
 	return rt, ok
 }
 
-func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler) http.Handler {
+func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
-		sid, to := r.PostForm.Get("CallSid"), r.PostForm.Get("To")
+		sid, to, from := r.PostForm.Get("CallSid"), r.PostForm.Get("To"), r.PostForm.Get("From")
 		if sid == "" || to == "" {
 			log.Warn("voice webhook without CallSid or To: rejected", slog.String("call_sid", sid), slog.String("to", to))
 			writeTwiML(w, twiml.Reject())
 			return
 		}
-		rt, err := db.StartCall(r.Context(), inboundCall(r.PostForm))
+		res, err := db.StartInbound(r.Context(), inboundCall(r.PostForm))
+		rt := res.Routing
 		switch {
 		case callrelay.ErrorCode(err) == callrelay.ENOTFOUND:
 			log.Warn("call to an unknown number: rejected", slog.String("call_sid", sid), slog.String("to", to))
@@ -67,11 +69,17 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 				writeTwiML(w, twiml.Apology("", ""))
 				return
 			}
+			// The schedule and caller policies apply as the store would have applied them.
+			d := callrelay.Decide(rt, from, now())
+			rt, res.Reason, res.Rule = d.Routing, d.Reason, d.Rule
 			// A conference needs the store (participants, who answered): without it, forward
 			// plainly. The call connects; it cannot be held.
 			rt.Mode = callrelay.ModeDirect
 		default:
-			cache.put(to, rt)
+			if res.Number != nil {
+				// The number's routing, not the call's: the next call is decided afresh from it.
+				cache.put(to, *res.Number)
+			}
 			// The caller enters the conference only with its deadline written: without it a
 			// lost callback could leave them in the wait music for hours. A replayed webhook's
 			// caller was forwarded directly (the conference needs the store): no deadline.
@@ -84,7 +92,10 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			}
 		}
 		plan := callrelay.PlanInbound(rt)
-		if plan.Action == callrelay.ActReject {
+		if res.Reason != "" {
+			log.Info("call decided", slog.String("call_sid", sid), slog.String("to", to),
+				slog.String("decision", res.Reason), slog.String("rule", res.Rule), slog.String("action", plan.Action.String()))
+		} else if plan.Action == callrelay.ActReject {
 			log.Info("call to a disabled number: rejected", slog.String("call_sid", sid), slog.String("to", to))
 		}
 		respondPlan(w, r, b, rt, plan)

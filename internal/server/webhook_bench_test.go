@@ -46,12 +46,36 @@ func benchVoiceForm(sid string) url.Values {
 	}
 }
 
+// benchScheduledRouting is benchRouting with business hours (open every hour, so that every
+// call rings; the evaluation is the same work open or closed), a year of holidays on other
+// days, and a caller block list: what the voice webhook decides for a scheduled number.
+var benchScheduledRouting = func() string {
+	var days, holidays []string
+	for _, d := range []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"} {
+		days = append(days, fmt.Sprintf(`%q: ["00:00-12:00", "12:00-24:00"]`, d))
+	}
+	for i := range 12 {
+		holidays = append(holidays, fmt.Sprintf(`{"date": %q, "hours": ["00:00-24:00"]}`, t0.AddDate(0, i, 1).Format(time.DateOnly)))
+	}
+	return `{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"+15550001111"}],"time_zone":"America/New_York",
+		"schedule":{"weekly":{` + strings.Join(days, ",") + `},"exceptions":[` + strings.Join(holidays, ",") + `]},
+		"after_hours":{"greeting":"Closed."},"callers":{"block":["+1900","+1976","+15550009999"],"withheld":"voicemail"}}`
+}()
+
 // BenchmarkVoiceWebhook is POST /twilio/voice for a new call: one at a time (serial), and from
-// 32 goroutines at once (parallel), like the load test's 32 connections.
+// 32 goroutines at once (parallel), like the load test's 32 connections; "scheduled" is the
+// same for a number with business hours and caller policies.
 func BenchmarkVoiceWebhook(b *testing.B) {
+	b.Run("scheduled", func(b *testing.B) {
+		benchVoice(b, benchScheduledRouting)
+	})
+	benchVoice(b, benchRouting)
+}
+
+func benchVoice(b *testing.B, routing string) {
 	b.Run("serial", func(b *testing.B) {
 		s := newTestServer(b)
-		s.putNumber(masked, benchRouting)
+		s.putNumber(masked, routing)
 		var n int64
 		b.ReportAllocs()
 		for b.Loop() {
@@ -64,7 +88,7 @@ func BenchmarkVoiceWebhook(b *testing.B) {
 	})
 	b.Run("parallel", func(b *testing.B) {
 		s := newTestServer(b)
-		s.putNumber(masked, benchRouting)
+		s.putNumber(masked, routing)
 		var n atomic.Int64
 		b.SetParallelism(16)
 		// Open the pool's connections before the timer starts.

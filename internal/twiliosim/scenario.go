@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -26,6 +28,14 @@ type Scenario struct {
 	Routing map[string]any `yaml:"routing"`
 	// VoicePath is the number's voice URL on callrelay's public URL (/twilio/voice).
 	VoicePath string `yaml:"voice_path"`
+	// At is when the call is placed, as a local wall time in TimeZone: a date and time
+	// ("2026-12-07T20:30:00") or a weekday and time ("mon 20:30": that weekday after the
+	// clock's today). A time a DST change skips is the instant the clock jumps past it; one it
+	// repeats, the first. Empty: now. The harness starts callrelay's clock and the simulator's
+	// there (Start); cmd/callsim cannot set a running callrelay's clock, and refuses it.
+	At string `yaml:"at"`
+	// TimeZone is the IANA zone of At: the routing's time_zone when left out, else UTC.
+	TimeZone string `yaml:"time_zone"`
 	// StatusCallback sends the number's own status callback (/twilio/call-status) when the
 	// inbound call ends, as the Twilio console does when one is configured (default true).
 	StatusCallback *bool `yaml:"status_callback"`
@@ -187,6 +197,11 @@ func (sc *Scenario) check() error {
 	if !strings.HasPrefix(sc.VoicePath, "/") {
 		return fmt.Errorf("voice_path: %q must start with /", sc.VoicePath)
 	}
+	if sc.At != "" {
+		if _, err := sc.Start(time.Now()); err != nil {
+			return err
+		}
+	}
 	if sc.Routing != nil {
 		// YAML allows what JSON does not (maps with non-string keys): the ops API gets JSON.
 		if _, err := json.Marshal(sc.Routing); err != nil {
@@ -284,4 +299,67 @@ func TargetKey(address string) string {
 		}
 	}
 	return address
+}
+
+// Start is the instant the call is placed: At in TimeZone, or now when At is empty. A weekday
+// form is the first such day after now's date.
+func (sc *Scenario) Start(now time.Time) (time.Time, error) {
+	if sc.At == "" {
+		return now, nil
+	}
+	name := sc.TimeZone
+	if name == "" {
+		name, _ = sc.Routing["time_zone"].(string)
+	}
+	if name == "" {
+		name = "UTC"
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil || name == "Local" {
+		return time.Time{}, fmt.Errorf("time_zone: %q is not an IANA zone", name)
+	}
+	if wd, hm, ok := strings.Cut(sc.At, " "); ok {
+		day := slices.Index([]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}, strings.ToLower(wd))
+		t, err := time.Parse("15:04", hm)
+		if day < 0 || err != nil {
+			return time.Time{}, fmt.Errorf("at: %q: want a weekday and time like \"mon 20:30\"", sc.At)
+		}
+		local := now.In(loc)
+		for d := 1; d <= 7; d++ {
+			date := time.Date(local.Year(), local.Month(), local.Day()+d, 12, 0, 0, 0, time.UTC)
+			if int(date.Weekday()) == day {
+				return wallTime(loc, date.Year(), date.Month(), date.Day(), t.Hour()*60+t.Minute()), nil
+			}
+		}
+	}
+	t, err := time.Parse("2006-01-02T15:04:05", sc.At)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("at: %q: want a local date and time like 2026-12-07T20:30:00, or a weekday and time like \"mon 20:30\"", sc.At)
+	}
+	at := wallTime(loc, t.Year(), t.Month(), t.Day(), t.Hour()*60+t.Minute())
+	return at.Add(time.Duration(t.Second()) * time.Second), nil
+}
+
+// wallTime is the first instant loc's clock reads at least the given date and minutes: a time
+// a DST change skips is the instant of the change; a repeated one, its first occurrence.
+func wallTime(loc *time.Location, y int, m time.Month, d, minutes int) time.Time {
+	wall := time.Date(y, m, d, 0, minutes, 0, 0, time.UTC).Unix()
+	_, before := time.Unix(wall-86400, 0).In(loc).Zone()
+	_, after := time.Unix(wall+86400, 0).In(loc).Zone()
+	var best int64
+	found := false
+	for _, off := range []int{before, after} {
+		c := wall - int64(off)
+		if _, o := time.Unix(c, 0).In(loc).Zone(); c+int64(o) == wall && (!found || c < best) {
+			best, found = c, true
+		}
+	}
+	if found {
+		return time.Unix(best, 0).In(loc)
+	}
+	c := time.Unix(wall-int64(before), 0).In(loc)
+	if start, _ := c.ZoneBounds(); !start.IsZero() && !start.After(c) {
+		return start.In(loc)
+	}
+	return c
 }

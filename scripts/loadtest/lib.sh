@@ -143,13 +143,15 @@ start_callrelay() {
 }
 
 # put_number ADDR OPS_TOKEN NUMBER FORWARD OUT: configure NUMBER to forward to the phone FORWARD
-# (every other field by default: direct mode, voicemail on).
+# (every other field by default: direct mode, voicemail on). LOADTEST_ROUTING_EXTRA adds routing
+# fields, e.g. '"time_zone":"UTC","schedule":{…}', to measure a number with business hours or
+# caller policies.
 put_number() {
 	local addr=$1 ops=$2 number=$3 forward=$4 out=$5 code
 	code=$(curl -s -o "$out" -w '%{http_code}' --max-time 10 -X PUT \
 		-H "Authorization: Bearer $ops" -H 'Content-Type: application/json' \
 		"http://$addr/api/numbers/%2B${number#+}" \
-		-d "{\"owner_email\":\"dana@example.com\",\"targets\":[{\"type\":\"phone\",\"to\":\"$forward\"}]}" || echo 000)
+		-d "{\"owner_email\":\"dana@example.com\",\"targets\":[{\"type\":\"phone\",\"to\":\"$forward\"}]${LOADTEST_ROUTING_EXTRA:+,$LOADTEST_ROUTING_EXTRA}}" || echo 000)
 	[[ $code == 2?? ]] || die "callrelay: PUT /api/numbers/$number answered $code: $(cat "$out")"
 }
 
