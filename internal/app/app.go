@@ -6,6 +6,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -47,6 +48,11 @@ type Options struct {
 	// Now is the clock every part runs on (callrelay.SystemClock when nil). Tests pass a
 	// running clock (clocktest.Now) to run the whole server at another date.
 	Now func() time.Time
+	// MissedCallDelay is how long after its end an unanswered call is judged
+	// (postgres.DefaultMissedCallDelay when zero).
+	MissedCallDelay time.Duration
+	// EventRootCAs, when set, are the only certificates event endpoints are trusted by (tests).
+	EventRootCAs *x509.CertPool
 }
 
 // DefaultSpoolInterval: how often a replica tries to replay its spooled callbacks.
@@ -83,9 +89,13 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		return nil, fmt.Errorf("config: SMTP_URL: %w", err)
 	}
 	log.Info("mail", slog.String("sender", fmt.Sprint(sender)))
+	workers, err := noticeWorkers(cfg, db, sender, log, opts, now)
+	if err != nil {
+		return nil, err
+	}
 	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now).
 	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log),
-		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now})
+		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now}, workers...)
 	if err != nil {
 		return nil, err
 	}

@@ -116,7 +116,8 @@ func relayConfig(t *testing.T, publicURL, apiURL *url.URL, smtpURL string) confi
 // relayOptions scale callrelay's own timers to the simulator's speed, and poll for due jobs
 // often so that an email is not held back by the queue's default poll.
 func relayOptions() app.Options {
-	return app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond, Now: clocktest.Now}
+	return app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond, Now: clocktest.Now,
+		MissedCallDelay: 2 * time.Minute / speed}
 }
 
 // checkTwiML validates a document against Twilio's XSD, with the one gap callrelay's TwiML
@@ -153,6 +154,7 @@ func TestScenarios(t *testing.T) {
 			if !res.OK() {
 				t.Errorf("scenario failed (callrelay's log:)\n%s", r.logs.String())
 			}
+			checkEmailCounts(t, r, sc)
 		})
 	}
 }

@@ -74,6 +74,8 @@ type Routing struct {
 	Targets        []Target          `json:"targets"`
 	Voicemail      VoicemailSettings `json:"voicemail"`
 	Enabled        bool              `json:"enabled"`
+	// Notify: nil in routings stored before it existed, read as the defaults (notify.go).
+	Notify *NotifySettings `json:"notify,omitempty"`
 }
 
 // Target is one endpoint a call is forwarded to.
@@ -186,6 +188,7 @@ type routingInput struct {
 	Targets        []Target        `json:"targets"`
 	Voicemail      *voicemailInput `json:"voicemail"`
 	Enabled        *bool           `json:"enabled"`
+	Notify         *notifyInput    `json:"notify"`
 }
 
 type voicemailInput struct {
@@ -226,6 +229,9 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 			MaxLengthSeconds: deref(vm.MaxLengthSeconds, DefaultMaxLengthSeconds),
 			Transcribe:       deref(vm.Transcribe, true),
 		}
+	}
+	if in.Notify != nil {
+		rt.Notify = in.Notify.settings() // left out: nil, read as the defaults
 	}
 	for i := range rt.Targets {
 		if len(rt.Targets[i].Headers) == 0 {
@@ -358,7 +364,7 @@ func (r Routing) Validate() error {
 	if n := r.Voicemail.MaxLengthSeconds; n < 1 || n > maxVoicemailLengthSecond {
 		return Invalidf("voicemail.max_length_seconds", "voicemail.max_length_seconds must be between 1 and %d.", maxVoicemailLengthSecond)
 	}
-	return nil
+	return r.Notify.validate()
 }
 
 // invalidUTF8At returns the offset of b's first byte that is not part of valid UTF-8.

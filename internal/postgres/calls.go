@@ -245,10 +245,13 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 
 // RecordCallStatus applies a status callback for the caller's own call (the number's status
 // callback in the Twilio console). Only terminal statuses change the call: callrelay tracks
-// ringing, in-progress and voicemail itself. It reports whether the call was known.
+// ringing, in-progress and voicemail itself. The first final status also settles, in the same
+// transaction, how the call's end is told (callEnded, missed.go). It reports whether the call
+// was known.
 func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at time.Time) (bool, error) {
-	var known bool
-	err := db.pool.QueryRow(ctx, `
+	var known, added bool
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
 		WITH c AS (
 			SELECT call_sid FROM calls WHERE call_sid = $1
 		), u AS (
@@ -259,9 +262,15 @@ func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at t
 			INSERT INTO call_events (call_sid, at, type, party, by, outcome, dedupe_key)
 			SELECT call_sid, $3, 'call-status', 'caller', 'twilio', $2, 'call-status:' || $2 FROM c
 			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
+			RETURNING call_sid
 		)
-		SELECT count(*) > 0 FROM c`,
-		callSid, status, at, db.now()).Scan(&known)
+		SELECT count(*) > 0, EXISTS (SELECT 1 FROM ev) FROM c`,
+			callSid, status, at, db.now()).Scan(&known, &added)
+		if err != nil || !added || !callrelay.IsTerminal(status) {
+			return err
+		}
+		return db.callEnded(ctx, tx, callSid)
+	})
 	if err != nil {
 		return false, fmt.Errorf("call status %s: %w", callSid, err)
 	}

@@ -192,6 +192,7 @@ type apiCall struct {
 		Target string `json:"target"`
 		Status string `json:"status"`
 	} `json:"legs"`
+	Events []apiEvent `json:"events"`
 }
 
 type apiVoicemail struct {
@@ -238,7 +239,7 @@ func (s *Sim) check(ctx context.Context, r *run, callSid string, reqs []twiliofa
 			}
 		}
 	}
-	if ex.CallStatus == "" && ex.Hold == nil && ex.Legs == nil && ex.Voicemail == nil {
+	if ex.CallStatus == "" && ex.Hold == nil && ex.Legs == nil && ex.Voicemail == nil && ex.MissedCall == nil {
 		return
 	}
 	deadline := time.Now().Add(expectWait)
@@ -269,7 +270,7 @@ func (s *Sim) check(ctx context.Context, r *run, callSid string, reqs []twiliofa
 func (s *Sim) apiProblems(ctx context.Context, callSid string, sc *Scenario) ([]string, error) {
 	ex := sc.Expect
 	var problems []string
-	if ex.CallStatus != "" || ex.Hold != nil || ex.Legs != nil {
+	if ex.CallStatus != "" || ex.Hold != nil || ex.Legs != nil || ex.MissedCall != nil {
 		status, body, err := s.ops(ctx, http.MethodGet, "/api/calls/"+callSid, nil)
 		if err != nil {
 			return nil, err
@@ -302,6 +303,9 @@ func (s *Sim) apiProblems(ctx context.Context, callSid string, sc *Scenario) ([]
 			if !found {
 				problems = append(problems, fmt.Sprintf("no leg to %s (want %s)", target, want))
 			}
+		}
+		if ex.MissedCall != nil {
+			problems = append(problems, missedProblems(ex.MissedCall, c.Events)...)
 		}
 	}
 	if v := ex.Voicemail; v != nil {

@@ -98,6 +98,7 @@ type Expect struct {
 	Hold       map[string]bool   `yaml:"hold"`        // caller/callee → held
 	Legs       map[string]string `yaml:"legs"`        // leg target → status
 	Voicemail  *ExpectVoicemail  `yaml:"voicemail"`
+	MissedCall *ExpectMissedCall `yaml:"missed_call"`
 	// Heard lists, per party ("caller", "callee" or a target), what it must have heard, in
 	// order: each entry is a substring of one thing heard ("hold music", "talking", a phrase).
 	Heard map[string][]string `yaml:"heard"`
@@ -228,7 +229,7 @@ func (sc *Scenario) check() error {
 	if v := sc.Expect.Voicemail; v != nil && v.Email != "" && v.Email != "sent" && v.Email != "none" {
 		return fmt.Errorf("expect.voicemail.email: %q: want sent or none", v.Email)
 	}
-	return nil
+	return sc.Expect.MissedCall.check()
 }
 
 // behavior returns what the target dialed as address does: the entry whose key is the

@@ -170,12 +170,18 @@ type QueueOptions struct {
 	Now func() time.Time
 }
 
-// NewQueue returns River's client, working the notifier's jobs when started. It also enqueues
-// them (postgres.DB.Jobs).
-func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client[pgx.Tx], error) {
+// NewQueue returns River's client, working the notifier's jobs, and those of each extra
+// registration (e.g. MissedCalls.Register), when started. It also enqueues them
+// (postgres.DB.Jobs).
+func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions, extra ...func(*river.Workers) error) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, n); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	for _, register := range extra {
+		if err := register(workers); err != nil {
+			return nil, fmt.Errorf("job queue: %w", err)
+		}
 	}
 	logger := opts.Logger
 	if logger == nil {
