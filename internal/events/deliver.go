@@ -39,19 +39,23 @@ type Options struct {
 	AllowPrivate bool
 	// RootCAs trusts these certificates instead of the system's (tests' receivers).
 	RootCAs *x509.CertPool
-	Now     func() time.Time
-	Log     *slog.Logger
+	// MinBackoff is the first retry's delay, doubling up to 30 min (30 s when zero). Tests
+	// shorten it.
+	MinBackoff time.Duration
+	Now        func() time.Time
+	Log        *slog.Logger
 }
 
 // Deliverer is the job worker that POSTs one event to one endpoint.
 type Deliverer struct {
 	river.WorkerDefaults[callrelay.DeliverEvent]
 
-	db     *postgres.DB
-	signer *Signer
-	client *http.Client
-	now    func() time.Time
-	log    *slog.Logger
+	db      *postgres.DB
+	signer  *Signer
+	client  *http.Client
+	backoff time.Duration
+	now     func() time.Time
+	log     *slog.Logger
 }
 
 // NewDeliverer returns the worker.
@@ -86,7 +90,11 @@ func NewDeliverer(db *postgres.DB, signer *Signer, opts Options) *Deliverer {
 	if now == nil {
 		now = callrelay.SystemClock
 	}
-	return &Deliverer{db: db, signer: signer, client: client, now: now, log: log}
+	backoff := opts.MinBackoff
+	if backoff <= 0 {
+		backoff = minBackoff
+	}
+	return &Deliverer{db: db, signer: signer, client: client, backoff: backoff, now: now, log: log}
 }
 
 // Register adds the worker to a queue's workers (voicemail.NewQueue's extra).
@@ -157,7 +165,7 @@ func (d *Deliverer) post(ctx context.Context, endpoint string, e *postgres.Event
 // NextRetry backs off exponentially, from 30 s to 30 min between tries: about 50 tries in
 // the day an event is kept trying.
 func (d *Deliverer) NextRetry(job *river.Job[callrelay.DeliverEvent]) time.Time {
-	b := minBackoff << min(job.Attempt-1, 10)
+	b := d.backoff << min(job.Attempt-1, 10)
 	return d.now().Add(min(b, maxBackoff))
 }
 
