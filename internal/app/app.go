@@ -89,7 +89,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		return nil, fmt.Errorf("config: SMTP_URL: %w", err)
 	}
 	log.Info("mail", slog.String("sender", fmt.Sprint(sender)))
-	workers, err := noticeWorkers(cfg, db, sender, log, opts, now)
+	workers, err := noticeWorkers(cfg, db, log, opts, now)
 	if err != nil {
 		return nil, err
 	}

@@ -9,16 +9,14 @@ import (
 
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/events"
-	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
-	"github.com/callrelay/callrelay/internal/voicemail"
 )
 
-// noticeWorkers sets up what the store writes when calls end (missed-call emails, events) and
-// returns the queue's workers for them.
-func noticeWorkers(cfg config.Config, db *postgres.DB, sender mail.Sender, log *slog.Logger, opts Options, now func() time.Time) ([]func(*river.Workers) error, error) {
+// noticeWorkers sets up what the store writes when calls end and returns the queue's extra
+// workers (event delivery; missed-call emails come with voicemail.NewQueue).
+func noticeWorkers(cfg config.Config, db *postgres.DB, log *slog.Logger, opts Options, now func() time.Time) ([]func(*river.Workers) error, error) {
 	db.Notices = postgres.Notices{MissedCallDelay: opts.MissedCallDelay}
-	workers := []func(*river.Workers) error{voicemail.NewMissedCalls(db, sender, cfg.MailFrom, now, log).Register}
+	var workers []func(*river.Workers) error
 	if cfg.EventSecret == "" {
 		log.Info("events: off (CALLRELAY_EVENT_SECRET is not set): numbers' notify.webhooks are ignored")
 		return workers, nil

@@ -170,12 +170,15 @@ type QueueOptions struct {
 	Now func() time.Time
 }
 
-// NewQueue returns River's client, working the notifier's jobs, and those of each extra
-// registration (e.g. MissedCalls.Register), when started. It also enqueues them
-// (postgres.DB.Jobs).
+// NewQueue returns River's client, working the notifier's jobs (voicemail and missed-call
+// emails, which share its mail settings), and those of each extra registration (e.g.
+// events.Deliverer.Register), when started. It also enqueues them (postgres.DB.Jobs).
 func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions, extra ...func(*river.Workers) error) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, n); err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	if err := NewMissedCalls(n.db, n.mail, n.from, n.now, n.log).Register(workers); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
 	for _, register := range extra {
