@@ -42,7 +42,9 @@ type relay struct {
 	logs *logBuffer
 }
 
-func startRelay(t *testing.T) *relay {
+// startRelay starts callrelay and the simulator; tune, when given, changes callrelay's
+// configuration and options first.
+func startRelay(t *testing.T, tune ...func(*config.Config, *app.Options)) *relay {
 	t.Helper()
 	pool := pgtest.NewPool(t)
 	smtp := mailtest.Start(t)
@@ -53,7 +55,11 @@ func startRelay(t *testing.T) *relay {
 	cfg := relayConfig(t, relayURL, apiURL, smtp.URL())
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	a, err := app.New(cfg, pool, log, relayOptions())
+	opts := relayOptions()
+	for _, f := range tune {
+		f(&cfg, &opts)
+	}
+	a, err := app.New(cfg, pool, log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +252,8 @@ func TestParseScenario_Errors(t *testing.T) {
 		"OpBoth":        {"number: \"+15551230000\"\nops: [{at: 1, hold: caller, unhold: caller}]\n", "exactly one"},
 		"Transcription": {"number: \"+15551230000\"\ntranscription: maybe\n", "transcription:"},
 		"Empty":         {"", "empty scenario"},
+		"MissedEmail":   {"number: \"+15551230000\"\nexpect: {missed_call: {email: maybe}}\n", "expect.missed_call.email"},
+		"MissedStage":   {"number: \"+15551230000\"\nexpect: {missed_call: {email: none, stage: prompt}}\n", "expect.missed_call.stage"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := twiliosim.ParseScenario([]byte(tc.yaml))
