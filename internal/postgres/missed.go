@@ -92,7 +92,14 @@ func (db *DB) decideOutcome(ctx context.Context, tx pgx.Tx, callSid string) (*ca
 		answered, voicemail, recorded bool
 		prompted, dialed              bool
 	)
-	// FOR UPDATE: two replicas deciding at once take turns; the second finds the decision.
+	// Decided already (a retry of the job, a duplicate): nothing to lock.
+	if mc, err := getMissedCall(ctx, tx, callSid); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+		return mc, err
+	}
+	// Two replicas deciding at once take turns on the call's row; the second finds the
+	// decision. FOR NO KEY UPDATE, not FOR UPDATE: the timeline's foreign key takes KEY SHARE
+	// on the call, and a sender finishing the email (its outcome row locked, inserting its
+	// timeline entry) must not wait for a decider that waits for it.
 	err := tx.QueryRow(ctx, `
 		SELECT c.number, c.from_number, c.mode, c.routing, c.started_at, coalesce(c.ended_at, $2),
 			`+answeredSQL+`,
@@ -105,7 +112,7 @@ func (db *DB) decideOutcome(ctx context.Context, tx pgx.Tx, callSid string) (*ca
 			EXISTS (SELECT 1 FROM legs l WHERE l.parent_call_sid = c.call_sid)
 				OR EXISTS (SELECT 1 FROM call_events e WHERE e.call_sid = c.call_sid
 					AND e.type IN ('dial-outcome', 'leg', 'participant', 'participant-join', 'conference-start'))
-		FROM calls c WHERE c.call_sid = $1 FOR UPDATE`, callSid, now).
+		FROM calls c WHERE c.call_sid = $1 FOR NO KEY UPDATE`, callSid, now).
 		Scan(&c.Number, &c.From, &c.Mode, &routingJSON, &c.StartedAt, &c.EndedAt, &answered, &calleeTarget,
 			&voicemail, &recorded, &prompted, &dialed)
 	if errors.Is(err, pgx.ErrNoRows) {

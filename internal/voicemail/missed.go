@@ -65,7 +65,7 @@ func (m *MissedCalls) Work(ctx context.Context, job *river.Job[callrelay.CheckCa
 	default:
 		return err
 	}
-	msg, err := composeMissed(mc, m.from)
+	msg, err := composeMissed(mc, m.from, m.now())
 	if err == nil {
 		err = m.mail.Send(ctx, msg)
 	}
@@ -126,8 +126,9 @@ var missedHTML = htmltemplate.Must(htmltemplate.New("html").Parse(`<!DOCTYPE htm
 </body></html>
 `))
 
-// composeMissed builds the one email of a missed call.
-func composeMissed(mc *callrelay.MissedCall, from string) (mail.Message, error) {
+// composeMissed builds the one email of a missed call, dated when it is sent (issue 17: Date is
+// the sending time; the Message-ID stays the same on every attempt).
+func composeMissed(mc *callrelay.MissedCall, from string, sentAt time.Time) (mail.Message, error) {
 	d := missedData{
 		From:   mc.From,
 		Number: mc.Number,
@@ -155,7 +156,7 @@ func composeMissed(mc *callrelay.MissedCall, from string) (mail.Message, error) 
 		Subject:   fmt.Sprintf("Missed call from %s", d.From),
 		Text:      text.String(),
 		HTML:      html.String(),
-		Date:      mc.EndedAt.UTC(),
+		Date:      sentAt,
 		MessageID: fmt.Sprintf("<missed-%s@%s>", mc.CallSid, domain),
 		Headers:   map[string]string{"X-Callrelay-Missed-Call": mc.CallSid, "X-Callrelay-Call": mc.CallSid},
 	}, nil
