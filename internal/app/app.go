@@ -6,6 +6,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -47,6 +48,11 @@ type Options struct {
 	// Now is the clock every part runs on (callrelay.SystemClock when nil). Tests pass a
 	// running clock (clocktest.Now) to run the whole server at another date.
 	Now func() time.Time
+	// MissedCallDelay is how long after its end an unanswered call is judged
+	// (postgres.DefaultMissedCallDelay when zero).
+	MissedCallDelay time.Duration
+	// EventRootCAs, when set, are the only certificates event endpoints are trusted by (tests).
+	EventRootCAs *x509.CertPool
 }
 
 // DefaultSpoolInterval: how often a replica tries to replay its spooled callbacks.
@@ -97,10 +103,14 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
 	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now). It
 	// works the voicemail emails and the conference jobs (dialling the owner, the deadline).
+	workers, err := noticeWorkers(cfg, db, log, opts, now)
+	if err != nil {
+		return nil, err
+	}
 	notifier := voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log)
 	notifier.Zone = cfg.TimeZone.Location
 	queue, err := voicemail.NewQueue(pool, notifier,
-		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now, Register: conf.Register})
+		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now, Register: conf.Register}, workers...)
 	if err != nil {
 		return nil, err
 	}

@@ -42,15 +42,18 @@ type relay struct {
 	logs *logBuffer
 }
 
-func startRelay(t *testing.T) *relay {
+// startRelay starts callrelay and the simulator; tune, when given, changes callrelay's
+// configuration and options first.
+func startRelay(t *testing.T, tune ...func(*config.Config, *app.Options)) *relay {
 	t.Helper()
-	return startRelayAt(t, time.Time{})
+	return startRelayAt(t, time.Time{}, tune...)
 }
 
 // startRelayAt starts callrelay and the simulator with their clocks at start (a scenario's
 // "at"): callrelay's runs in real time from there, the simulator's at its speed. Zero: the
-// test clock (clocktest.Now).
-func startRelayAt(t *testing.T, start time.Time) *relay {
+// test clock (clocktest.Now). tune, when given, changes callrelay's configuration and options
+// first.
+func startRelayAt(t *testing.T, start time.Time, tune ...func(*config.Config, *app.Options)) *relay {
 	t.Helper()
 	now := clocktest.Now
 	if !start.IsZero() {
@@ -70,6 +73,9 @@ func startRelayAt(t *testing.T, start time.Time) *relay {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	opts := relayOptions()
 	opts.Now = now
+	for _, f := range tune {
+		f(&cfg, &opts)
+	}
 	a, err := app.New(cfg, pool, log, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +145,8 @@ func relayConfig(t *testing.T, publicURL, apiURL *url.URL, smtpURL string) confi
 // relayOptions scale callrelay's own timers to the simulator's speed, and poll for due jobs
 // often so that an email is not held back by the queue's default poll.
 func relayOptions() app.Options {
-	return app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond, Now: clocktest.Now}
+	return app.Options{ParticipantInterval: time.Second / speed, JobPollInterval: 100 * time.Millisecond, Now: clocktest.Now,
+		MissedCallDelay: 2 * time.Minute / speed}
 }
 
 // checkTwiML validates a document against Twilio's XSD, with the gaps callrelay's TwiML needs
@@ -185,16 +192,7 @@ func TestScenarios(t *testing.T) {
 			if !res.OK() {
 				t.Errorf("scenario failed (callrelay's log:)\n%s", r.logs.String())
 			}
-			// The owner gets one email per voicemail, and none without.
-			if v := sc.Expect.Voicemail; v != nil && (v.Email == "sent" || v.Email == "none") {
-				want := 0
-				if v.Email == "sent" {
-					want = 1
-				}
-				if got := len(r.smtp.Received()); got != want {
-					t.Errorf("the SMTP server received %d emails, want %d", got, want)
-				}
-			}
+			checkEmailCounts(t, r, sc)
 		})
 	}
 }
@@ -286,6 +284,8 @@ func TestParseScenario_Errors(t *testing.T) {
 		"OpBoth":        {"number: \"+15551230000\"\nops: [{at: 1, hold: caller, unhold: caller}]\n", "exactly one"},
 		"Transcription": {"number: \"+15551230000\"\ntranscription: maybe\n", "transcription:"},
 		"Empty":         {"", "empty scenario"},
+		"MissedEmail":   {"number: \"+15551230000\"\nexpect: {missed_call: {email: maybe}}\n", "expect.missed_call.email"},
+		"MissedStage":   {"number: \"+15551230000\"\nexpect: {missed_call: {email: none, stage: prompt}}\n", "expect.missed_call.stage"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := twiliosim.ParseScenario([]byte(tc.yaml))

@@ -102,6 +102,8 @@ type Routing struct {
 	Callers    *CallerPolicy `json:"callers,omitempty"`
 	// GreetingURL is a recording played (<Play>) instead of saying Greeting (audio.go).
 	GreetingURL string `json:"greeting_url,omitempty"`
+	// Notify: nil in routings stored before it existed, read as the defaults (notify.go).
+	Notify *NotifySettings `json:"notify,omitempty"`
 }
 
 // Target is one endpoint a call is forwarded to.
@@ -263,6 +265,7 @@ type routingInput struct {
 	AfterHours       *AfterHours     `json:"after_hours"`
 	Callers          *CallerPolicy   `json:"callers"`
 	GreetingURL      *string         `json:"greeting_url"`
+	Notify           *notifyInput    `json:"notify"`
 }
 
 type voicemailInput struct {
@@ -320,6 +323,9 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 		def = DefaultTranscribedMaxLengthSeconds
 	}
 	rt.Voicemail.MaxLengthSeconds = deref(maxLength, def)
+	if in.Notify != nil {
+		rt.Notify = in.Notify.settings() // left out: nil, read as the defaults
+	}
 	for i := range rt.Targets {
 		if len(rt.Targets[i].Headers) == 0 {
 			rt.Targets[i].Headers = nil // "headers": {} is no headers, as it reads back once stored
@@ -470,7 +476,7 @@ func (r Routing) Validate() error {
 	if err := r.validateAudio(); err != nil {
 		return err
 	}
-	return nil
+	return r.Notify.validate()
 }
 
 // Location returns the zone the owner reads times in: time_zone, or nil when the routing

@@ -35,6 +35,11 @@ type Config struct {
 	HoldMusicURL          URL           `envconfig:"CALLRELAY_HOLD_MUSIC_URL"`
 	LinkSecret            Secret        `envconfig:"CALLRELAY_LINK_SECRET"`
 	InsecureSkipSignature bool          `envconfig:"CALLRELAY_INSECURE_SKIP_SIGNATURE" default:"false"`
+	// Events (docs/events.md): the instance's endpoints, comma-separated; the whsec_ secret
+	// that signs them; whether private addresses may be reached.
+	EventWebhooks     []string `envconfig:"CALLRELAY_EVENT_WEBHOOKS"`
+	EventSecret       Secret   `envconfig:"CALLRELAY_EVENT_SECRET"`
+	EventAllowPrivate bool     `envconfig:"CALLRELAY_EVENT_ALLOW_PRIVATE" default:"false"`
 }
 
 // Secret is a string that never prints: a Config can be logged whole.
@@ -180,6 +185,9 @@ func (c *Config) validate() error {
 	if _, err := pgxpool.ParseConfig(c.DatabaseURL.Value()); err != nil {
 		// The parser's message may quote the URL, password included: say less.
 		return errors.New("config: DATABASE_URL: not a valid PostgreSQL URL or DSN")
+	}
+	if err := c.validateEvents(); err != nil {
+		return err
 	}
 	if c.LinkSecret == "" && c.TwilioAuthToken != "" {
 		// Derived, not the token itself: a leaked link key must not sign webhooks.

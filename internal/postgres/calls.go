@@ -284,23 +284,37 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 
 // RecordCallStatus applies a status callback for the caller's own call (the number's status
 // callback in the Twilio console). Only terminal statuses change the call: callrelay tracks
-// ringing, in-progress and voicemail itself. It reports whether the call was known.
+// ringing, in-progress and voicemail itself. The first final status also settles, in the same
+// transaction, how the call's end is told (callEnded, missed.go). It reports whether the call
+// was known.
 func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at time.Time) (bool, error) {
-	var known bool
-	err := db.pool.QueryRow(ctx, `
+	const statusSQL = `
 		WITH c AS (
 			SELECT call_sid FROM calls WHERE call_sid = $1
 		), u AS (
 			UPDATE calls SET status = $2, ended_at = coalesce(ended_at, $3), updated_at = $4,
 				hold_caller = false, hold_callee = false
-			WHERE call_sid = $1 AND $2 IN `+terminalSQL+` AND status NOT IN `+terminalSQL+`
+			WHERE call_sid = $1 AND $2 IN ` + terminalSQL + ` AND status NOT IN ` + terminalSQL + `
 		), ev AS (
 			INSERT INTO call_events (call_sid, at, type, party, by, outcome, dedupe_key)
 			SELECT call_sid, $3, 'call-status', 'caller', 'twilio', $2, 'call-status:' || $2 FROM c
 			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
+			RETURNING call_sid
 		)
-		SELECT count(*) > 0 FROM c`,
-		callSid, status, at, db.now()).Scan(&known)
+		SELECT count(*) > 0, EXISTS (SELECT 1 FROM ev) FROM c`
+	var known, added bool
+	var err error
+	if !callrelay.IsTerminal(status) {
+		// A progress status changes only the timeline: one statement, no transaction.
+		err = db.pool.QueryRow(ctx, statusSQL, callSid, status, at, db.now()).Scan(&known, &added)
+	} else {
+		err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+			if err := tx.QueryRow(ctx, statusSQL, callSid, status, at, db.now()).Scan(&known, &added); err != nil || !added {
+				return err
+			}
+			return db.callEnded(ctx, tx, callSid)
+		})
+	}
 	if err != nil {
 		return false, fmt.Errorf("call status %s: %w", callSid, err)
 	}

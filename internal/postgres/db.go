@@ -30,6 +30,8 @@ type DB struct {
 	Now func() time.Time
 	// Jobs enqueues the voicemail emails; set once the job queue exists (it needs the DB).
 	Jobs Jobs
+	// Notices tune missed-call decisions and name the instance's event endpoints (missed.go).
+	Notices Notices
 
 	starts   *startBatcher
 	routings routingMemo // decoded routings (StartCall, RecordDialOutcome)

@@ -133,6 +133,9 @@ func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, tra
 	if _, err := tx.Exec(ctx, `UPDATE voicemails SET job_id = $1 WHERE id = $2`, res.Job.ID, id); err != nil {
 		return nil, err
 	}
+	if err := db.emitVoicemailEvents(ctx, tx, rec.RecordingSid, tag.RowsAffected() > 0); err != nil {
+		return nil, err
+	}
 	return getVoicemail(ctx, tx, `id = $1`, id)
 }
 
@@ -203,6 +206,11 @@ func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
 			return err
 		} else if err != nil {
 			return err
+		}
+		if t.Status == callrelay.TranscriptCompleted {
+			if err := db.emitVoicemailEvent(ctx, tx, callrelay.EventVoicemailTranscribed, t.RecordingSid); err != nil {
+				return err
+			}
 		}
 		if notify == callrelay.NotifyPending && jobID != nil {
 			if _, err := db.Jobs.JobRetryTx(ctx, tx, *jobID); err != nil && !errors.Is(err, river.ErrNotFound) {

@@ -192,11 +192,7 @@ type apiCall struct {
 		Target string `json:"target"`
 		Status string `json:"status"`
 	} `json:"legs"`
-	Events []struct {
-		Type    string         `json:"type"`
-		Outcome string         `json:"outcome"`
-		Detail  map[string]any `json:"detail"`
-	} `json:"events"`
+	Events []apiEvent `json:"events"`
 }
 
 type apiVoicemail struct {
@@ -243,7 +239,7 @@ func (s *Sim) check(ctx context.Context, r *run, callSid string, reqs []twiliofa
 			}
 		}
 	}
-	if ex.CallStatus == "" && ex.Hold == nil && ex.Legs == nil && ex.Screens == nil && ex.Voicemail == nil {
+	if ex.CallStatus == "" && ex.Hold == nil && ex.Legs == nil && ex.Screens == nil && ex.Voicemail == nil && ex.MissedCall == nil {
 		return
 	}
 	deadline := time.Now().Add(expectWait)
@@ -274,7 +270,7 @@ func (s *Sim) check(ctx context.Context, r *run, callSid string, reqs []twiliofa
 func (s *Sim) apiProblems(ctx context.Context, callSid string, sc *Scenario) ([]string, error) {
 	ex := sc.Expect
 	var problems []string
-	if ex.CallStatus != "" || ex.Hold != nil || ex.Legs != nil || ex.Screens != nil {
+	if ex.CallStatus != "" || ex.Hold != nil || ex.Legs != nil || ex.Screens != nil || ex.MissedCall != nil {
 		status, body, err := s.ops(ctx, http.MethodGet, "/api/calls/"+callSid, nil)
 		if err != nil {
 			return nil, err
@@ -323,6 +319,9 @@ func (s *Sim) apiProblems(ctx context.Context, callSid string, sc *Scenario) ([]
 			if got := screens[TargetKey(target)]; got != want {
 				problems = append(problems, fmt.Sprintf("screen of %s %q, want %q (callrelay's timeline)", target, got, want))
 			}
+		}
+		if ex.MissedCall != nil {
+			problems = append(problems, missedProblems(ex.MissedCall, c.Events)...)
 		}
 	}
 	if v := ex.Voicemail; v != nil {

@@ -120,8 +120,9 @@ type Expect struct {
 	Legs       map[string]string `yaml:"legs"`        // leg target → status
 	// Screens is, per leg target, the outcome of its screen on callrelay's timeline (the last
 	// "screen" entry: accepted, declined, unanswered, machine; offered while it runs).
-	Screens   map[string]string `yaml:"screens"`
-	Voicemail *ExpectVoicemail  `yaml:"voicemail"`
+	Screens    map[string]string `yaml:"screens"`
+	Voicemail  *ExpectVoicemail  `yaml:"voicemail"`
+	MissedCall *ExpectMissedCall `yaml:"missed_call"`
 	// Heard lists, per party ("caller", "callee" or a target), what it must have heard, in
 	// order: each entry is a substring of one thing heard ("hold music", "talking", a phrase).
 	Heard map[string][]string `yaml:"heard"`
@@ -273,7 +274,7 @@ func (sc *Scenario) check() error {
 	if v := sc.Expect.Voicemail; v != nil && v.Email != "" && v.Email != "sent" && v.Email != "none" {
 		return fmt.Errorf("expect.voicemail.email: %q: want sent or none", v.Email)
 	}
-	return nil
+	return sc.Expect.MissedCall.check()
 }
 
 // behavior returns what the target dialed as address does: the entry whose key is the

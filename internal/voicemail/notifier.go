@@ -194,15 +194,25 @@ type QueueOptions struct {
 	Register func(*river.Config) error
 }
 
-// NewQueue returns River's client, working the notifier's jobs (and those opts.Register adds)
+// NewQueue returns River's client, working the notifier's jobs (voicemail emails, their
+// transcript follow-ups and missed-call emails, which share its mail settings), those
+// opts.Register adds and those of each extra registration (e.g. events.Deliverer.Register),
 // when started. It also enqueues them (postgres.DB.Jobs).
-func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client[pgx.Tx], error) {
+func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions, extra ...func(*river.Workers) error) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, n); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
 	if err := river.AddWorkerSafely(workers, &FollowUps{n: n}); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	if err := NewMissedCalls(n.db, n.mail, n.from, n.now, n.log).Register(workers); err != nil {
+		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	for _, register := range extra {
+		if err := register(workers); err != nil {
+			return nil, fmt.Errorf("job queue: %w", err)
+		}
 	}
 	logger := opts.Logger
 	if logger == nil {
