@@ -24,6 +24,7 @@ import (
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
+	"github.com/callrelay/callrelay/internal/recordings"
 	"github.com/callrelay/callrelay/internal/server"
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/spool"
@@ -83,9 +84,18 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		return nil, fmt.Errorf("config: SMTP_URL: %w", err)
 	}
 	log.Info("mail", slog.String("sender", fmt.Sprint(sender)))
+	rest := twilioapi.New(twilioapi.Config{AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken.Value(),
+		BaseURL: cfg.TwilioAPIURL.URL, ParticipantInterval: opts.ParticipantInterval, Now: now})
+	recs, err := newRecordings(cfg, db, media, rest, now, log)
+	if err != nil {
+		return nil, err
+	}
+	notifier := voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log)
+	notifier.StoredAudio = recs.StoredAudio
 	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now).
-	queue, err := voicemail.NewQueue(pool, voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log),
-		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now})
+	queue, err := voicemail.NewQueue(pool, notifier,
+		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now,
+			PeriodicJobs: recs.PeriodicJobs()}, recs.Register)
 	if err != nil {
 		return nil, err
 	}
@@ -99,8 +109,6 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	if cfg.TwilioAccountSID == "" {
 		log.Warn("TWILIO_ACCOUNT_SID is not set: conference mode and hold cannot use Twilio's REST API")
 	}
-	rest := twilioapi.New(twilioapi.Config{AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken.Value(),
-		BaseURL: cfg.TwilioAPIURL.URL, ParticipantInterval: opts.ParticipantInterval, Now: now})
 	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
 	var sp *spool.Spool
 	if cfg.SpoolDir != "" {
@@ -112,7 +120,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		log.Warn("CALLRELAY_SPOOL_DIR is empty: callbacks that arrive while the database is down are refused (503)")
 	}
 	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links,
-		Conference: conf, Spool: sp, Now: now})
+		Conference: conf, Spool: sp, Now: now, Recordings: recs.Store, PurgeRecording: recs.Purge})
 	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp}
 	if sp != nil {
 		token := cfg.TwilioAuthToken.Value()
@@ -160,4 +168,25 @@ func (a *App) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("job queue stop: %w", err)
 	}
 	return nil
+}
+
+// newRecordings opens the recording store (none without CALLRELAY_RECORDINGS_URL: the audio
+// then stays at Twilio, and retention still deletes it there) and returns its jobs.
+func newRecordings(cfg config.Config, db *postgres.DB, media *recording.Fetcher, rest *twilioapi.Client, now func() time.Time, log *slog.Logger) (*recordings.Jobs, error) {
+	j := &recordings.Jobs{DB: db, Media: media, Twilio: rest, Now: now, Log: log,
+		RetentionDays: cfg.RetentionDays, TimelineRetentionDays: cfg.TimelineRetentionDays}
+	if cfg.RecordingsURL == "" {
+		log.Warn("CALLRELAY_RECORDINGS_URL is empty: recordings stay at Twilio and are streamed from there")
+		return j, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := recordings.Open(ctx, cfg.RecordingsURL)
+	if err != nil {
+		return nil, fmt.Errorf("config: CALLRELAY_RECORDINGS_URL: %w", err)
+	}
+	j.Store, db.CopyRecordings = store, true
+	log.Info("recordings", slog.String("store", store.String()), slog.Int("retention_days", cfg.RetentionDays),
+		slog.Int("timeline_retention_days", cfg.TimelineRetentionDays))
+	return j, nil
 }

@@ -95,6 +95,13 @@ type VoicemailSettings struct {
 	Prompt           string `json:"prompt,omitempty"`
 	MaxLengthSeconds int    `json:"max_length_seconds"`
 	Transcribe       bool   `json:"transcribe"`
+	// Recordings (internal/callrelay/recordings.go): the format callrelay copies the audio in
+	// ("mp3" or "wav"; empty: mp3), whether Twilio's copy is deleted once callrelay's is
+	// verified (nil: true), and how many days the audio and transcript are kept (nil: the
+	// instance's CALLRELAY_RETENTION_DAYS; 0: forever).
+	Format         string `json:"format,omitempty"`
+	DeleteAtTwilio *bool  `json:"delete_at_twilio,omitempty"`
+	RetentionDays  *int   `json:"retention_days,omitempty"`
 }
 
 // Redacted returns a copy of r without secrets, for API answers.
@@ -193,6 +200,9 @@ type voicemailInput struct {
 	Prompt           *string `json:"prompt"`
 	MaxLengthSeconds *int    `json:"max_length_seconds"`
 	Transcribe       *bool   `json:"transcribe"`
+	Format           *string `json:"format"`
+	DeleteAtTwilio   *bool   `json:"delete_at_twilio"`
+	RetentionDays    *int    `json:"retention_days"`
 }
 
 // DecodeRouting reads a routing from JSON, applies docs/design.md's defaults and validates it. Unknown
@@ -225,6 +235,9 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 			Prompt:           deref(vm.Prompt, ""),
 			MaxLengthSeconds: deref(vm.MaxLengthSeconds, DefaultMaxLengthSeconds),
 			Transcribe:       deref(vm.Transcribe, true),
+			Format:           deref(vm.Format, ""),
+			DeleteAtTwilio:   vm.DeleteAtTwilio,
+			RetentionDays:    vm.RetentionDays,
 		}
 	}
 	for i := range rt.Targets {
@@ -357,6 +370,9 @@ func (r Routing) Validate() error {
 	}
 	if n := r.Voicemail.MaxLengthSeconds; n < 1 || n > maxVoicemailLengthSecond {
 		return Invalidf("voicemail.max_length_seconds", "voicemail.max_length_seconds must be between 1 and %d.", maxVoicemailLengthSecond)
+	}
+	if err := r.Voicemail.validateRecordings(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -30,6 +30,9 @@ type DB struct {
 	Now func() time.Time
 	// Jobs enqueues the voicemail emails; set once the job queue exists (it needs the DB).
 	Jobs Jobs
+	// CopyRecordings: a completed recording also enqueues the job that copies it into
+	// callrelay's recording store (recordings.go); false when no store is configured.
+	CopyRecordings bool
 
 	starts   *startBatcher
 	routings routingMemo // decoded routings (StartCall, RecordDialOutcome)

@@ -130,6 +130,9 @@ func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, tra
 	if _, err := tx.Exec(ctx, `UPDATE voicemails SET job_id = $1 WHERE id = $2`, res.Job.ID, id); err != nil {
 		return nil, err
 	}
+	if err := db.enqueueCopy(ctx, tx, id); err != nil {
+		return nil, err
+	}
 	return getVoicemail(ctx, tx, `id = $1`, id)
 }
 

@@ -59,6 +59,11 @@ type Notifier struct {
 
 	// AudioTimeout bounds the recording's download (DefaultAudioTimeout when zero).
 	AudioTimeout time.Duration
+	// StoredAudio, when set, reads callrelay's own copy of a voicemail's recording
+	// (recordings.Jobs.StoredAudio), at most maxBytes (recording.ErrTooLarge past that); it
+	// returns no data when there is no copy. The copy is attached when there is one, else
+	// Twilio's.
+	StoredAudio func(ctx context.Context, voicemailID, maxBytes int64) (data []byte, contentType string, err error)
 }
 
 // NewNotifier returns the worker. from is the sender address (CALLRELAY_MAIL_FROM); now is
@@ -140,7 +145,18 @@ func (n *Notifier) fetchAudio(ctx context.Context, log *slog.Logger, vm *callrel
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	data, contentType, err := n.media.Fetch(ctx, vm.RecordingURL, MaxAttachment)
+	var data []byte
+	var contentType string
+	var err error
+	if n.StoredAudio != nil {
+		data, contentType, err = n.StoredAudio(ctx, vm.ID, MaxAttachment)
+		if err != nil && !errors.Is(err, recording.ErrTooLarge) {
+			log.Warn("voicemail email: stored copy unreadable; trying Twilio", slog.String("error", err.Error()))
+		}
+	}
+	if data == nil && (err == nil || !errors.Is(err, recording.ErrTooLarge)) {
+		data, contentType, err = n.media.Fetch(ctx, vm.RecordingURL, MaxAttachment)
+	}
 	switch {
 	case err == nil:
 		return audio{data: data, contentType: contentType}
@@ -168,14 +184,21 @@ type QueueOptions struct {
 	// It must be the clock that the store (postgres.DB.Now) and the notifier run on, since
 	// both compute the times jobs are scheduled at.
 	Now func() time.Time
+	// PeriodicJobs are enqueued on their schedules (the recordings' expiry, for one).
+	PeriodicJobs []*river.PeriodicJob
 }
 
-// NewQueue returns River's client, working the notifier's jobs when started. It also enqueues
-// them (postgres.DB.Jobs).
-func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client[pgx.Tx], error) {
+// NewQueue returns River's client, working the notifier's jobs when started, and those of the
+// workers each register adds. It also enqueues them (postgres.DB.Jobs).
+func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions, register ...func(*river.Workers) error) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, n); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
+	}
+	for _, add := range register {
+		if err := add(workers); err != nil {
+			return nil, fmt.Errorf("job queue: %w", err)
+		}
 	}
 	logger := opts.Logger
 	if logger == nil {
@@ -191,6 +214,7 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions) (*river.Client
 		// lapsed, rather than after River's default hour.
 		RescueStuckJobsAfter: jobTimeout + claimLease,
 		Logger:               logger,
+		PeriodicJobs:         opts.PeriodicJobs,
 	}
 	if opts.Now != nil {
 		cfg.Test.Time = riverClock(opts.Now)
