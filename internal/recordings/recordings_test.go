@@ -26,6 +26,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/mail"
+	"github.com/callrelay/callrelay/internal/mail/mailtest"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 	"github.com/callrelay/callrelay/internal/recording"
@@ -68,6 +69,7 @@ type rig struct {
 	audio  []byte
 	events <-chan *river.Event
 	shift  atomic.Int64 // how far the store's clock runs ahead of the test clock
+	mail   string       // where the emails are written
 }
 
 // newRig starts everything on a store at storeURL.
@@ -99,7 +101,8 @@ func newRig(t testing.TB, storeURL string) *rig {
 		t.Cleanup(func() { store.Close() })
 		r.jobs.Store, r.db.CopyRecordings = store, true
 	}
-	sender, err := mail.New("", t.TempDir(), 5*time.Second)
+	r.mail = t.TempDir()
+	sender, err := mail.New("", r.mail, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,5 +569,42 @@ func TestExpire_BeforeCopy(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 0 {
 		t.Errorf("store holds %d entries after deletion", len(entries))
+	}
+}
+
+// TestEmail_AttachesCopy: the email attaches callrelay's copy: here Twilio's is already
+// deleted, so the attachment can come from nowhere else.
+func TestEmail_AttachesCopy(t *testing.T) {
+	r := newRig(t, fileURL(t.TempDir()))
+	ctx := context.Background()
+	vm := r.voicemail(13, "") // 60 s: the email waits for the transcript
+	if ev := r.await("copy_recording"); ev.Kind != river.EventKindJobCompleted {
+		t.Fatalf("copy job: %s (%v)", ev.Kind, ev.Job.Errors)
+	}
+	if r.fake.HasRecording(recSid(13)) {
+		t.Fatal("Twilio still has the recording")
+	}
+	var jobID int64
+	if err := r.db.Pool().QueryRow(ctx, `SELECT job_id FROM voicemails WHERE id = $1`, vm.ID).Scan(&jobID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.queue.JobRetry(ctx, jobID); err != nil { // the transcript is late: send now
+		t.Fatal(err)
+	}
+	if ev := r.await("notify_voicemail"); ev.Kind != river.EventKindJobCompleted {
+		t.Fatalf("email job: %s (%v)", ev.Kind, ev.Job.Errors)
+	}
+	files, err := filepath.Glob(filepath.Join(r.mail, "*.eml"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("emails: %v, %v", files, err)
+	}
+	raw, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := mailtest.Parse(t, raw)
+	name := fmt.Sprintf("voicemail-%d.mp3", vm.ID)
+	if got := e.Attachments[name]; !bytes.Equal(got, r.audio) || e.ContentType[name] != mp3Type {
+		t.Errorf("attachment %s: %d bytes, %q; want the copy's %d bytes (attachments %v)", name, len(got), e.ContentType[name], len(r.audio), len(e.Attachments))
 	}
 }
