@@ -117,9 +117,13 @@ func (w *copyWorker) NextRetry(job *river.Job[callrelay.CopyRecording]) time.Tim
 // Work copies the recording, verifies the copy and, when the number says so, deletes Twilio's.
 // Each step is skipped when done already, so a retry picks up where an attempt failed.
 func (w *copyWorker) Work(ctx context.Context, job *river.Job[callrelay.CopyRecording]) error {
-	id := job.Args.VoicemailID
-	log := w.j.Log.With(slog.Int64("voicemail_id", id), slog.Int("attempt", job.Attempt))
-	t, err := w.j.DB.RecordingTask(ctx, id)
+	return w.j.Copy(ctx, job.Args.VoicemailID, job.Attempt)
+}
+
+// Copy is the copy job's work for voicemail id (attempt is for the logs).
+func (j *Jobs) Copy(ctx context.Context, id int64, attempt int) error {
+	log := j.Log.With(slog.Int64("voicemail_id", id), slog.Int("attempt", attempt))
+	t, err := j.DB.RecordingTask(ctx, id)
 	if callrelay.ErrorCode(err) == callrelay.ENOTFOUND {
 		return river.JobCancel(err)
 	} else if err != nil {
@@ -131,11 +135,11 @@ func (w *copyWorker) Work(ctx context.Context, job *river.Job[callrelay.CopyReco
 		return nil
 	}
 	c := t.Audio.Copy
-	if c == nil && w.j.Store == nil {
+	if c == nil && j.Store == nil {
 		return river.JobCancel(errors.New("recordings: no store configured (CALLRELAY_RECORDINGS_URL)"))
 	}
 	if c == nil {
-		if c, err = w.j.copy(ctx, t); err != nil {
+		if c, err = j.copy(ctx, t); err != nil {
 			if errors.Is(err, recording.ErrNotFound) {
 				// Twilio has no such recording (deleted by hand?): no retry brings it back.
 				log.Error("recording copy: Twilio has no recording", slog.String("error", err.Error()))
@@ -144,16 +148,16 @@ func (w *copyWorker) Work(ctx context.Context, job *river.Job[callrelay.CopyReco
 			log.Warn("recording copy failed; will retry", slog.String("error", err.Error()))
 			return err
 		}
-		if err := w.j.DB.SaveAudioCopy(ctx, id, *c); callrelay.ErrorCode(err) == callrelay.ECONFLICT {
+		if err := j.DB.SaveAudioCopy(ctx, id, *c); callrelay.ErrorCode(err) == callrelay.ECONFLICT {
 			// Expired while being copied: the purge may have run already, so this copy goes.
-			return w.j.Store.Delete(ctx, c.Key)
+			return j.Store.Delete(ctx, c.Key)
 		} else if err != nil {
 			return err
 		}
 		log.Info("recording copied", slog.Int64("size", c.Size), slog.String("sha256", c.SHA256))
 	} else if t.DeleteAtTwilio && t.Audio.TwilioDeletedAt == nil {
 		// Copied by an earlier attempt: check it is still there, intact, before Twilio's goes.
-		if err := w.j.Store.Verify(ctx, c.Key, c.Size, c.SHA256); err != nil {
+		if err := j.Store.Verify(ctx, c.Key, c.Size, c.SHA256); err != nil {
 			log.Warn("recording copy: cannot verify; Twilio's copy kept", slog.String("error", err.Error()))
 			return err
 		}
@@ -161,7 +165,7 @@ func (w *copyWorker) Work(ctx context.Context, job *river.Job[callrelay.CopyReco
 	if !t.DeleteAtTwilio || t.Audio.TwilioDeletedAt != nil {
 		return nil
 	}
-	if err := w.j.deleteAtTwilio(ctx, t); err != nil {
+	if err := j.deleteAtTwilio(ctx, t); err != nil {
 		log.Warn("recording: deletion at Twilio failed; will retry", slog.String("error", err.Error()))
 		return err
 	}
