@@ -187,7 +187,7 @@ func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
 		err := tx.QueryRow(ctx, `
 			UPDATE voicemails SET transcript_status = $2, transcript = $3, transcription_sid = $4,
 				transcribed_at = $5, updated_at = $5
-			WHERE recording_sid = $1 AND transcript_status NOT IN ('completed', 'failed')
+			WHERE recording_sid = $1 AND transcript_status NOT IN ('completed', 'failed') AND expired_at IS NULL
 			RETURNING job_id, notify_status`,
 			t.RecordingSid, t.Status, text, t.TranscriptionSid, now).Scan(&jobID, &notify)
 		if errors.Is(err, pgx.ErrNoRows) {

@@ -608,3 +608,32 @@ func TestEmail_AttachesCopy(t *testing.T) {
 		t.Errorf("attachment %s: %d bytes, %q; want the copy's %d bytes (attachments %v)", name, len(got), e.ContentType[name], len(r.audio), len(e.Attachments))
 	}
 }
+
+// TestExpire_LateTranscript: a transcript that arrives after its voicemail was deleted is not
+// stored: deleted means deleted.
+func TestExpire_LateTranscript(t *testing.T) {
+	r := newRig(t, fileURL(t.TempDir()))
+	ctx := context.Background()
+	vm := r.voicemail(14, "") // 60 s, en-US: the transcript is pending
+	if vm.TranscriptStatus != callrelay.TranscriptPending {
+		t.Fatalf("transcript status %q, want pending", vm.TranscriptStatus)
+	}
+	if _, err := r.db.ExpireVoicemail(ctx, vm.ID, postgres.ExpiredByRequest); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.db.RecordTranscription(ctx, postgres.Transcription{CallSid: callSid(14), RecordingSid: recSid(14),
+		TranscriptionSid: "TR14", Status: "completed", Text: "my card number is"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.db.GetVoicemail(ctx, vm.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Transcript != nil {
+		t.Errorf("transcript stored after deletion: %q", *got.Transcript)
+	}
+	var early int
+	if err := r.db.Pool().QueryRow(ctx, `SELECT count(*) FROM early_transcriptions`).Scan(&early); err != nil || early != 0 {
+		t.Errorf("early transcriptions: %d, %v; want none", early, err)
+	}
+}
