@@ -62,7 +62,8 @@ type App struct {
 	now    func() time.Time
 	queue  *river.Client[pgx.Tx]
 	conf   *conference.Service
-	spool  *spool.Spool // nil when CALLRELAY_SPOOL_DIR is empty
+	spool  *spool.Spool      // nil when CALLRELAY_SPOOL_DIR is empty
+	store  *recordings.Store // nil when CALLRELAY_RECORDINGS_URL is empty
 	replay *spool.Replayer
 
 	stopReplay context.CancelFunc
@@ -121,7 +122,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	}
 	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links,
 		Conference: conf, Spool: sp, Now: now, Recordings: recs.Store, PurgeRecording: recs.Purge})
-	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp}
+	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp, store: recs.Store}
 	if sp != nil {
 		token := cfg.TwilioAuthToken.Value()
 		a.replay = &spool.Replayer{Spool: sp, Handler: handler, PublicURL: cfg.PublicURL.URL, Log: log,
@@ -166,6 +167,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if err := a.queue.Stop(ctx); err != nil {
 		return fmt.Errorf("job queue stop: %w", err)
+	}
+	if a.store != nil {
+		return a.store.Close() // after the jobs that use it
 	}
 	return nil
 }
