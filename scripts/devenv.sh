@@ -106,6 +106,8 @@ env)
 			printf "export %s='%s'\n" "$k" "$(value_in_file "$k")"
 		fi
 	done
+	# callrelay's own copy of each recording, in a folder under .data (your own value wins).
+	[[ -n ${CALLRELAY_RECORDINGS_URL:-} ]] || printf "export CALLRELAY_RECORDINGS_URL='file://%s/.data/recordings'\n" "$ROOT"
 	;;
 hint)
 	ensure

@@ -25,6 +25,7 @@ import (
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
+	"github.com/callrelay/callrelay/internal/recordings"
 	"github.com/callrelay/callrelay/internal/server"
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/spool"
@@ -67,7 +68,8 @@ type App struct {
 	now    func() time.Time
 	queue  *river.Client[pgx.Tx]
 	conf   *conference.Service
-	spool  *spool.Spool // nil when CALLRELAY_SPOOL_DIR is empty
+	spool  *spool.Spool      // nil when CALLRELAY_SPOOL_DIR is empty
+	store  *recordings.Store // nil when CALLRELAY_RECORDINGS_URL is empty
 	replay *spool.Replayer
 
 	stopReplay context.CancelFunc
@@ -100,17 +102,24 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	}
 	rest := twilioapi.New(twilioapi.Config{AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken.Value(),
 		BaseURL: cfg.TwilioAPIURL.URL, ParticipantInterval: opts.ParticipantInterval, Now: now})
+	recs, err := newRecordings(cfg, db, media, rest, now, log)
+	if err != nil {
+		return nil, err
+	}
 	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
 	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now). It
-	// works the voicemail emails and the conference jobs (dialling the owner, the deadline).
+	// works the voicemail emails, the missed-call checks and events, the conference jobs
+	// (dialling the owner, the deadline) and the recordings' copies and expiry.
 	workers, err := noticeWorkers(cfg, db, log, opts, now)
 	if err != nil {
 		return nil, err
 	}
 	notifier := voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log)
 	notifier.Zone = cfg.TimeZone.Location
+	notifier.StoredAudio = recs.StoredAudio
 	queue, err := voicemail.NewQueue(pool, notifier,
-		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now, Register: conf.Register}, workers...)
+		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now, Register: conf.Register,
+			PeriodicJobs: recs.PeriodicJobs()}, append(workers, recs.Register)...)
 	if err != nil {
 		return nil, err
 	}
@@ -125,8 +134,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		log.Warn("CALLRELAY_SPOOL_DIR is empty: callbacks that arrive while the database is down are refused (503)")
 	}
 	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links,
-		Conference: conf, Spool: sp, Now: now})
-	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp}
+		Conference: conf, Spool: sp, Now: now, Recordings: recs.Store, PurgeRecording: recs.Purge})
+	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp, store: recs.Store}
 	if sp != nil {
 		token := cfg.TwilioAuthToken.Value()
 		a.replay = &spool.Replayer{Spool: sp, Handler: handler, PublicURL: cfg.PublicURL.URL, Log: log,
@@ -173,5 +182,29 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if err := a.queue.Stop(ctx); err != nil {
 		return fmt.Errorf("job queue stop: %w", err)
 	}
+	if a.store != nil {
+		return a.store.Close() // after the jobs that use it
+	}
 	return nil
+}
+
+// newRecordings opens the recording store (none without CALLRELAY_RECORDINGS_URL: the audio
+// then stays at Twilio, and retention still deletes it there) and returns its jobs.
+func newRecordings(cfg config.Config, db *postgres.DB, media *recording.Fetcher, rest *twilioapi.Client, now func() time.Time, log *slog.Logger) (*recordings.Jobs, error) {
+	j := &recordings.Jobs{DB: db, Media: media, Twilio: rest, Now: now, Log: log,
+		RetentionDays: cfg.RetentionDays, TimelineRetentionDays: cfg.TimelineRetentionDays}
+	if cfg.RecordingsURL == "" {
+		log.Warn("CALLRELAY_RECORDINGS_URL is empty: recordings stay at Twilio and are streamed from there")
+		return j, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := recordings.Open(ctx, cfg.RecordingsURL)
+	if err != nil {
+		return nil, fmt.Errorf("config: CALLRELAY_RECORDINGS_URL: %w", err)
+	}
+	j.Store, db.CopyRecordings = store, true
+	log.Info("recordings", slog.String("store", store.String()), slog.Int("retention_days", cfg.RetentionDays),
+		slog.Int("timeline_retention_days", cfg.TimelineRetentionDays))
+	return j, nil
 }

@@ -16,6 +16,8 @@ const (
 	EUNAUTHORIZED = "unauthorized"
 	EUPSTREAM     = "upstream"
 	EINTERNAL     = "internal"
+	EGONE         = "gone"        // deleted on purpose: a voicemail's expired audio
+	EUNAVAILABLE  = "unavailable" // a part callrelay needs is down for now (the recording store)
 )
 
 // Error is an error a caller can act on: a code, a message meant for people and, for invalid

@@ -158,6 +158,13 @@ type VoicemailSettings struct {
 	Transcribe       bool   `json:"transcribe"`
 	// PromptURL is a recording played instead of saying Prompt (audio.go).
 	PromptURL string `json:"prompt_url,omitempty"`
+	// Recordings (internal/callrelay/recordings.go): the format callrelay copies the audio in
+	// ("mp3" or "wav"; empty: mp3), whether Twilio's copy is deleted once callrelay's is
+	// verified (nil: true), and how many days the audio and transcript are kept (nil: the
+	// instance's CALLRELAY_RETENTION_DAYS; 0: forever).
+	Format         string `json:"format,omitempty"`
+	DeleteAtTwilio *bool  `json:"delete_at_twilio,omitempty"`
+	RetentionDays  *int   `json:"retention_days,omitempty"`
 }
 
 // Redacted returns a copy of r without secrets, for API answers.
@@ -274,6 +281,9 @@ type voicemailInput struct {
 	MaxLengthSeconds *int    `json:"max_length_seconds"`
 	Transcribe       *bool   `json:"transcribe"`
 	PromptURL        *string `json:"prompt_url"`
+	Format           *string `json:"format"`
+	DeleteAtTwilio   *bool   `json:"delete_at_twilio"`
+	RetentionDays    *int    `json:"retention_days"`
 }
 
 // DecodeRouting reads a routing from JSON, applies docs/design.md's defaults and validates it. Unknown
@@ -313,6 +323,9 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 			Prompt:     deref(vm.Prompt, ""),
 			Transcribe: deref(vm.Transcribe, true),
 			PromptURL:  deref(vm.PromptURL, ""),
+			Format:         deref(vm.Format, ""),
+			DeleteAtTwilio: vm.DeleteAtTwilio,
+			RetentionDays:  vm.RetentionDays,
 		}
 		maxLength = vm.MaxLengthSeconds
 	}
@@ -474,6 +487,9 @@ func (r Routing) Validate() error {
 		return err
 	}
 	if err := r.validateAudio(); err != nil {
+		return err
+	}
+	if err := r.Voicemail.validateRecordings(); err != nil {
 		return err
 	}
 	return r.Notify.validate()

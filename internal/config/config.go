@@ -40,6 +40,12 @@ type Config struct {
 	EventWebhooks     []string `envconfig:"CALLRELAY_EVENT_WEBHOOKS"`
 	EventSecret       Secret   `envconfig:"CALLRELAY_EVENT_SECRET"`
 	EventAllowPrivate bool     `envconfig:"CALLRELAY_EVENT_ALLOW_PRIVATE" default:"false"`
+	// Recordings (issue 19): callrelay's store (file:///dir or s3://bucket?region=…; empty:
+	// none, the audio stays at Twilio), and how many days voicemail audio and transcripts, and
+	// call timelines, are kept (0: forever).
+	RecordingsURL         string `envconfig:"CALLRELAY_RECORDINGS_URL"`
+	RetentionDays         int    `envconfig:"CALLRELAY_RETENTION_DAYS" default:"90"`
+	TimelineRetentionDays int    `envconfig:"CALLRELAY_TIMELINE_RETENTION_DAYS" default:"365"`
 }
 
 // Secret is a string that never prints: a Config can be logged whole.
@@ -189,11 +195,37 @@ func (c *Config) validate() error {
 	if err := c.validateEvents(); err != nil {
 		return err
 	}
+	if err := c.validateRecordings(); err != nil {
+		return err
+	}
 	if c.LinkSecret == "" && c.TwilioAuthToken != "" {
 		// Derived, not the token itself: a leaked link key must not sign webhooks.
 		m := hmac.New(sha256.New, []byte(c.TwilioAuthToken))
 		m.Write([]byte("callrelay voicemail links"))
 		c.LinkSecret = Secret(fmt.Sprintf("%x", m.Sum(nil)))
+	}
+	return nil
+}
+
+func (c *Config) validateRecordings() error {
+	if c.RecordingsURL != "" {
+		u, err := url.Parse(c.RecordingsURL)
+		switch {
+		case err != nil:
+			return errors.New("config: CALLRELAY_RECORDINGS_URL: not a URL")
+		case u.Scheme == "file" && (u.Path == "" || u.Host != ""):
+			return errors.New("config: CALLRELAY_RECORDINGS_URL: a file URL needs an absolute path, like file:///var/lib/callrelay/recordings")
+		case u.Scheme == "s3" && u.Host == "":
+			return errors.New("config: CALLRELAY_RECORDINGS_URL: an s3 URL names its bucket, like s3://bucket?region=eu-west-1")
+		case u.Scheme != "file" && u.Scheme != "s3":
+			return errors.New("config: CALLRELAY_RECORDINGS_URL: must be file:///path or s3://bucket?region=…")
+		}
+	}
+	if c.RetentionDays < 0 || c.RetentionDays > 36500 {
+		return errors.New("config: CALLRELAY_RETENTION_DAYS: must be between 0 (keep forever) and 36500")
+	}
+	if c.TimelineRetentionDays < 0 || c.TimelineRetentionDays > 36500 {
+		return errors.New("config: CALLRELAY_TIMELINE_RETENTION_DAYS: must be between 0 (keep forever) and 36500")
 	}
 	return nil
 }

@@ -32,6 +32,9 @@ type DB struct {
 	Jobs Jobs
 	// Notices tune missed-call decisions and name the instance's event endpoints (missed.go).
 	Notices Notices
+	// CopyRecordings: a completed recording also enqueues the job that copies it into
+	// callrelay's recording store (recordings.go); false when no store is configured.
+	CopyRecordings bool
 
 	starts   *startBatcher
 	routings routingMemo // decoded routings (StartCall, RecordDialOutcome)

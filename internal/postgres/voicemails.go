@@ -136,6 +136,9 @@ func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, tra
 	if err := db.emitVoicemailEvents(ctx, tx, rec.RecordingSid, tag.RowsAffected() > 0); err != nil {
 		return nil, err
 	}
+	if err := db.enqueueCopy(ctx, tx, id); err != nil {
+		return nil, err
+	}
 	return getVoicemail(ctx, tx, `id = $1`, id)
 }
 
@@ -192,7 +195,7 @@ func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
 		err := tx.QueryRow(ctx, `
 			UPDATE voicemails SET transcript_status = $2, transcript = $3, transcription_sid = $4,
 				transcribed_at = $5, updated_at = $5
-			WHERE recording_sid = $1 AND transcript_status NOT IN ('completed', 'failed')
+			WHERE recording_sid = $1 AND transcript_status NOT IN ('completed', 'failed') AND expired_at IS NULL
 			RETURNING id, job_id, notify_status`,
 			t.RecordingSid, t.Status, text, t.TranscriptionSid, now).Scan(&id, &jobID, &notify)
 		if errors.Is(err, pgx.ErrNoRows) {

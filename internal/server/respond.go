@@ -17,6 +17,8 @@ var statusOf = map[string]int{
 	callrelay.EUNAUTHORIZED: http.StatusUnauthorized,
 	callrelay.EUPSTREAM:     http.StatusBadGateway,
 	callrelay.EINTERNAL:     http.StatusInternalServerError,
+	callrelay.EGONE:         http.StatusGone,
+	callrelay.EUNAVAILABLE:  http.StatusServiceUnavailable,
 }
 
 type errorBody struct {

@@ -55,11 +55,12 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		api.Handle("POST /api/calls/{callSid}/unhold", handleHold(d.Conference, false))
 		api.Handle("GET /api/voicemails", handleListVoicemails(d.DB))
 		api.Handle("GET /api/voicemails/{id}", handleGetVoicemail(d.DB))
-		api.Handle("GET /api/voicemails/{id}/audio", handleVoicemailAudio(d.DB, d.Media, d.AudioStall))
+		api.Handle("GET /api/voicemails/{id}/audio", handleVoicemailAudio(d.DB, d.Media, d.Recordings, d.AudioStall))
+		api.Handle("DELETE /api/voicemails/{id}", handleDeleteVoicemail(d.DB, d.PurgeRecording))
 	})
 
 	// For owners, from their email: signed and expiring instead of a token.
-	mux.Handle("GET /voicemails/{id}/audio", handlePublicAudio(d.DB, d.Media, d.Links, d.AudioStall))
+	mux.Handle("GET /voicemails/{id}/audio", handlePublicAudio(d.DB, d.Media, d.Recordings, d.Links, d.AudioStall))
 
 	mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeErrorStatus(w, http.StatusNotFound, errorJSON{Code: "not_found", Message: "No such route."})

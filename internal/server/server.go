@@ -3,6 +3,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
+	"github.com/callrelay/callrelay/internal/recordings"
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/spool"
 	"github.com/callrelay/callrelay/internal/twilioapi"
@@ -44,6 +46,12 @@ type Deps struct {
 	Spool *spool.Spool
 	// Now is the clock (callrelay.SystemClock when nil).
 	Now func() time.Time
+	// Recordings is callrelay's recording store: the audio endpoints serve its copy when there
+	// is one (nil: no store, every play streams from Twilio).
+	Recordings *recordings.Store
+	// PurgeRecording deletes an expired voicemail's audio now (recordings.Jobs.Purge), for
+	// DELETE /api/voicemails/{id}; nil leaves it to the queued purge job.
+	PurgeRecording func(ctx context.Context, voicemailID int64) error
 }
 
 // NewServer returns callrelay's HTTP handler.

@@ -13,6 +13,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
+	"github.com/callrelay/callrelay/internal/recordings"
 )
 
 // Callbacks that cannot be stored are spooled for later (spooler.callback), or answer 503 so
@@ -99,7 +100,8 @@ func handleTranscription(db *postgres.DB, sp spooler) http.Handler {
 // voicemailJSON adds where ops fetch the audio.
 type voicemailJSON struct {
 	*callrelay.Voicemail
-	AudioURL string `json:"audio_url"`
+	AudioURL string                 `json:"audio_url"`
+	Audio    *callrelay.StoredAudio `json:"audio,omitempty"` // GET /api/voicemails/{id} only
 }
 
 func toVoicemailJSON(vm *callrelay.Voicemail) voicemailJSON {
@@ -148,14 +150,21 @@ func handleGetVoicemail(db *postgres.DB) http.Handler {
 			writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, toVoicemailJSON(vm))
+		out := toVoicemailJSON(vm)
+		a, err := db.AudioState(r.Context(), vm.ID)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		out.Audio = &a
+		writeJSON(w, http.StatusOK, out)
 	})
 }
 
 // handleVoicemailAudio streams a recording to ops, fetched from Twilio with the account's
 // credentials. stall bounds a stream that makes no progress (streamAudio); 0 means
 // DefaultAudioStall.
-func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher, stall time.Duration) http.Handler {
+func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher, store *recordings.Store, stall time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Every answer, the audio and the errors: a browser must never guess another type.
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -164,7 +173,7 @@ func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher, stall time.
 			writeError(w, r, err)
 			return
 		}
-		if err := streamAudio(w, r, media, vm, stall); err != nil {
+		if err := serveAudio(w, r, audioSource{db, store, media}, vm, stall); err != nil {
 			writeError(w, r, err)
 		}
 	})
@@ -173,7 +182,7 @@ func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher, stall time.
 // handlePublicAudio serves the link in the owner's email: no credentials, but an HMAC over
 // the voicemail and the link's expiry. Every refusal is the same 403, so a prober learns
 // nothing about which voicemails exist.
-func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, links *recording.Links, stall time.Duration) http.Handler {
+func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, store *recordings.Store, links *recording.Links, stall time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		q := r.URL.Query()
@@ -187,9 +196,13 @@ func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, links *recordi
 			http.Error(w, http.StatusText(status), status)
 			return
 		}
-		if err := streamAudio(w, r, media, vm, stall); err != nil {
+		if err := serveAudio(w, r, audioSource{db, store, media}, vm, stall); err != nil {
 			status := statusOf[callrelay.ErrorCode(err)]
-			http.Error(w, "The recording is not available right now.", status)
+			msg := "The recording is not available right now."
+			if status == http.StatusGone {
+				msg = "This voicemail's recording has been deleted."
+			}
+			http.Error(w, msg, status)
 		}
 	})
 }

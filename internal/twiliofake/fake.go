@@ -122,7 +122,8 @@ type Fake struct {
 	calls            map[string]*call
 	conferences      map[string]*conference
 	queues           map[string]*queue
-	queueOrder       []*queue // creation order, for ListQueue
+	queueOrder       []*queue              // creation order, for ListQueue
+	recordings       map[string]*recording // recordings.go; nil until AddRecording
 }
 
 var (

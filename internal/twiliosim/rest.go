@@ -47,6 +47,8 @@ func (s *Sim) handleREST(req twiliofake.Request) (int, any) {
 		return http.StatusOK, s.callJSON(c)
 	case "DeleteQueue":
 		return s.deleteQueue(req)
+	case "DeleteRecording":
+		return s.deleteRecording(req)
 	}
 	return http.StatusNotImplemented, twiliofake.ErrorBody(http.StatusNotImplemented, twiliofake.CodeNotImplemented,
 		"callsim does not simulate "+req.Operation)

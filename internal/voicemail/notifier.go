@@ -62,6 +62,11 @@ type Notifier struct {
 	// Zone is the instance's time zone (CALLRELAY_TIME_ZONE) for owners whose number names
 	// none; nil: UTC.
 	Zone *time.Location
+	// StoredAudio, when set, reads callrelay's own copy of a voicemail's recording
+	// (recordings.Jobs.StoredAudio), at most maxBytes (recording.ErrTooLarge past that); it
+	// returns no data when there is no copy. The copy is attached when there is one, else
+	// Twilio's.
+	StoredAudio func(ctx context.Context, voicemailID, maxBytes int64) (data []byte, contentType string, err error)
 }
 
 // NewNotifier returns the worker. from is the sender address (CALLRELAY_MAIL_FROM); now is
@@ -161,7 +166,18 @@ func (n *Notifier) fetchAudio(ctx context.Context, log *slog.Logger, vm *callrel
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	data, contentType, err := n.media.Fetch(ctx, vm.RecordingURL, MaxAttachment)
+	var data []byte
+	var contentType string
+	var err error
+	if n.StoredAudio != nil {
+		data, contentType, err = n.StoredAudio(ctx, vm.ID, MaxAttachment)
+		if err != nil && !errors.Is(err, recording.ErrTooLarge) {
+			log.Warn("voicemail email: stored copy unreadable; trying Twilio", slog.String("error", err.Error()))
+		}
+	}
+	if data == nil && (err == nil || !errors.Is(err, recording.ErrTooLarge)) {
+		data, contentType, err = n.media.Fetch(ctx, vm.RecordingURL, MaxAttachment)
+	}
 	switch {
 	case err == nil:
 		return audio{data: data, contentType: contentType}
@@ -192,6 +208,8 @@ type QueueOptions struct {
 	// Register, when set, adds other jobs' workers (and their queues) to the client's
 	// configuration: the conference jobs (conference.Service.Register).
 	Register func(*river.Config) error
+	// PeriodicJobs are enqueued on their schedules (the recordings' expiry, for one).
+	PeriodicJobs []*river.PeriodicJob
 }
 
 // NewQueue returns River's client, working the notifier's jobs (voicemail emails, their
@@ -228,6 +246,7 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions, extra ...func(
 		// lapsed, rather than after River's default hour.
 		RescueStuckJobsAfter: jobTimeout + claimLease,
 		Logger:               logger,
+		PeriodicJobs:         opts.PeriodicJobs,
 	}
 	if opts.Now != nil {
 		cfg.Test.Time = riverClock(opts.Now)
