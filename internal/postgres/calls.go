@@ -210,7 +210,9 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 				-- answers: a carrier's voicemail answers too.
 				(coalesce(routing->'targets'->($4::int)->>'screen', 'off') <> 'off'
 					OR (coalesce((routing->>'machine_detection')::boolean, false)
-						AND routing->'targets'->($4::int)->>'type' = 'phone')) AS screened
+						AND routing->'targets'->($4::int)->>'type' = 'phone')
+					-- a conference-mode leg placed with its screen says so itself (FinishTarget)
+					OR EXISTS (SELECT 1 FROM legs WHERE call_sid = $1 AND parent_call_sid = $2 AND screen IS NOT NULL)) AS screened
 			FROM calls WHERE call_sid = $2
 		), leg AS (
 			INSERT INTO legs (call_sid, parent_call_sid, target, target_index, status, sequence,
