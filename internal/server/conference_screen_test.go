@@ -276,3 +276,30 @@ func TestConferenceScreen_announceAndOff(t *testing.T) {
 	}
 	c.wantJoin(first, 0)
 }
+
+// TestConferenceScreen_refusedCall: Twilio refusing a screened target's call is that target's
+// failure only; the caller goes to voicemail once the other target ends without accepting (its
+// screen silent: no key in either round).
+func TestConferenceScreen_refusedCall(t *testing.T) {
+	c := newConfCall(t, screenedTargets)
+	c.fake.Fail("CreateCall", twiliofake.Failure{Status: 400, Code: 21217, Message: "Phone number does not appear to be valid"})
+	c.voice()
+	c.joined()
+	if n := len(c.fake.RequestsFor("CreateCall")); n != 2 {
+		t.Fatalf("CreateCall requests = %d, want 2 (the refused one is not tried again)", n)
+	}
+	c.placedProgress(1, "in-progress")
+	if _, result := c.screen(1, ""); verbs(result) != "Hangup" {
+		t.Fatalf("silence: %s, want <Hangup/>", result)
+	}
+	if n := len(c.fake.RequestsFor("UpdateCall")); n != 0 {
+		t.Fatalf("%d UpdateCall before the leg ended, want none", n)
+	}
+	c.placedProgress(1, "completed")
+	if updates := c.fake.RequestsFor("UpdateCall"); len(updates) != 1 || updates[0].Form.Get("Url") != publicURL+"/twilio/voicemail" {
+		t.Fatalf("UpdateCall = %+v, want the caller redirected to voicemail", updates)
+	}
+	if got := screenEvents(t, c.s, c.caller); !slices.Contains(got, "unanswered:"+c.placedSid(1)) {
+		t.Errorf("screen entries %v, want unanswered for the silent leg", got)
+	}
+}
