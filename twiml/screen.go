@@ -36,6 +36,22 @@ func (b *Builder) screenURL(i int) string {
 	return b.URL(PathScreen + "?" + QueryTarget + "=" + strconv.Itoa(i))
 }
 
+// screenQuery is the query of a screen's URLs: the target and, for a conference-mode leg (a
+// call of its own, without ParentCallSid), the caller's call.
+func screenQuery(call string, i int) string {
+	q := "?" + QueryTarget + "=" + strconv.Itoa(i)
+	if call != "" {
+		q = "?" + QueryCall + "=" + url.QueryEscape(call) + "&" + QueryTarget + "=" + strconv.Itoa(i)
+	}
+	return q
+}
+
+// ConferenceScreenURL is the Url of the call placed to screened target i of the
+// conference-mode call callSid: its screen, which joins the conference on acceptance.
+func (b *Builder) ConferenceScreenURL(callSid string, i int) string {
+	return b.URL(PathScreen + screenQuery(callSid, i))
+}
+
 // screenAMDURL is the amdStatusCallback of target i of the call callSid: the callback may not
 // name the caller's call, so the URL does.
 func (b *Builder) screenAMDURL(callSid string, i int) string {
@@ -43,14 +59,15 @@ func (b *Builder) screenAMDURL(callSid string, i int) string {
 }
 
 // ScreenWait has the leg wait a second for the machine detection result, then fetch its screen
-// again (waited: the seconds waited so far).
-func (b *Builder) ScreenWait(target, waited int) ([]byte, error) {
+// again (waited: the seconds waited so far; call: the caller's call for a conference-mode leg,
+// else "").
+func (b *Builder) ScreenWait(call string, target, waited int) ([]byte, error) {
 	return render(twiml.VoicePause{Length: "1"}, twiml.VoiceRedirect{Method: "POST",
-		Url: b.URL(PathScreen + "?" + QueryTarget + "=" + strconv.Itoa(target) + "&" + QueryWait + "=" + strconv.Itoa(waited+1))})
+		Url: b.URL(PathScreen + screenQuery(call, target) + "&" + QueryWait + "=" + strconv.Itoa(waited+1))})
 }
 
-func (b *Builder) screenResultURL(i int) string {
-	return b.URL(PathScreenResult + "?" + QueryTarget + "=" + strconv.Itoa(i))
+func (b *Builder) screenResultURL(call string, i int) string {
+	return b.URL(PathScreenResult + screenQuery(call, i))
 }
 
 // ScreenLine is what the screen says of a call: who is called (the number's label, else the
@@ -93,9 +110,10 @@ const MsgScreenPress = "Press 1 to accept."
 // ScreenTimeout seconds for one key (sent to /twilio/screen-result). Silence after both rounds
 // is reported there too (a <Redirect> without Digits), which hangs the leg up: a carrier's
 // voicemail never presses a key.
-func (b *Builder) ScreenPress(r callrelay.Routing, target int, masked, from string) ([]byte, error) {
+// call is the caller's call for a conference-mode leg, else "".
+func (b *Builder) ScreenPress(r callrelay.Routing, call string, target int, masked, from string) ([]byte, error) {
 	line := ScreenLine(r, masked, from)
-	action := b.screenResultURL(target)
+	action := b.screenResultURL(call, target)
 	round := func() twiml.VoiceGather {
 		return twiml.VoiceGather{
 			Action:        action,
@@ -111,6 +129,34 @@ func (b *Builder) ScreenPress(r callrelay.Routing, target int, masked, from stri
 // ScreenAnnounce whispers who is calling; the document then ends and Twilio bridges the leg.
 func (b *Builder) ScreenAnnounce(r callrelay.Routing, masked, from string) ([]byte, error) {
 	return render(say(r, ScreenLine(r, masked, from)))
+}
+
+// ConferenceJoin is what a conference-mode leg does once it accepted (or, announced, once it
+// heard who calls): it joins the caller's conference (named after the caller's CallSid) as
+// target i's callee, with what CreateParticipant gives an unscreened target: no beep, it starts
+// the conference and ends it when it leaves, and the conference's events reach callrelay.
+// whisper, when not empty, is said first (the announce screen).
+func (b *Builder) ConferenceJoin(r callrelay.Routing, callSid string, i int, whisper string) ([]byte, error) {
+	if callSid == "" {
+		return nil, callrelay.Errorf(callrelay.EINTERNAL, "twiml: conference join without a CallSid")
+	}
+	dial := twiml.VoiceDial{
+		TimeLimit: strconv.Itoa(ConferenceTimeLimit),
+		InnerElements: []twiml.Element{twiml.VoiceConference{
+			Name:                   callSid,
+			ParticipantLabel:       callrelay.CalleeLabel(i),
+			Beep:                   "false",
+			StartConferenceOnEnter: "true",
+			EndConferenceOnExit:    "true",
+			StatusCallback:         b.conferenceStatus,
+			StatusCallbackMethod:   "POST",
+			StatusCallbackEvent:    ConferenceEvents,
+		}},
+	}
+	if whisper == "" {
+		return render(dial)
+	}
+	return render(say(r, whisper), dial)
 }
 
 // screenAttrs are the url (and, on a phone, machine detection) of target i's noun: nil when

@@ -42,7 +42,7 @@ func TestScreenLine(t *testing.T) {
 
 func TestBuilder_ScreenPress(t *testing.T) {
 	r := routing(t, edit(minimalJSON, `"label": "Sales line", "language": "fr-FR", "voice": "Polly.Celine"`))
-	doc, err := builder(t).ScreenPress(r, 2, masked, caller)
+	doc, err := builder(t).ScreenPress(r, "", 2, masked, caller)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,11 +150,15 @@ func TestScreen_golden(t *testing.T) {
 		doc  []byte
 		gaps []twimltest.Gap
 	}{
-		{"screen_press.xml", must(b.ScreenPress(plain, 0, masked, caller)), nil},
-		{"screen_press_label_fr.xml", must(b.ScreenPress(labelled, 1, masked, "+266696687")), nil},
+		{"screen_press.xml", must(b.ScreenPress(plain, "", 0, masked, caller)), nil},
+		{"screen_press_label_fr.xml", must(b.ScreenPress(labelled, "", 1, masked, "+266696687")), nil},
 		{"screen_announce.xml", must(b.ScreenAnnounce(labelled, masked, caller)), nil},
 		{"forward_screened_amd.xml", must(b.ForwardCall(amd, callrelay.PlanInbound(amd), twiml.Inbound{CallSid: callSid, From: caller, To: masked})), []twimltest.Gap{twimltest.GapNumberMachineDetection}},
-		{"screen_wait.xml", must(b.ScreenWait(1, 0)), nil},
+		{"screen_wait.xml", must(b.ScreenWait("", 1, 0)), nil},
+		{"conference_screen_press.xml", must(b.ScreenPress(plain, callSid, 0, masked, caller)), nil},
+		{"conference_screen_wait.xml", must(b.ScreenWait(callSid, 1, 2)), nil},
+		{"conference_join.xml", must(b.ConferenceJoin(plain, callSid, 0, "")), []twimltest.Gap{twimltest.GapConferenceParticipantLabel}},
+		{"conference_join_announce.xml", must(b.ConferenceJoin(labelled, callSid, 2, twiml.ScreenLine(labelled, masked, caller))), []twimltest.Gap{twimltest.GapConferenceParticipantLabel}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

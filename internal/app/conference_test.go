@@ -34,9 +34,9 @@ import (
 const (
 	confNumber = "+15551230099"
 	confTarget = "+15550001111"
-	// confRouting rings one phone for 10 s.
+	// confRouting rings one phone for 10 s, unscreened (a participant: the dialling is what these tests are about).
 	confRouting = `{"owner_email":"dana@example.com","mode":"conference","timeout_seconds":10,
-		"targets":[{"type":"phone","to":"` + confTarget + `"}]}`
+		"targets":[{"type":"phone","to":"` + confTarget + `","screen":"off"}]}`
 )
 
 // movableClock is the test clock (clocktest.Now) moved forward on demand: the store, the job

@@ -481,7 +481,7 @@ routing:
   owner_email: dana@example.com
   mode: conference
   timeout_seconds: 30
-  targets: [{type: phone, to: "+15550001111"}]
+  targets: [{type: phone, to: "+15550001111", screen: off}]
 targets:
   "+15550001111": {answer_after: 2}
 caller:

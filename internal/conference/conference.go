@@ -29,6 +29,7 @@ import (
 // REST is the part of Twilio's REST API the conference flow uses (*twilioapi.Client).
 type REST interface {
 	CreateParticipant(ctx context.Context, conferenceSid string, p twilioapi.Participant) (string, error)
+	CreateCall(ctx context.Context, c twilioapi.Call) (string, error)
 	Hold(ctx context.Context, conferenceSid, callSid string, hold bool, holdURL, holdMethod string) error
 	KeepConference(ctx context.Context, conferenceSid, callSid string) error
 	Redirect(ctx context.Context, callSid, url, statusCallback string) error
@@ -141,6 +142,8 @@ func (s *Service) LegProgress(ctx context.Context, p postgres.LegProgress) (post
 			}
 			s.endLegs(ctx, p.ParentCallSid, others(live, p.CallSid))
 		})
+	case p.Status == callrelay.StatusInProgress && res.Screened:
+		// Its screen runs now; it joins (or is ended) when it accepts (Accepted) or not.
 	case p.Status == callrelay.StatusInProgress:
 		// Answered too late: someone else has the call, or it went to voicemail.
 		loser := postgres.LiveLeg{CallSid: p.CallSid, Answered: true, ConferenceSid: res.ConferenceSid}
@@ -193,7 +196,14 @@ func (s *Service) ring(ctx context.Context, callSid string) error {
 			break
 		}
 		d := postgres.DialResult{Index: t.Index, Target: t.Target.String(), Label: callrelay.CalleeLabel(t.Index)}
-		d.Leg, d.Err = s.createParticipant(ctx, t, callSid)
+		if t.Routing.ScreensTarget(t.Index) {
+			// A participant cannot run TwiML before it joins: a screened target is called
+			// with its screen as the call's Url, which joins the conference on acceptance.
+			d.Screen = t.Target.Screening()
+			d.Leg, d.Err = s.createCall(ctx, t, callSid)
+		} else {
+			d.Leg, d.Err = s.createParticipant(ctx, t, callSid)
+		}
 		// The bookkeeping must happen even when the ring ran out of time: without it the call
 		// could never go to voicemail.
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
@@ -224,6 +234,40 @@ func (s *Service) createParticipant(ctx context.Context, t postgres.RingTarget, 
 		return err
 	})
 	return leg, err
+}
+
+// createCall places a screened target's call (see ring), with the same retries as
+// createParticipant.
+func (s *Service) createCall(ctx context.Context, t postgres.RingTarget, callSid string) (string, error) {
+	p := s.participant(t, callSid)
+	c := twilioapi.Call{
+		From: p.From, CallToken: p.CallToken, To: p.To,
+		SipAuthUsername: p.SipAuthUsername, SipAuthPassword: p.SipAuthPassword,
+		URL:            s.urls.ConferenceScreenURL(callSid, t.Index),
+		TimeoutSeconds: p.TimeoutSeconds, StatusCallback: p.StatusCallback,
+	}
+	if t.Routing.MachineDetection && t.Target.Type == callrelay.TargetPhone {
+		c.MachineDetection = twiml.MachineDetection
+	}
+	var leg string
+	err := s.retry(ctx, func() (err error) {
+		leg, err = s.rest.CreateCall(ctx, c)
+		return err
+	})
+	return leg, err
+}
+
+// Accepted ends the other legs of a conference-mode call whose screened leg leg has just
+// accepted and become the callee (it joins the conference with its screen's next document).
+func (s *Service) Accepted(callSid, leg string) {
+	s.background(func(ctx context.Context) {
+		live, err := s.db.LiveLegs(ctx, callSid)
+		if err != nil {
+			s.log.Error("conference: legs to end", slog.String("call_sid", callSid), slog.String("error", err.Error()))
+			return
+		}
+		s.endLegs(ctx, callSid, others(live, leg))
+	})
 }
 
 // retry runs f until it succeeds, Twilio refuses it (trying again would fail the same way),

@@ -48,6 +48,10 @@ const (
 	// legGrace: a leg that still looks ringing this long after its timeout has ended
 	// unnoticed (its callback was lost) or Twilio is late; either way the caller stops waiting.
 	legGrace = 15 * time.Second
+	// screenSlack is how long a screened target's leg may take, after it answers, to accept:
+	// the screen's two rounds of the line and a 5 s wait for the key (twiml.ScreenPress),
+	// or machine detection and the whisper.
+	screenSlack = 30 * time.Second
 	// sayCharsPerSecond under-estimates the speed of a <Say>, so that a greeting is surely
 	// over when the deadline of a call whose join never arrived counts from its estimated end.
 	sayCharsPerSecond = 10
@@ -63,14 +67,21 @@ const (
 // RingBudget is how long, after the caller joins, the owner's targets may take to ring and
 // answer: every target's timeout when ringing in turn (plus the step between two), one timeout
 // when ringing at once, plus the pacing of CreateParticipant and deadlineMargin.
+// A screened target adds screenSlack (once when ringing at once).
 func RingBudget(r callrelay.Routing) time.Duration {
 	n := time.Duration(len(r.Targets))
 	timeout := time.Duration(r.TimeoutSeconds) * time.Second
 	pacing := twilioapi.DefaultParticipantInterval
-	if r.Ring == callrelay.RingSequential {
-		return n*(timeout+pacing+stepSlack) + deadlineMargin
+	screened := time.Duration(0)
+	for i := range r.Targets {
+		if r.ScreensTarget(i) {
+			screened++
+		}
 	}
-	return timeout + n*pacing + deadlineMargin
+	if r.Ring == callrelay.RingSequential {
+		return n*(timeout+pacing+stepSlack) + screened*screenSlack + deadlineMargin
+	}
+	return timeout + n*pacing + min(screened, 1)*screenSlack + deadlineMargin
 }
 
 // sayTime over-estimates how long Twilio takes to say text.
@@ -89,9 +100,22 @@ func Deadline(w postgres.ConferenceWatch) time.Time {
 	}
 	due := start.Add(RingBudget(w.Routing))
 	if w.LastRing != nil {
-		due = maxTime(due, w.LastRing.Add(time.Duration(w.Routing.TimeoutSeconds)*time.Second+legGrace))
+		grace := legGrace
+		if screensAny(w.Routing) {
+			grace += screenSlack // the leg may have answered and be in its screen
+		}
+		due = maxTime(due, w.LastRing.Add(time.Duration(w.Routing.TimeoutSeconds)*time.Second+grace))
 	}
 	return due
+}
+
+func screensAny(r callrelay.Routing) bool {
+	for i := range r.Targets {
+		if r.ScreensTarget(i) {
+			return true
+		}
+	}
+	return false
 }
 
 func maxTime(a, b time.Time) time.Time {

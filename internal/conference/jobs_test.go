@@ -38,12 +38,19 @@ func TestRingBudget(t *testing.T) {
 		want    time.Duration
 	}{
 		// One timeout, a second of pacing per target, 30 s of margin.
-		{`{"owner_email":"a@example.com","mode":"conference","targets":[{"type":"phone","to":"+15550001111"},{"type":"client","identity":"dana"}]}`,
+		{`{"owner_email":"a@example.com","mode":"conference","targets":[{"type":"phone","to":"+15550001111","screen":"off"},{"type":"client","identity":"dana"}]}`,
 			(20 + 2 + 30) * time.Second},
 		// In turn: each target's timeout, pacing and 5 s between two, then the margin.
 		{`{"owner_email":"a@example.com","mode":"conference","ring":"sequential","timeout_seconds":15,"targets":[
-			{"type":"phone","to":"+15550001111"},{"type":"client","identity":"dana"},{"type":"client","identity":"eve"}]}`,
+			{"type":"phone","to":"+15550001111","screen":"off"},{"type":"client","identity":"dana"},{"type":"client","identity":"eve"}]}`,
 			(3*(15+1+5) + 30) * time.Second},
+		// A screened target (a phone's default) may take 30 s more to accept; once when at once.
+		{`{"owner_email":"a@example.com","mode":"conference","targets":[{"type":"phone","to":"+15550001111"},{"type":"phone","to":"+15550002222"}]}`,
+			(20 + 2 + 30 + 30) * time.Second},
+		// In turn, per screened target (the client here is not screened).
+		{`{"owner_email":"a@example.com","mode":"conference","ring":"sequential","timeout_seconds":15,"targets":[
+			{"type":"phone","to":"+15550001111"},{"type":"client","identity":"dana","screen":"announce"},{"type":"client","identity":"eve"}]}`,
+			(3*(15+1+5) + 2*30 + 30) * time.Second},
 	} {
 		if got := conference.RingBudget(mustRouting(t, tc.routing)); got != tc.want {
 			t.Errorf("RingBudget(%s) = %v, want %v", tc.routing, got, tc.want)
@@ -54,7 +61,8 @@ func TestRingBudget(t *testing.T) {
 func TestDeadline(t *testing.T) {
 	start := clocktest.Start()
 	r := mustRouting(t, `{"owner_email":"a@example.com","mode":"conference","timeout_seconds":10,
-		"greeting":"`+strings.Repeat("x", 100)+`","targets":[{"type":"phone","to":"+15550001111"}]}`)
+		"greeting":"`+strings.Repeat("x", 100)+`","targets":[{"type":"phone","to":"+15550001111","screen":"off"}]}`)
+	screened := mustRouting(t, `{"owner_email":"a@example.com","mode":"conference","timeout_seconds":10,"targets":[{"type":"phone","to":"+15550001111"}]}`)
 	budget := conference.RingBudget(r) // 41 s
 	at := func(d time.Duration) *time.Time { t := start.Add(d); return &t }
 	for _, tc := range []struct {
@@ -68,6 +76,9 @@ func TestDeadline(t *testing.T) {
 		// A leg that rings earlier changes nothing; one created late gets its timeout + 15 s.
 		{"LegEarly", postgres.ConferenceWatch{Routing: r, StartedAt: start, JoinedAt: at(0), LastRing: at(time.Second)}, start.Add(budget)},
 		{"LegLate", postgres.ConferenceWatch{Routing: r, StartedAt: start, JoinedAt: at(0), LastRing: at(30 * time.Second)}, start.Add(55 * time.Second)},
+		// Screened: 30 s more for the budget (71 s) and for a late leg, which may be in its screen.
+		{"Screened", postgres.ConferenceWatch{Routing: screened, StartedAt: start, JoinedAt: at(0)}, start.Add(71 * time.Second)},
+		{"ScreenedLegLate", postgres.ConferenceWatch{Routing: screened, StartedAt: start, JoinedAt: at(0), LastRing: at(60 * time.Second)}, start.Add(115 * time.Second)},
 	} {
 		if got := conference.Deadline(tc.w); !got.Equal(tc.want) {
 			t.Errorf("%s: Deadline = %v after the start, want %v", tc.name, got.Sub(start), tc.want.Sub(start))
@@ -157,7 +168,7 @@ func TestRingJob_DialsEachTargetOnce(t *testing.T) {
 	a, b := newReplica(t, pool, fake, clocktest.Now), newReplica(t, pool, fake, clocktest.Now)
 	caller, conf := "CA"+strings.Repeat("1", 32), "CF"+strings.Repeat("1", 32)
 	startCall(t, a.db, fake, caller, conf, `{"owner_email":"dana@example.com","mode":"conference","targets":[
-		{"type":"phone","to":"+15550001111"},{"type":"phone","to":"+15550002222"},{"type":"client","identity":"dana"}]}`)
+		{"type":"phone","to":"+15550001111","screen":"off"},{"type":"phone","to":"+15550002222","screen":"off"},{"type":"client","identity":"dana"}]}`)
 	join(t, a.svc, caller, conf, clocktest.Now())
 	if _, err := b.queue.Insert(context.Background(), postgres.RingOwner{CallSid: caller},
 		&river.InsertOpts{Queue: postgres.ConferenceQueue}); err != nil {

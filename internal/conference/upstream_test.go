@@ -26,7 +26,7 @@ const (
 	masked     = "+15551230000"
 	callerNum  = "+15559870000"
 	routing    = `{"owner_email":"dana@example.com","mode":"conference","timeout_seconds":15,
-		"targets":[{"type":"phone","to":"+15550001111"}]}`
+		"targets":[{"type":"phone","to":"+15550001111","screen":"off"}]}`
 
 	// twilioTimeout is the REST client's timeout here; production's is twilioapi.DefaultTimeout.
 	twilioTimeout = 300 * time.Millisecond

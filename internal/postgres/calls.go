@@ -181,6 +181,7 @@ type LegResult struct {
 	Callee        string // the leg that answered first (the callee), "" while none has
 	ConferenceSid string // "" outside conference mode
 	Held          bool   // direct mode: the call has been through a hold (its Dial no longer ends it)
+	Screened      bool   // the leg's target is screened: it becomes the callee when it accepts
 }
 
 // RecordLegProgress applies a leg's status callback. It is idempotent and ordered: a status is
@@ -205,11 +206,13 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 		WITH parent AS (
 			SELECT call_sid, mode, callee_call_sid, conference_sid,
 				hold_caller OR hold_callee OR bridge_owner IS NOT NULL AS held,
-				-- A screened direct-mode leg becomes the callee when it accepts (RecordScreen),
-				-- not when it answers: a carrier's voicemail answers too.
-				mode = 'direct' AND (coalesce(routing->'targets'->($4::int)->>'screen', 'off') <> 'off'
+				-- A screened leg becomes the callee when it accepts (RecordScreen), not when it
+				-- answers: a carrier's voicemail answers too.
+				(coalesce(routing->'targets'->($4::int)->>'screen', 'off') <> 'off'
 					OR (coalesce((routing->>'machine_detection')::boolean, false)
-						AND routing->'targets'->($4::int)->>'type' = 'phone')) AS screened
+						AND routing->'targets'->($4::int)->>'type' = 'phone')
+					-- a conference-mode leg placed with its screen says so itself (FinishTarget)
+					OR EXISTS (SELECT 1 FROM legs WHERE call_sid = $1 AND parent_call_sid = $2 AND screen IS NOT NULL)) AS screened
 			FROM calls WHERE call_sid = $2
 		), leg AS (
 			INSERT INTO legs (call_sid, parent_call_sid, target, target_index, status, sequence,
@@ -242,9 +245,9 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 				AND $5 = 'in-progress' AND NOT (SELECT screened FROM parent)
 			RETURNING callee_call_sid
 		)
-		SELECT mode, coalesce((SELECT callee_call_sid FROM c), callee_call_sid, ''), coalesce(conference_sid, ''), held FROM parent`,
+		SELECT mode, coalesce((SELECT callee_call_sid FROM c), callee_call_sid, ''), coalesce(conference_sid, ''), held, screened FROM parent`,
 		p.CallSid, p.ParentCallSid, p.Target, p.TargetIndex, p.Status, p.Sequence,
-		p.SipResponseCode, p.DurationSeconds, answeredAt, endedAt, db.now(), detail, p.At).Scan(&res.Mode, &res.Callee, &res.ConferenceSid, &res.Held)
+		p.SipResponseCode, p.DurationSeconds, answeredAt, endedAt, db.now(), detail, p.At).Scan(&res.Mode, &res.Callee, &res.ConferenceSid, &res.Held, &res.Screened)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, nil
 	} else if err != nil {

@@ -252,6 +252,13 @@ type ConferenceWatch struct {
 	LastRing *time.Time
 }
 
+// tookCallSQL is true for a leg l that someone took: it answered (completed means answered,
+// whether or not its answered callback came yet) and, when it was screened, accepted. A
+// screened leg that answered is still ringing while its screen runs, and was no answer when
+// its screen hung it up (a decline, silence, a carrier's voicemail, a machine).
+const tookCallSQL = `(CASE WHEN l.screen IS NULL THEN l.answered_at IS NOT NULL OR l.status IN ('in-progress', 'completed')
+	ELSE l.accepted_at IS NOT NULL END)`
+
 // WatchConferenceCall reads a conference-mode call for its deadline.
 func (db *DB) WatchConferenceCall(ctx context.Context, callSid string) (ConferenceWatch, error) {
 	var w ConferenceWatch
@@ -259,11 +266,11 @@ func (db *DB) WatchConferenceCall(ctx context.Context, callSid string) (Conferen
 	err := db.pool.QueryRow(ctx, `
 		SELECT c.mode = 'conference' AND c.status = 'ringing' AND c.callee_call_sid IS NULL
 				AND NOT EXISTS (SELECT 1 FROM legs l WHERE l.parent_call_sid = c.call_sid
-					AND (l.answered_at IS NOT NULL OR l.status IN ('in-progress', 'completed'))),
+					AND `+tookCallSQL+`),
 			c.routing, c.started_at,
 			(SELECT p.joined_at FROM participants p WHERE p.call_sid = c.call_sid), c.next_target,
 			(SELECT max(l.created_at) FROM legs l WHERE l.parent_call_sid = c.call_sid
-				AND l.answered_at IS NULL AND l.status NOT IN `+terminalSQL+`)
+				AND NOT `+tookCallSQL+` AND l.status NOT IN `+terminalSQL+`)
 		FROM calls c WHERE c.call_sid = $1`, callSid).
 		Scan(&w.Waiting, &routing, &w.StartedAt, &w.JoinedAt, &w.Claimed, &w.LastRing)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -349,6 +356,9 @@ type DialResult struct {
 	Label  string
 	Leg    string // the participant's CallSid; "" when Twilio refused
 	Err    error  // Twilio's refusal
+	// Screen is the target's screen when it was called with its screen (CreateCall) rather
+	// than added as a participant: its leg counts as answered only once it accepts.
+	Screen string
 }
 
 // FinishTarget records the end of a claimed target's CreateParticipant: the leg (its status
@@ -361,6 +371,9 @@ func (db *DB) FinishTarget(ctx context.Context, callSid string, d DialResult) (b
 	outcome := "created"
 	if d.Leg != "" {
 		detail["leg"] = d.Leg
+	}
+	if d.Screen != "" {
+		detail["screen"] = d.Screen
 	}
 	if d.Err != nil {
 		outcome = "failed"
@@ -375,14 +388,15 @@ func (db *DB) FinishTarget(ctx context.Context, callSid string, d DialResult) (b
 		// The leg before the call: RecordLegProgress locks in that order too.
 		if d.Leg != "" {
 			if _, err := tx.Exec(ctx, `
-				INSERT INTO legs (call_sid, parent_call_sid, target, target_index, label, status, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6)
+				INSERT INTO legs (call_sid, parent_call_sid, target, target_index, label, status, screen, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, 'queued', nullif($7, ''), $6, $6)
 				ON CONFLICT (call_sid) DO UPDATE SET
 					label = excluded.label,
+					screen = coalesce(legs.screen, excluded.screen),
 					target = CASE WHEN legs.target = '' THEN excluded.target ELSE legs.target END,
 					target_index = coalesce(legs.target_index, excluded.target_index)
 				WHERE legs.parent_call_sid = excluded.parent_call_sid`,
-				d.Leg, callSid, d.Target, d.Index, d.Label, now); err != nil {
+				d.Leg, callSid, d.Target, d.Index, d.Label, now, d.Screen); err != nil {
 				return err
 			}
 		}
@@ -420,9 +434,8 @@ func (db *DB) StopRinging(ctx context.Context, callSid string, giveUp bool, reas
 			WHERE call_sid = $1 AND mode = 'conference' AND status = 'ringing' AND callee_call_sid IS NULL
 				AND ($3 OR next_target >= jsonb_array_length(routing->'targets')
 					AND dialed >= jsonb_array_length(routing->'targets')
-					AND NOT EXISTS (SELECT 1 FROM legs WHERE parent_call_sid = $1
-						-- completed means answered, whether or not its answered callback came yet
-						AND (status NOT IN `+terminalSQL+` OR status = 'completed' OR answered_at IS NOT NULL)))
+					AND NOT EXISTS (SELECT 1 FROM legs l WHERE l.parent_call_sid = $1
+						AND (l.status NOT IN `+terminalSQL+` OR `+tookCallSQL+`)))
 			RETURNING status`, callSid, now, giveUp).Scan(&status)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil

@@ -164,4 +164,52 @@ func TestConferenceJobs(t *testing.T) {
 			t.Errorf("unknown call: %+v", w)
 		}
 	})
+
+	// A screened leg (called with its screen) that answered is still ringing while its screen
+	// runs, and no answer once its screen hung it up: the deadline keeps watching and the call
+	// goes to voicemail. Accepted, it took the call.
+	for _, accept := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ScreenedLegDeclines", true: "ScreenedLegAccepts"}[accept], func(t *testing.T) {
+			db, _ := newDB(t)
+			startConferenceCall(t, db, callrelay.RingSimultaneous, 1)
+			record(t, db, confEvent(callrelay.ParticipantJoin, confCaller, 1))
+			rt, ok, err := db.ClaimTarget(ctx, confCaller)
+			if err != nil || !ok {
+				t.Fatalf("ClaimTarget = %v, %v", ok, err)
+			}
+			if _, err := db.FinishTarget(ctx, confCaller, postgres.DialResult{Index: rt.Index, Target: rt.Target.String(),
+				Label: callrelay.CalleeLabel(rt.Index), Leg: "CAscreened", Screen: callrelay.ScreenPress}); err != nil {
+				t.Fatal(err)
+			}
+			if res := legStatus(t, db, "CAscreened", callrelay.StatusInProgress, 1); res.Callee != "" || !res.Screened {
+				t.Fatalf("answered: %+v, want screened, no callee", res)
+			}
+			w, _ := db.WatchConferenceCall(ctx, confCaller)
+			if !w.Waiting || w.LastRing == nil {
+				t.Fatalf("in its screen: %+v, want waiting with a leg ringing", w)
+			}
+			if moved, _, err := db.StopRinging(ctx, confCaller, false, "nobody answered"); moved || err != nil {
+				t.Fatalf("StopRinging while the screen runs = %v, %v; want not moved", moved, err)
+			}
+			outcome := postgres.ScreenDeclined
+			if accept {
+				outcome = postgres.ScreenAccepted
+			}
+			if _, err := db.RecordScreen(ctx, postgres.ScreenEvent{CallSid: "CAscreened", ParentCallSid: confCaller,
+				TargetIndex: 0, Screen: callrelay.ScreenPress, Outcome: outcome, Digits: "2", At: t0}); err != nil {
+				t.Fatal(err)
+			}
+			if !accept {
+				legStatus(t, db, "CAscreened", callrelay.StatusCompleted, 2)
+			}
+			w, _ = db.WatchConferenceCall(ctx, confCaller)
+			moved, _, err := db.StopRinging(ctx, confCaller, false, "nobody answered")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w.Waiting == accept || moved == accept {
+				t.Errorf("accepted %v: waiting %v, moved to voicemail %v; want both %v", accept, w.Waiting, moved, !accept)
+			}
+		})
+	}
 }

@@ -30,14 +30,16 @@ type ScreenedCall struct {
 	Number  string // the masked number
 	From    string // the caller
 	Status  string
+	Mode    string
+	Callee  string // the leg that took the call, "" while none has
 }
 
 // ScreenCall returns the call a screened leg belongs to, or ENOTFOUND.
 func (db *DB) ScreenCall(ctx context.Context, callSid string) (ScreenedCall, error) {
 	var c ScreenedCall
 	var routing []byte
-	err := db.pool.QueryRow(ctx, `SELECT routing, number, from_number, status FROM calls WHERE call_sid = $1`, callSid).
-		Scan(&routing, &c.Number, &c.From, &c.Status)
+	err := db.pool.QueryRow(ctx, `SELECT routing, number, from_number, status, mode, coalesce(callee_call_sid, '') FROM calls WHERE call_sid = $1`, callSid).
+		Scan(&routing, &c.Number, &c.From, &c.Status, &c.Mode, &c.Callee)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", callSid)
 	} else if err != nil {

@@ -20,7 +20,7 @@ import (
 
 // conferenceTargets is a conference-mode number with a phone and a SIP target.
 const conferenceTargets = `{"owner_email":"dana@example.com","mode":"conference","timeout_seconds":15,"targets":[
-	{"type":"phone","to":"+15550001111"},
+	{"type":"phone","to":"+15550001111","screen":"off"},
 	{"type":"sip","uri":"sip:dana@pbx.example.com","username":"dana","password":"s3cret","transport":"tls"}]}`
 
 // confCall drives one conference-mode call as Twilio would: the caller's webhooks, the

@@ -24,8 +24,8 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		tw.Handle("POST /twilio/dial-outcome", handleDialOutcome(d.DB, b, cache, m, sp))
 		tw.Handle("POST /twilio/call-status", handleCallStatus(d.Conference, sp))
 		// Screening: documents a dialed leg runs before it is bridged (screen.go).
-		tw.Handle("POST "+twiml.PathScreen, handleScreen(d.DB, b, d.Now))
-		tw.Handle("POST "+twiml.PathScreenResult, handleScreenResult(d.DB, d.Now))
+		tw.Handle("POST "+twiml.PathScreen, handleScreen(d.DB, d.Conference, b, d.Now))
+		tw.Handle("POST "+twiml.PathScreenResult, handleScreenResult(d.DB, d.Conference, b, d.Now))
 		tw.Handle("POST "+twiml.PathScreenAMD, handleScreenAMD(d.DB, d.Now, sp))
 		tw.Handle("POST /twilio/conference-status", handleConferenceStatus(d.Conference, sp))
 		tw.Handle("POST /twilio/voicemail", handleVoicemail(d.DB, b, cache, m, sp))

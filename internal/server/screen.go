@@ -25,10 +25,14 @@ const (
 )
 
 // screenLeg reads what every screen request carries: the leg, the caller's call (Twilio's
-// ParentCallSid) and the target index of the URL.
+// ParentCallSid, or for a conference-mode leg, a call of its own, the signed URL's call) and
+// the target index of the URL.
 func screenLeg(r *http.Request) (leg, parent string, target int, ok bool) {
 	f := r.PostForm
 	leg, parent = f.Get("CallSid"), f.Get("ParentCallSid")
+	if parent == "" {
+		parent = r.URL.Query().Get(twiml.QueryCall)
+	}
 	target, err := strconv.Atoi(r.URL.Query().Get(twiml.QueryTarget))
 	ok = err == nil && target >= 0 && target < callrelay.MaxTargets && leg != "" && parent != "" && leg != parent
 	return leg, parent, target, ok
@@ -47,10 +51,38 @@ func isMachine(answeredBy string) bool {
 	return strings.HasPrefix(answeredBy, "machine_") || answeredBy == "fax"
 }
 
+// accepter ends the other legs of a conference-mode call once one accepted
+// (*conference.Service).
+type accepter interface {
+	Accepted(callSid, leg string)
+}
+
+// conferenceJoin answers a conference-mode leg whose screen accepted (whisper: the announce
+// line, or ""): it joins the caller's conference if it is the call's callee, and ends
+// the other legs; a leg that accepted after another, or after the caller went to voicemail or
+// hung up, is hung up. It reads the call again: RecordScreen has just decided the callee.
+func conferenceJoin(r *http.Request, db *postgres.DB, conf accepter, b *twiml.Builder, leg, parent string, target int, whisper string) []byte {
+	log := logger(r.Context())
+	c, err := db.ScreenCall(r.Context(), parent)
+	if err != nil || c.Callee != leg || c.Status != callrelay.StatusInProgress {
+		log.Info("screen: accepted but not the callee: hung up", slog.String("call_sid", parent), slog.String("leg", leg),
+			slog.String("callee", c.Callee), slog.String("status", c.Status), slog.Any("error", err))
+		return twiml.Hangup()
+	}
+	doc, err := b.ConferenceJoin(c.Routing, parent, target, whisper)
+	if err != nil {
+		log.Error("render conference join", slog.String("call_sid", parent), slog.String("error", err.Error()))
+		return twiml.Hangup()
+	}
+	conf.Accepted(parent, leg)
+	return doc
+}
+
 // handleScreen answers a leg's screen: <Hangup/> for a machine, the whisper for announce, the
 // question for press, an empty document (bridge) for a leg that only needed machine
-// detection. Each is a "screen" entry on the call's timeline.
-func handleScreen(db *postgres.DB, b *twiml.Builder, now func() time.Time) http.Handler {
+// detection — in conference mode, instead of bridging, the leg joins the caller's conference.
+// Each is a "screen" entry on the call's timeline.
+func handleScreen(db *postgres.DB, conf accepter, b *twiml.Builder, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
 		leg, parent, target, ok := screenLeg(r)
@@ -65,6 +97,17 @@ func handleScreen(db *postgres.DB, b *twiml.Builder, now func() time.Time) http.
 			writeTwiML(w, twiml.Hangup())
 			return
 		}
+		conference := c.Mode == callrelay.ModeConference
+		call := "" // the caller's call in the screen's URLs: a conference-mode leg has no ParentCallSid
+		if conference {
+			call = parent
+			if c.Status != callrelay.StatusRinging {
+				// Someone else took the call, or the caller went to voicemail or hung up.
+				log.Info("screen: the call no longer rings: hung up", slog.String("call_sid", parent), slog.String("leg", leg), slog.String("status", c.Status))
+				writeTwiML(w, twiml.Hangup())
+				return
+			}
+		}
 		tg := c.Routing.Targets[target]
 		screen := tg.Screening()
 		answeredBy := boundAnsweredBy(r.PostForm.Get("AnsweredBy"))
@@ -76,7 +119,7 @@ func handleScreen(db *postgres.DB, b *twiml.Builder, now func() time.Time) http.
 			}
 			waited, _ := strconv.Atoi(r.URL.Query().Get(twiml.QueryWait))
 			if answeredBy == "" && waited >= 0 && waited < twiml.AMDWait {
-				doc, err := b.ScreenWait(target, waited)
+				doc, err := b.ScreenWait(call, target, waited)
 				if err != nil {
 					doc = twiml.Hangup()
 				}
@@ -104,7 +147,13 @@ func handleScreen(db *postgres.DB, b *twiml.Builder, now func() time.Time) http.
 		var doc []byte
 		switch {
 		case stored == postgres.ScreenOffered:
-			doc, err = b.ScreenPress(c.Routing, target, c.Number, c.From)
+			doc, err = b.ScreenPress(c.Routing, call, target, c.Number, c.From)
+		case stored == postgres.ScreenAccepted && conference:
+			whisper := ""
+			if screen == callrelay.ScreenAnnounce {
+				whisper = twiml.ScreenLine(c.Routing, c.Number, c.From)
+			}
+			doc = conferenceJoin(r, db, conf, b, leg, parent, target, whisper)
 		case stored == postgres.ScreenAccepted && screen == callrelay.ScreenAnnounce:
 			doc, err = b.ScreenAnnounce(c.Routing, c.Number, c.From)
 		case stored == postgres.ScreenAccepted:
@@ -122,8 +171,9 @@ func handleScreen(db *postgres.DB, b *twiml.Builder, now func() time.Time) http.
 
 // handleScreenResult answers the key a leg pressed (the <Gather> action), or its silence (the
 // screen's closing <Redirect>, without Digits): 1 accepts, recorded before the answer lets
-// Twilio bridge the leg (an empty document); anything else hangs the leg up.
-func handleScreenResult(db *postgres.DB, now func() time.Time) http.Handler {
+// Twilio bridge the leg (an empty document) or, in conference mode (the URL names the call),
+// joins it to the caller's conference; anything else hangs the leg up.
+func handleScreenResult(db *postgres.DB, conf accepter, b *twiml.Builder, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
 		leg, parent, target, ok := screenLeg(r)
@@ -153,6 +203,10 @@ func handleScreenResult(db *postgres.DB, now func() time.Time) http.Handler {
 			return
 		}
 		log.Info("screen "+stored, slog.String("call_sid", parent), slog.String("leg", leg))
+		if stored == postgres.ScreenAccepted && r.PostForm.Get("ParentCallSid") == "" {
+			writeTwiML(w, conferenceJoin(r, db, conf, b, leg, parent, target, ""))
+			return
+		}
 		if stored == postgres.ScreenAccepted {
 			writeTwiML(w, twiml.Empty())
 			return

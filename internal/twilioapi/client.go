@@ -213,6 +213,55 @@ func (c *Client) CreateParticipant(ctx context.Context, conferenceSid string, p 
 	return *res.CallSid, nil
 }
 
+// Call is a CreateCall request: an outbound call to one of the owner's targets whose Url
+// (callrelay's screen) runs when it answers, before it may join the caller's conference.
+type Call struct {
+	From            string
+	CallToken       string
+	To              string
+	SipAuthUsername string
+	SipAuthPassword string
+	URL             string
+	TimeoutSeconds  int
+	StatusCallback  string
+	// MachineDetection, when set ("Enable"), is synchronous: Twilio fetches URL only once it has
+	// a result, and sends it there as AnsweredBy.
+	MachineDetection string
+}
+
+// CreateCall places an outbound call and returns its SID. It is paced with CreateParticipant
+// (Twilio's calls-per-second limit counts both).
+func (c *Client) CreateCall(ctx context.Context, p Call) (string, error) {
+	if err := c.pace.wait(ctx); err != nil {
+		return "", upstream("place a call", err)
+	}
+	params := (&openapi.CreateCallParams{}).
+		SetFrom(p.From).SetTo(p.To).
+		SetUrl(p.URL).SetMethod(http.MethodPost).
+		SetTimeout(p.TimeoutSeconds).
+		SetStatusCallback(p.StatusCallback).SetStatusCallbackMethod(http.MethodPost).
+		SetStatusCallbackEvent(ParticipantEvents)
+	if p.CallToken != "" {
+		params.SetCallToken(p.CallToken)
+	}
+	if p.SipAuthUsername != "" {
+		params.SetSipAuthUsername(p.SipAuthUsername).SetSipAuthPassword(p.SipAuthPassword)
+	}
+	if p.MachineDetection != "" {
+		params.SetMachineDetection(p.MachineDetection)
+	}
+	api, cancel := c.api(ctx)
+	defer cancel()
+	res, err := api.CreateCall(params)
+	if err != nil {
+		return "", upstream("place a call", err)
+	}
+	if res.Sid == nil || *res.Sid == "" {
+		return "", &callrelay.Error{Code: callrelay.EUPSTREAM, Message: "Twilio created a call without a SID."}
+	}
+	return *res.Sid, nil
+}
+
 // Hold puts a conference participant on hold (holdURL plays to it, fetched with holdMethod) or
 // resumes it. Resuming sends Hold=false explicitly.
 func (c *Client) Hold(ctx context.Context, conferenceSid, callSid string, hold bool, holdURL, holdMethod string) error {

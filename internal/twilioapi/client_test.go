@@ -227,6 +227,33 @@ func TestClient_CreateParticipant(t *testing.T) {
 	}
 }
 
+// TestClient_CreateCall checks a screened target's call: the screen as Url, machine
+// detection only when asked, and the SID read back.
+func TestClient_CreateCall(t *testing.T) {
+	srv, reqs := newServer(t, answerJSON(201, `{"sid":"`+callSid+`","status":"queued"}`))
+	c := newClient(t, srv.URL, Config{})
+	sid, err := c.CreateCall(context.Background(), Call{
+		From: "+15559870000", CallToken: "tok", To: "+15550001111", TimeoutSeconds: 15,
+		URL:              "https://relay.example.com/twilio/screen?call=CA1&target=0",
+		StatusCallback:   "https://relay.example.com/twilio/call-status?call=CA1&target=0",
+		MachineDetection: "Enable",
+	})
+	if err != nil || sid != callSid {
+		t.Fatalf("CreateCall = %q, %v; want %s", sid, err, callSid)
+	}
+	got := <-reqs
+	want := map[string][]string{
+		"From": {"+15559870000"}, "CallToken": {"tok"}, "To": {"+15550001111"}, "Timeout": {"15"},
+		"Url": {"https://relay.example.com/twilio/screen?call=CA1&target=0"}, "Method": {"POST"},
+		"StatusCallback":       {"https://relay.example.com/twilio/call-status?call=CA1&target=0"},
+		"StatusCallbackMethod": {"POST"}, "StatusCallbackEvent": {"initiated", "ringing", "answered", "completed"},
+		"MachineDetection": {"Enable"},
+	}
+	if got.form.Encode() != url.Values(want).Encode() {
+		t.Errorf("form =\n%s\nwant\n%s", got.form.Encode(), url.Values(want).Encode())
+	}
+}
+
 // TestPacer checks that participants are spaced by the interval, and that a cancelled wait
 // gives its slot back.
 func TestPacer(t *testing.T) {

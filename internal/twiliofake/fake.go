@@ -456,6 +456,14 @@ func twilioRules(op *Operation, form url.Values) []Violation {
 			vs = append(vs, Violation{Operation: op.ID, In: "body", Field: "Label", Value: l, Keyword: KeywordTwilio,
 				Rule: "must not exceed 128 characters, look like a call SID or contain '/' (Twilio error 16024)", Code: CodeLabelInvalid})
 		}
+	case "CreateCall":
+		// The spec: Url, Twiml or ApplicationSid says what the call does; Twilio refuses a call
+		// without one (error 21205, "Url parameter is required").
+		if !form.Has("Url") && !form.Has("Twiml") && !form.Has("ApplicationSid") {
+			vs = append(vs, Violation{Operation: op.ID, In: "body", Field: "Url", Keyword: KeywordTwilio,
+				Rule: "one of Url, Twiml or ApplicationSid is required (Twilio error 21205)", Code: CodeInvalidParameter})
+		}
+		fallthrough
 	case "UpdateCall":
 		// The spec's Twiml description: "Twiml and url parameters are mutually exclusive".
 		if form.Has("Twiml") && form.Has("Url") {

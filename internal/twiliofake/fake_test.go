@@ -638,13 +638,32 @@ func TestQueues(t *testing.T) {
 	}
 }
 
+// TestCreateCall: a call placed with a Url is created queued; one without Url, Twiml or
+// ApplicationSid is refused as Twilio does (21205).
+func TestCreateCall(t *testing.T) {
+	f, api := start(t)
+	c, err := api.CreateCall((&openapi.CreateCallParams{}).SetTo("+15005550001").SetFrom("+15005550006").
+		SetUrl("https://relay.example.com/twiml").SetTimeout(15).SetMachineDetection("Enable"))
+	if err != nil || c.Sid == nil || c.Status == nil || *c.Status != "queued" {
+		t.Fatalf("CreateCall: %+v, %v; want a queued call", c, err)
+	}
+	if st, ok := f.Call(*c.Sid); !ok || st.Status != "queued" {
+		t.Errorf("the fake's call %+v, %v; want it queued", st, ok)
+	}
+	f.ExpectViolations()
+	_, err = api.CreateCall((&openapi.CreateCallParams{}).SetTo("+15005550001").SetFrom("+15005550006"))
+	if te := restError(t, err); te.Status != 400 {
+		t.Errorf("CreateCall without Url: %d %d %q, want 400", te.Status, te.Code, te.Message)
+	}
+}
+
 func TestNotImplemented(t *testing.T) {
 	f, api := start(t)
-	_, err := api.CreateCall((&openapi.CreateCallParams{}).SetTo("+15005550001").SetFrom("+15005550006").SetUrl("https://relay.example.com/twiml"))
-	if te := restError(t, err); te.Status != 501 || te.Code != CodeNotImplemented || !strings.Contains(te.Message, "CreateCall") {
-		t.Errorf("CreateCall: %d %d %q, want 501 naming CreateCall", te.Status, te.Code, te.Message)
+	_, err := api.UpdateAccount(f.AccountSID, (&openapi.UpdateAccountParams{}).SetFriendlyName("callrelay"))
+	if te := restError(t, err); te.Status != 501 || te.Code != CodeNotImplemented || !strings.Contains(te.Message, "UpdateAccount") {
+		t.Errorf("UpdateAccount: %d %d %q, want 501 naming UpdateAccount", te.Status, te.Code, te.Message)
 	}
-	if r := f.Requests(); len(r) != 1 || r[0].Operation != "CreateCall" || r[0].Status != 501 {
+	if r := f.Requests(); len(r) != 1 || r[0].Operation != "UpdateAccount" || r[0].Status != 501 {
 		t.Errorf("recorded %+v", r)
 	}
 	if n := len(f.Violations()); n != 0 {

@@ -73,6 +73,7 @@ var handlers = map[string]func(*Fake, *Request) (int, any){
 	"UpdateParticipant": (*Fake).updateParticipant,
 	"FetchParticipant":  (*Fake).fetchParticipant,
 	"UpdateCall":        (*Fake).updateCall,
+	"CreateCall":        (*Fake).createCall,
 	"FetchCall":         (*Fake).fetchCall,
 	"UpdateConference":  (*Fake).updateConference,
 	"FetchConference":   (*Fake).fetchConference,
@@ -152,6 +153,17 @@ func (f *Fake) createParticipant(req *Request) (int, any) {
 	p.callSidToCoach = form.Get("CallSidToCoach")
 	conf.participants = append(conf.participants, p)
 	return http.StatusCreated, f.participantJSON(p)
+}
+
+// createCall places an outbound call: a new call, "queued", whose Url the fake keeps (it runs
+// no TwiML; tests drive the call's webhooks themselves).
+func (f *Fake) createCall(req *Request) (int, any) {
+	form := req.Form
+	now := f.now()
+	c := &call{sid: f.newSid("CA"), to: form.Get("To"), from: form.Get("From"), status: statusQueued, direction: "outbound-api",
+		url: form.Get("Url"), method: form.Get("Method"), twiml: form.Get("Twiml"), created: now, updated: now}
+	f.calls[c.sid] = c
+	return http.StatusCreated, f.callJSON(c)
 }
 
 // UpdateParticipant: {CallSid} is the participant's call SID or label.

@@ -2,6 +2,7 @@ package twiliosim
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +38,8 @@ func (s *Sim) handleREST(req twiliofake.Request) (int, any) {
 		return http.StatusOK, s.participantJSON(p)
 	case "UpdateCall":
 		return s.updateCall(req)
+	case "CreateCall":
+		return s.createCall(req)
 	case "FetchCall":
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -115,6 +118,90 @@ func (s *Sim) createParticipant(req twiliofake.Request) (int, any) {
 	s.goTracked(func() { leg.ring(leg.life, out, time.Duration(timeout)*time.Second) })
 	s.goTracked(func() { s.participantAnswers(p, out) })
 	return http.StatusCreated, s.participantJSON(p)
+}
+
+// createCall places an outbound call (callrelay screens a conference-mode target this way):
+// the target rings as the scenario says; when it answers, Twilio fetches the call's Url (after
+// answering-machine detection, whose result then comes as AnsweredBy: MachineDetection
+// without AsyncAmd blocks the call until it has one) and runs it as any call's TwiML, where
+// the person may press a key in a <Gather> and a <Dial><Conference> joins a conference. It
+// is paced with CreateParticipant (Twilio's calls per second).
+func (s *Sim) createCall(req twiliofake.Request) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := req.Form
+	now := s.clock.Now()
+	if !s.lastCreate.IsZero() && now.Sub(s.lastCreate) < participantInterval {
+		s.restLog(req, 429, "faster than one call per second")
+		return http.StatusTooManyRequests, twiliofake.ErrorBody(http.StatusTooManyRequests, codeTooManyRequests, "Too Many Requests")
+	}
+	if !s.fromAllowedLocked(f.Get("From"), f.Get("CallToken")) {
+		s.restLog(req, 400, "From not allowed")
+		return badRequest(codeFromNotVerified, "The source phone number provided, "+f.Get("From")+", is not yet verified for your account. You may only make calls from phone numbers that you've verified or purchased from Twilio.")
+	}
+	if f.Get("Url") == "" {
+		s.restLog(req, 400, "no Url")
+		return badRequest(21205, "Url parameter is required.")
+	}
+	s.lastCreate = now
+	to := f.Get("To")
+	key, b := s.run.scBehavior(to)
+	leg := s.newCallLocked(s.sidLocked("CA"), f.Get("From"), to, outboundAPI, key)
+	leg.behavior, leg.sip = b, len(to) > 4 && to[:4] == "sip:"
+	leg.cb = newStatusCallback(f.Get("StatusCallback"), methodOr(f.Get("StatusCallbackMethod")), strings.Join(f["StatusCallbackEvent"], " "))
+	leg.amd = f.Get("MachineDetection")
+	timeout := 60
+	if t, err := strconv.Atoi(f.Get("Timeout")); err == nil && t > 0 {
+		timeout = t
+	}
+	doc := fetch{url: f.Get("Url"), method: methodOr(f.Get("Method")), what: "call url"}
+	s.restLog(req, 201, "calling "+to)
+	out := make(chan outcome, 1)
+	s.goTracked(func() { leg.ring(leg.life, out, time.Duration(timeout)*time.Second) })
+	s.goTracked(func() { s.placedAnswers(leg, out, doc) })
+	return http.StatusCreated, s.callJSON(leg)
+}
+
+// placedAnswers runs a placed call's Url once it answered, or ends it as it ended.
+func (s *Sim) placedAnswers(leg *call, out <-chan outcome, doc fetch) {
+	var o outcome
+	select {
+	case o = <-out:
+	case <-leg.life.Done():
+		return
+	}
+	s.mu.Lock()
+	if o.status != "in-progress" {
+		leg.endLocked(o.status, "", sipExtra(leg, o.sip))
+		s.mu.Unlock()
+		return
+	}
+	if !leg.aliveLocked() {
+		s.mu.Unlock()
+		return
+	}
+	leg.progressLocked("in-progress", sipExtra(leg, 200))
+	leg.executing = true
+	b := leg.behavior
+	if b.CarrierVoicemail {
+		s.logLocked(leg.party, "carrier voicemail answers: plays its greeting, then a beep")
+	}
+	s.mu.Unlock()
+	if leg.amd != "" {
+		by, wait := "human", amdHuman
+		if b.CarrierVoicemail {
+			by, wait = "machine_start", amdMachine
+			if leg.amd == "DetectMessageEnd" {
+				by, wait = "machine_end_beep", greeting
+			}
+		}
+		if s.clock.Sleep(leg.life, wait) != nil {
+			return
+		}
+		s.log(leg.party, "answering-machine detection: AnsweredBy=%s", by)
+		doc.params = url.Values{"AnsweredBy": {by}, "MachineDetectionDuration": {strconv.Itoa(int(wait / time.Millisecond))}}
+	}
+	leg.execute(doc)
 }
 
 // scBehavior is the behavior of a dialed address in the running scenario.

@@ -170,6 +170,15 @@ func (c *call) dialConference(ctx context.Context, n node, action fetch) (*fetch
 		startOnEnter: n.attr("startConferenceOnEnter") != "false", endOnExit: n.attr("endConferenceOnExit") == "true",
 		waitURL: n.attr("waitUrl"), waitMethod: methodOf(n, "waitMethod"), left: make(chan struct{})}
 	c.answerInboundLocked()
+	if c.direction == outboundAPI {
+		// A call callrelay placed, joining after its screen: the callee, talking from now.
+		if s.run != nil && s.run.callee == "" {
+			s.run.callee = c.party
+		}
+		if h := c.behavior.HangupAfter; h > 0 {
+			s.later(time.Duration(h*float64(time.Second)), func() { c.hangup("hangs up") })
+		}
+	}
 	s.joinLocked(p)
 	s.mu.Unlock()
 

@@ -116,7 +116,7 @@ func (c *call) press() (key string, at time.Time, ok bool) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	b := c.behavior
-	if c.direction != outboundDial || b.CarrierVoicemail || b.Press == "" || c.pressed || c.answered.IsZero() {
+	if (c.direction != outboundDial && c.direction != outboundAPI) || b.CarrierVoicemail || b.Press == "" || c.pressed || c.answered.IsZero() {
 		return "", time.Time{}, false
 	}
 	after := 2 * time.Second
