@@ -136,6 +136,10 @@ type MissedCall struct {
 	EndedAt       time.Time
 	WaitedSeconds int
 	Email         Notify
+	// CallerName is Twilio's CallerName (with caller-name lookup), cleaned; empty without.
+	CallerName string
+	// TimeZone is the call's routing's time_zone; empty: the instance's.
+	TimeZone string
 }
 
 // CheckCall is the durable job that decides, once the callbacks of an ended call have had time

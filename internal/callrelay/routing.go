@@ -319,10 +319,10 @@ func DecodeRouting(r io.Reader) (Routing, error) {
 	var maxLength *int
 	if vm := in.Voicemail; vm != nil {
 		rt.Voicemail = VoicemailSettings{
-			Enabled:    deref(vm.Enabled, true),
-			Prompt:     deref(vm.Prompt, ""),
-			Transcribe: deref(vm.Transcribe, true),
-			PromptURL:  deref(vm.PromptURL, ""),
+			Enabled:        deref(vm.Enabled, true),
+			Prompt:         deref(vm.Prompt, ""),
+			Transcribe:     deref(vm.Transcribe, true),
+			PromptURL:      deref(vm.PromptURL, ""),
 			Format:         deref(vm.Format, ""),
 			DeleteAtTwilio: vm.DeleteAtTwilio,
 			RetentionDays:  vm.RetentionDays,

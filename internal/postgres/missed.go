@@ -202,10 +202,11 @@ func getMissedCall(ctx context.Context, q rowQuerier, callSid string) (*callrela
 	var waited *int
 	err := q.QueryRow(ctx, `
 		SELECT o.outcome, o.stage, o.waited_seconds, o.owner_email, o.notify_status, o.notify_attempts,
-			o.notify_last_error, o.notified_at, c.number, c.from_number, c.started_at, coalesce(c.ended_at, o.decided_at)
+			o.notify_last_error, o.notified_at, c.number, c.from_number, c.started_at, coalesce(c.ended_at, o.decided_at),
+			coalesce(c.caller_name, ''), coalesce(c.routing->>'time_zone', '')
 		FROM call_outcomes o JOIN calls c USING (call_sid) WHERE o.call_sid = $1`, callSid).
 		Scan(&outcome, &stage, &waited, &mc.OwnerEmail, &mc.Email.Status, &mc.Email.Attempts, &mc.Email.LastError,
-			&mc.Email.SentAt, &mc.Number, &mc.From, &mc.StartedAt, &mc.EndedAt)
+			&mc.Email.SentAt, &mc.Number, &mc.From, &mc.StartedAt, &mc.EndedAt, &mc.CallerName, &mc.TimeZone)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s has no outcome yet.", callSid)
 	} else if err != nil {

@@ -56,8 +56,8 @@ const stripSQL = `'{schedule,after_hours,callers}'::text[]`
 // startCallsSQL records calls ($1..$4, $6..$9 are parallel arrays, one element per call:
 // CallSid, number, From, CallToken, the routing version decided from, the decided routing or
 // NULL for the stored one stripped, the decision's timeline detail or NULL, Twilio's CallerName
-// or '') and returns, per
-// element index, whether it inserted the call and, when not, the number's routing and version.
+// or an empty string) and returns, per element index, whether it inserted the call and, when
+// not, the number's routing and version.
 // A call it did not insert (its number is not configured, its routing changed, or its CallSid is
 // already known: a repeated webhook) is answered by startOneSQL.
 //

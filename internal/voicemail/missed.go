@@ -7,7 +7,6 @@ import (
 	"fmt"
 	htmltemplate "html/template"
 	"log/slog"
-	"strings"
 	texttemplate "text/template"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/mail"
+	"github.com/callrelay/callrelay/internal/phone"
 	"github.com/callrelay/callrelay/internal/postgres"
 )
 
@@ -28,6 +28,9 @@ type MissedCalls struct {
 	from string
 	now  func() time.Time
 	log  *slog.Logger
+
+	// Zone is the instance's time zone (Notifier.Zone), for numbers that name none.
+	Zone *time.Location
 }
 
 // NewMissedCalls returns the worker; its arguments are NewNotifier's.
@@ -65,7 +68,11 @@ func (m *MissedCalls) Work(ctx context.Context, job *river.Job[callrelay.CheckCa
 	default:
 		return err
 	}
-	msg, err := composeMissed(mc, m.from, m.now())
+	zone, ok := ownerZone(m.Zone, mc.TimeZone)
+	if !ok {
+		log.Warn("missed-call email: time zone unknown; using the instance's", slog.String("time_zone", mc.TimeZone))
+	}
+	msg, err := composeMissed(mc, m.from, m.now(), zone)
 	if err == nil {
 		err = m.mail.Send(ctx, msg)
 	}
@@ -99,45 +106,64 @@ func (m *MissedCalls) NextRetry(job *river.Job[callrelay.CheckCall]) time.Time {
 // Timeout bounds one attempt (the SMTP send is bounded on its own).
 func (m *MissedCalls) Timeout(*river.Job[callrelay.CheckCall]) time.Duration { return jobTimeout }
 
-// The missed-call email is deliberately plain; issue 17's redesign of the voicemail email
-// restyles both.
+// missedData is what the missed-call email shows, formatted for the owner as the voicemail
+// email is: the caller as a person reads a number (or "Withheld number"), times in the owner's
+// zone.
 type missedData struct {
-	From, Number, When, Waited, Stage string
+	Caller     string      // the name when Twilio sent one, else the number as shown
+	CallerName string      // Twilio's CallerName, cleaned; empty without
+	From       phone.Shown // the caller's number, with a tel: link unless withheld
+	// FromHref is From.Href for html/template (see emailData.FromHref).
+	FromHref htmltemplate.URL
+	Number   phone.Shown // the masked number
+	When     string      // in the owner's zone
+	Waited   string
+	Stage    string
 }
 
-var missedText = texttemplate.Must(texttemplate.New("text").Parse(`Missed call for {{.Number}}
+var missedText = texttemplate.Must(texttemplate.New("text").Parse(`Missed call from {{.Caller}}
 
-From:   {{.From}}
+{{if .CallerName}}Caller: {{.CallerName}}, {{.From.Text}}{{else}}Caller: {{.From.Text}}{{end}}
+To:     {{.Number.Text}}
 When:   {{.When}}
 Waited: {{.Waited}}
+
 The caller {{.Stage}}. No message was left.
 `))
 
 var missedHTML = htmltemplate.Must(htmltemplate.New("html").Parse(`<!DOCTYPE html>
-<html><body style="font-family: sans-serif">
-<h2>Missed call from {{.From}}</h2>
-<table>
-<tr><td>From</td><td><strong>{{.From}}</strong></td></tr>
-<tr><td>To</td><td>{{.Number}}</td></tr>
-<tr><td>When</td><td>{{.When}}</td></tr>
-<tr><td>Waited</td><td>{{.Waited}}</td></tr>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Missed call from {{.Caller}}</title></head>
+<body style="margin:0;padding:0;background:#f3f4f6;font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;color:#111827">
+<div style="max-width:600px;margin:0 auto;padding:12px">
+<div style="background:#ffffff;border-radius:12px;padding:24px">
+<h1 style="margin:0 0 12px;font-size:22px;line-height:1.3">Missed call from {{.Caller}}</h1>
+<p style="margin:0 0 16px;font-size:16px;line-height:1.5">The caller {{.Stage}}. No message was left.</p>
+{{if .FromHref}}<p style="margin:0 0 20px"><a href="{{.FromHref}}" style="display:inline-block;background:#0b5ed7;color:#ffffff;text-decoration:none;font-weight:600;font-size:17px;padding:12px 28px;border-radius:8px">Call back</a></p>{{end}}
+<table role="presentation" style="border-collapse:collapse;font-size:15px;line-height:1.5;border-top:1px solid #e5e7eb;width:100%">
+<tr><td style="padding:8px 16px 2px 0;color:#6b7280;white-space:nowrap;vertical-align:top">From</td><td style="padding:8px 0 2px">{{if .CallerName}}<strong>{{.CallerName}}</strong><br>{{end}}{{if .FromHref}}<a href="{{.FromHref}}" style="color:#0b5ed7">{{.From.Text}}</a>{{else}}{{.From.Text}}{{end}}</td></tr>
+<tr><td style="padding:2px 16px 2px 0;color:#6b7280">To</td><td style="padding:2px 0">{{.Number.Text}}</td></tr>
+<tr><td style="padding:2px 16px 2px 0;color:#6b7280">When</td><td style="padding:2px 0">{{.When}}</td></tr>
+<tr><td style="padding:2px 16px 2px 0;color:#6b7280">Waited</td><td style="padding:2px 0">{{.Waited}}</td></tr>
 </table>
-<p>The caller {{.Stage}}. No message was left.</p>
-</body></html>
+</div></div></body></html>
 `))
 
-// composeMissed builds the one email of a missed call, dated when it is sent (issue 17: Date is
-// the sending time; the Message-ID stays the same on every attempt).
-func composeMissed(mc *callrelay.MissedCall, from string, sentAt time.Time) (mail.Message, error) {
+// composeMissed builds the one email of a missed call, dated when it is sent, in the owner's
+// zone (the Message-ID stays the same on every attempt).
+func composeMissed(mc *callrelay.MissedCall, from string, sentAt time.Time, zone *time.Location) (mail.Message, error) {
 	d := missedData{
-		From:   mc.From,
-		Number: mc.Number,
-		When:   mc.StartedAt.UTC().Format("Mon, 2 Jan 2006 15:04:05 MST"),
+		From:   phone.Show(mc.From, mc.Number),
+		Number: phone.Show(mc.Number, mc.Number),
+		When:   mc.StartedAt.In(zone).Format("Mon, 2 Jan 2006 15:04 MST"),
 		Waited: formatDuration(mc.WaitedSeconds),
 		Stage:  callrelay.StageText(mc.Stage),
 	}
-	if strings.TrimSpace(d.From) == "" {
-		d.From = "an unknown number"
+	d.FromHref = htmltemplate.URL(d.From.Href)
+	d.Caller = d.From.Text
+	if name := phone.Clean(mc.CallerName, maxCallerNameRunes); name != "" && !phone.IsWithheld(name) && digits(name) != digits(mc.From) {
+		d.CallerName, d.Caller = name, name
 	}
 	var text, html bytes.Buffer
 	if err := missedText.Execute(&text, d); err != nil {
@@ -146,18 +172,16 @@ func composeMissed(mc *callrelay.MissedCall, from string, sentAt time.Time) (mai
 	if err := missedHTML.Execute(&html, d); err != nil {
 		return mail.Message{}, fmt.Errorf("render html: %w", err)
 	}
-	domain := "callrelay"
-	if _, dom, ok := strings.Cut(from, "@"); ok && dom != "" {
-		domain = strings.Trim(dom, "<> ")
-	}
 	return mail.Message{
 		From:      from,
 		To:        mc.OwnerEmail,
-		Subject:   fmt.Sprintf("Missed call from %s", d.From),
+		Subject:   phone.Clean("Missed call from "+d.Caller, 200),
 		Text:      text.String(),
 		HTML:      html.String(),
-		Date:      sentAt,
-		MessageID: fmt.Sprintf("<missed-%s@%s>", mc.CallSid, domain),
-		Headers:   map[string]string{"X-Callrelay-Missed-Call": mc.CallSid, "X-Callrelay-Call": mc.CallSid},
+		Date:      sentAt.In(zone),
+		MessageID: fmt.Sprintf("<missed-%s@%s>", mc.CallSid, senderDomain(from)),
+		// Auto-Submitted (RFC 3834): no vacation reply or auto-forward loop answers it.
+		Headers: map[string]string{"X-Callrelay-Missed-Call": mc.CallSid, "X-Callrelay-Call": mc.CallSid,
+			"Auto-Submitted": "auto-generated"},
 	}, nil
 }

@@ -104,13 +104,16 @@ func TestMissedCalls_ExactlyOnce(t *testing.T) {
 		t.Fatalf("%d emails, want exactly 1", len(msgs))
 	}
 	e := mailtest.Parse(t, msgs[0].Data)
-	if got := e.Header.Get("Subject"); got != "Missed call from "+caller {
+	// The caller and the masked number as the owner reads them: the same country, so national.
+	if got := e.Header.Get("Subject"); got != "Missed call from (555) 987-0000" {
 		t.Errorf("Subject = %q", got)
 	}
-	if e.Header.Get("X-Callrelay-Missed-Call") != "CA1" || e.Header.Get("Message-Id") != "<missed-CA1@example.com>" {
+	if e.Header.Get("X-Callrelay-Missed-Call") != "CA1" || e.Header.Get("Message-Id") != "<missed-CA1@example.com>" ||
+		e.Header.Get("Auto-Submitted") != "auto-generated" {
 		t.Errorf("headers: %v", e.Header)
 	}
-	for _, want := range []string{"Missed call for " + masked, "From:   " + caller, "hung up while your phones rang", "No message was left."} {
+	for _, want := range []string{"Missed call from (555) 987-0000", "Caller: (555) 987-0000", "To:     (555) 123-0000",
+		"hung up while your phones rang", "No message was left."} {
 		if !strings.Contains(e.Text, want) {
 			t.Errorf("text lacks %q:\n%s", want, e.Text)
 		}

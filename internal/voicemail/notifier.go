@@ -130,20 +130,30 @@ func (n *Notifier) Work(ctx context.Context, job *river.Job[callrelay.NotifyVoic
 // envelope is what the emails of vm need besides it: the sender, the owner's zone, the time
 // of sending and a freshly signed link.
 func (n *Notifier) envelope(vm *callrelay.Voicemail, log *slog.Logger) envelope {
-	zone := n.Zone
-	if zone == nil {
-		zone = time.UTC
-	}
-	// The routing was validated when stored; a zone this binary no longer knows falls back.
-	if r := (callrelay.Routing{TimeZone: vm.TimeZone}); r.TimeZone != "" {
-		if loc, err := r.Location(); err == nil {
-			zone = loc
-		} else {
-			log.Warn("voicemail email: time zone unknown; using the instance's", slog.String("time_zone", vm.TimeZone))
-		}
+	zone, ok := ownerZone(n.Zone, vm.TimeZone)
+	if !ok {
+		log.Warn("voicemail email: time zone unknown; using the instance's", slog.String("time_zone", vm.TimeZone))
 	}
 	link := n.links.URL(strconv.FormatInt(vm.ID, 10))
 	return envelope{from: n.from, zone: zone, sentAt: n.now(), link: link, linkExpires: linkExpiry(link)}
+}
+
+// ownerZone is the zone an owner reads times in: the routing's time_zone name, else the
+// instance's (nil: UTC). The routing was validated when stored; a name this binary no longer
+// knows falls back to the instance's, with ok false.
+func ownerZone(instance *time.Location, name string) (zone *time.Location, ok bool) {
+	zone = instance
+	if zone == nil {
+		zone = time.UTC
+	}
+	if name == "" {
+		return zone, true
+	}
+	loc, err := (callrelay.Routing{TimeZone: name}).Location()
+	if err != nil {
+		return zone, false
+	}
+	return loc, true
 }
 
 // linkExpiry reads the expiry a signed link carries.
@@ -224,7 +234,9 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions, extra ...func(
 	if err := river.AddWorkerSafely(workers, &FollowUps{n: n}); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
-	if err := NewMissedCalls(n.db, n.mail, n.from, n.now, n.log).Register(workers); err != nil {
+	missed := NewMissedCalls(n.db, n.mail, n.from, n.now, n.log)
+	missed.Zone = n.Zone
+	if err := missed.Register(workers); err != nil {
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
 	for _, register := range extra {
