@@ -257,14 +257,7 @@ func (db *DB) ClaimMissedEmail(ctx context.Context, callSid string, lease time.D
 // FinishMissedEmail records the outcome of a send, as FinishNotification does for voicemail.
 func (db *DB) FinishMissedEmail(ctx context.Context, callSid string, sendErr error, final bool) error {
 	now := db.now()
-	status, outcome, lastErr := callrelay.NotifySent, "sent", (*string)(nil)
-	if sendErr != nil {
-		msg := sendErr.Error()
-		status, outcome, lastErr = callrelay.NotifyPending, "retry", &msg
-		if final {
-			status, outcome = callrelay.NotifyFailed, "failed"
-		}
-	}
+	status, outcome, lastErr := sendOutcome(sendErr, final)
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var owner string
 		var attempts int

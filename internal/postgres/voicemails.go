@@ -320,18 +320,24 @@ func (db *DB) ClaimFollowUp(ctx context.Context, id int64, lease time.Duration) 
 	return vm, nil
 }
 
+// sendOutcome is what an email's send did to its state: sent, or back to pending for the next
+// try ("retry"), or failed for good when final; with the error's text.
+func sendOutcome(sendErr error, final bool) (status, outcome string, lastErr *string) {
+	if sendErr == nil {
+		return callrelay.NotifySent, "sent", nil
+	}
+	msg := sendErr.Error()
+	if final {
+		return callrelay.NotifyFailed, "failed", &msg
+	}
+	return callrelay.NotifyPending, "retry", &msg
+}
+
 // FinishFollowUp records the outcome of a follow-up send, like FinishNotification; each
 // attempt is a transcript-email entry on the call's timeline.
 func (db *DB) FinishFollowUp(ctx context.Context, id int64, sendErr error, final bool) error {
 	now := db.now()
-	status, outcome, lastErr := callrelay.NotifySent, "sent", (*string)(nil)
-	if sendErr != nil {
-		msg := sendErr.Error()
-		status, outcome, lastErr = callrelay.NotifyPending, "retry", &msg
-		if final {
-			status, outcome = callrelay.NotifyFailed, "failed"
-		}
-	}
+	status, outcome, lastErr := sendOutcome(sendErr, final)
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var callSid, owner string
 		var attempts int
@@ -359,14 +365,7 @@ func (db *DB) FinishFollowUp(ctx context.Context, id int64, sendErr error, final
 // when final, else back to pending for the next try. Each attempt is on the call's timeline.
 func (db *DB) FinishNotification(ctx context.Context, id int64, sendErr error, final bool) error {
 	now := db.now()
-	status, outcome, lastErr := callrelay.NotifySent, "sent", (*string)(nil)
-	if sendErr != nil {
-		msg := sendErr.Error()
-		status, outcome, lastErr = callrelay.NotifyPending, "retry", &msg
-		if final {
-			status, outcome = callrelay.NotifyFailed, "failed"
-		}
-	}
+	status, outcome, lastErr := sendOutcome(sendErr, final)
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var callSid, owner string
 		var attempts int
