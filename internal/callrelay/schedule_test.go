@@ -138,7 +138,9 @@ func TestScheduleValidation(t *testing.T) {
 func TestScheduleOpenHours(t *testing.T) {
 	ny := zone(t, "America/New_York")
 	mon := nextWeekday(ny, time.Monday, 0, 0)
-	holiday := nextWeekday(ny, time.Wednesday, 0, 0).Format(time.DateOnly)
+	// The Wednesday of mon's week (not the next Wednesday from today, which on a Monday or a
+	// Tuesday comes before mon).
+	holiday := mon.AddDate(0, 0, 2).Format(time.DateOnly)
 	rt := mustRouting(t, dentalJSON(holiday))
 
 	cases := []struct {
