@@ -65,6 +65,9 @@ export DATABASE_URL
 eval "$(scripts/devenv.sh env)"
 export CALLRELAY_MAIL_DIR=${CALLRELAY_MAIL_DIR:-.data/mail}
 export TWILIO_API_URL=http://$API_ADDR
+# The call's outcome (voicemail, missed) is decided this long after it ends; callsim checks it,
+# so the demo does not wait the production default of 2 minutes.
+export CALLRELAY_MISSED_CALL_DELAY=${CALLRELAY_MISSED_CALL_DELAY:-5s}
 unset SMTP_URL
 mkdir -p "$CALLRELAY_MAIL_DIR"
 marker=$(mktemp)

@@ -50,7 +50,7 @@ type Options struct {
 	// running clock (clocktest.Now) to run the whole server at another date.
 	Now func() time.Time
 	// MissedCallDelay is how long after its end an unanswered call is judged
-	// (postgres.DefaultMissedCallDelay when zero).
+	// (CALLRELAY_MISSED_CALL_DELAY when zero).
 	MissedCallDelay time.Duration
 	// EventRootCAs, when set, are the only certificates event endpoints are trusted by (tests).
 	EventRootCAs *x509.CertPool

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"time"
@@ -15,7 +16,7 @@ import (
 // noticeWorkers sets up what the store writes when calls end and returns the queue's extra
 // workers (event delivery; missed-call emails come with voicemail.NewQueue).
 func noticeWorkers(cfg config.Config, db *postgres.DB, log *slog.Logger, opts Options, now func() time.Time) ([]func(*river.Workers) error, error) {
-	db.Notices = postgres.Notices{MissedCallDelay: opts.MissedCallDelay}
+	db.Notices = postgres.Notices{MissedCallDelay: cmp.Or(opts.MissedCallDelay, cfg.MissedCallDelay)}
 	var workers []func(*river.Workers) error
 	if cfg.EventSecret == "" {
 		log.Info("events: off (CALLRELAY_EVENT_SECRET is not set): numbers' notify.webhooks are ignored")

@@ -19,19 +19,22 @@ import (
 
 // Config is docs/design.md's configuration table.
 type Config struct {
-	Addr                  string        `envconfig:"CALLRELAY_ADDR" default:":8080"`
-	DatabaseURL           Secret        `envconfig:"DATABASE_URL"`
-	PublicURL             URL           `envconfig:"CALLRELAY_PUBLIC_URL" default:"http://localhost:8080"`
-	TwilioAccountSID      string        `envconfig:"TWILIO_ACCOUNT_SID"`
-	TwilioAuthToken       Secret        `envconfig:"TWILIO_AUTH_TOKEN"`
-	TwilioAPIURL          URL           `envconfig:"TWILIO_API_URL" default:"https://api.twilio.com"`
-	OpsToken              Secret        `envconfig:"CALLRELAY_OPS_TOKEN"`
-	SMTPURL               Secret        `envconfig:"SMTP_URL"`
-	MailFrom              string        `envconfig:"CALLRELAY_MAIL_FROM" default:"callrelay@localhost"`
-	TimeZone              Zone          `envconfig:"CALLRELAY_TIME_ZONE" default:"UTC"`
-	MailDir               string        `envconfig:"CALLRELAY_MAIL_DIR" default:".data/mail"`
-	SpoolDir              string        `envconfig:"CALLRELAY_SPOOL_DIR" default:".data/spool"`
-	TranscriptWait        time.Duration `envconfig:"CALLRELAY_TRANSCRIPT_WAIT" default:"90s"`
+	Addr             string        `envconfig:"CALLRELAY_ADDR" default:":8080"`
+	DatabaseURL      Secret        `envconfig:"DATABASE_URL"`
+	PublicURL        URL           `envconfig:"CALLRELAY_PUBLIC_URL" default:"http://localhost:8080"`
+	TwilioAccountSID string        `envconfig:"TWILIO_ACCOUNT_SID"`
+	TwilioAuthToken  Secret        `envconfig:"TWILIO_AUTH_TOKEN"`
+	TwilioAPIURL     URL           `envconfig:"TWILIO_API_URL" default:"https://api.twilio.com"`
+	OpsToken         Secret        `envconfig:"CALLRELAY_OPS_TOKEN"`
+	SMTPURL          Secret        `envconfig:"SMTP_URL"`
+	MailFrom         string        `envconfig:"CALLRELAY_MAIL_FROM" default:"callrelay@localhost"`
+	TimeZone         Zone          `envconfig:"CALLRELAY_TIME_ZONE" default:"UTC"`
+	MailDir          string        `envconfig:"CALLRELAY_MAIL_DIR" default:".data/mail"`
+	SpoolDir         string        `envconfig:"CALLRELAY_SPOOL_DIR" default:".data/spool"`
+	TranscriptWait   time.Duration `envconfig:"CALLRELAY_TRANSCRIPT_WAIT" default:"90s"`
+	// MissedCallDelay: how long after the caller's final status an unanswered call is judged
+	// (a voicemail's recording-status may come after it).
+	MissedCallDelay       time.Duration `envconfig:"CALLRELAY_MISSED_CALL_DELAY" default:"2m"`
 	HoldMusicURL          URL           `envconfig:"CALLRELAY_HOLD_MUSIC_URL"`
 	LinkSecret            Secret        `envconfig:"CALLRELAY_LINK_SECRET"`
 	InsecureSkipSignature bool          `envconfig:"CALLRELAY_INSECURE_SKIP_SIGNATURE" default:"false"`
@@ -178,6 +181,9 @@ func (c *Config) validate() error {
 	}
 	if c.TranscriptWait <= 0 {
 		return errors.New("config: CALLRELAY_TRANSCRIPT_WAIT: must be positive")
+	}
+	if c.MissedCallDelay < time.Second || c.MissedCallDelay > time.Hour {
+		return errors.New("config: CALLRELAY_MISSED_CALL_DELAY: must be between 1s and 1h")
 	}
 	if c.SMTPURL != "" {
 		u, err := url.Parse(c.SMTPURL.Value())

@@ -21,7 +21,7 @@ func setenv(t *testing.T, overrides map[string]string) {
 		"CALLRELAY_OPS_TOKEN": "", "SMTP_URL": "", "CALLRELAY_MAIL_FROM": "", "CALLRELAY_MAIL_DIR": "",
 		"CALLRELAY_TRANSCRIPT_WAIT": "", "CALLRELAY_HOLD_MUSIC_URL": "", "CALLRELAY_LINK_SECRET": "",
 		"CALLRELAY_INSECURE_SKIP_SIGNATURE": "", "CALLRELAY_TIME_ZONE": "", "CALLRELAY_EVENT_WEBHOOKS": "", "CALLRELAY_EVENT_SECRET": "",
-		"CALLRELAY_EVENT_ALLOW_PRIVATE": "",
+		"CALLRELAY_EVENT_ALLOW_PRIVATE": "", "CALLRELAY_MISSED_CALL_DELAY": "",
 	}
 	for k, v := range overrides {
 		env[k] = v
@@ -60,6 +60,9 @@ func TestLoad_OK(t *testing.T) {
 	if c.InsecureSkipSignature {
 		t.Errorf("InsecureSkipSignature = true, want false by default")
 	}
+	if c.MissedCallDelay != 2*time.Minute {
+		t.Errorf("MissedCallDelay = %v, want 2m by default", c.MissedCallDelay)
+	}
 	if c.LinkSecret.Value() == "" || c.LinkSecret.Value() == c.TwilioAuthToken.Value() {
 		t.Errorf("LinkSecret = %q, want derived from, and different to, the auth token", c.LinkSecret.Value())
 	}
@@ -92,6 +95,8 @@ func TestLoad_ErrInvalid(t *testing.T) {
 		{map[string]string{"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"},
 		{map[string]string{"CALLRELAY_TRANSCRIPT_WAIT": "ninety"}, "CALLRELAY_TRANSCRIPT_WAIT"},
 		{map[string]string{"CALLRELAY_TRANSCRIPT_WAIT": "-1s"}, "CALLRELAY_TRANSCRIPT_WAIT"},
+		{map[string]string{"CALLRELAY_MISSED_CALL_DELAY": "0s"}, "CALLRELAY_MISSED_CALL_DELAY"},
+		{map[string]string{"CALLRELAY_MISSED_CALL_DELAY": "2h"}, "CALLRELAY_MISSED_CALL_DELAY"},
 		{map[string]string{"CALLRELAY_PUBLIC_URL": "relay.example.com"}, "CALLRELAY_PUBLIC_URL"},
 		{map[string]string{"CALLRELAY_PUBLIC_URL": "http://%zz"}, "CALLRELAY_PUBLIC_URL"},
 		{map[string]string{"TWILIO_API_URL": "ftp://api.twilio.com"}, "TWILIO_API_URL"},
