@@ -336,26 +336,7 @@ func sendOutcome(sendErr error, final bool) (status, outcome string, lastErr *st
 // FinishFollowUp records the outcome of a follow-up send, like FinishNotification; each
 // attempt is a transcript-email entry on the call's timeline.
 func (db *DB) FinishFollowUp(ctx context.Context, id int64, sendErr error, final bool) error {
-	now := db.now()
-	status, outcome, lastErr := sendOutcome(sendErr, final)
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		var callSid, owner string
-		var attempts int
-		err := tx.QueryRow(ctx, `
-			UPDATE voicemails SET followup_status = $2, followup_last_error = $3,
-				followup_sent_at = CASE WHEN $2 = 'sent' THEN $4 ELSE followup_sent_at END, updated_at = $4
-			WHERE id = $1 RETURNING call_sid, owner_email, followup_attempts`,
-			id, status, lastErr, now).Scan(&callSid, &owner, &attempts)
-		if err != nil {
-			return err
-		}
-		detail := map[string]any{"voicemail_id": id, "to": owner, "attempt": attempts}
-		if lastErr != nil {
-			detail["error"] = *lastErr
-		}
-		return insertEvent(ctx, tx, callSid, now, "transcript-email", "", "callrelay", outcome, detail, "")
-	})
-	if err != nil {
+	if err := db.finishVoicemailSend(ctx, finishFollowUpSQL, "transcript-email", id, sendErr, final); err != nil {
 		return fmt.Errorf("finish voicemail %d follow-up: %w", id, err)
 	}
 	return nil
@@ -364,29 +345,43 @@ func (db *DB) FinishFollowUp(ctx context.Context, id int64, sendErr error, final
 // FinishNotification records the outcome of a send: sent, or failed with sendErr — for good
 // when final, else back to pending for the next try. Each attempt is on the call's timeline.
 func (db *DB) FinishNotification(ctx context.Context, id int64, sendErr error, final bool) error {
+	if err := db.finishVoicemailSend(ctx, finishNotificationSQL, "voicemail-email", id, sendErr, final); err != nil {
+		return fmt.Errorf("finish voicemail %d email: %w", id, err)
+	}
+	return nil
+}
+
+// The two emails of a voicemail keep their states in columns of their own: each statement
+// records an attempt's outcome ($2 status, $3 last error, $4 now) and returns what its timeline
+// entry names.
+const (
+	finishNotificationSQL = `
+		UPDATE voicemails SET notify_status = $2, notify_last_error = $3,
+			notified_at = CASE WHEN $2 = 'sent' THEN $4 ELSE notified_at END, updated_at = $4
+		WHERE id = $1 RETURNING call_sid, owner_email, notify_attempts`
+	finishFollowUpSQL = `
+		UPDATE voicemails SET followup_status = $2, followup_last_error = $3,
+			followup_sent_at = CASE WHEN $2 = 'sent' THEN $4 ELSE followup_sent_at END, updated_at = $4
+		WHERE id = $1 RETURNING call_sid, owner_email, followup_attempts`
+)
+
+// finishVoicemailSend records one send attempt of voicemail id's email with update (one of
+// the statements above) and its entry, of type event, on the call's timeline.
+func (db *DB) finishVoicemailSend(ctx context.Context, update, event string, id int64, sendErr error, final bool) error {
 	now := db.now()
 	status, outcome, lastErr := sendOutcome(sendErr, final)
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var callSid, owner string
 		var attempts int
-		err := tx.QueryRow(ctx, `
-			UPDATE voicemails SET notify_status = $2, notify_last_error = $3,
-				notified_at = CASE WHEN $2 = 'sent' THEN $4 ELSE notified_at END, updated_at = $4
-			WHERE id = $1 RETURNING call_sid, owner_email, notify_attempts`,
-			id, status, lastErr, now).Scan(&callSid, &owner, &attempts)
-		if err != nil {
+		if err := tx.QueryRow(ctx, update, id, status, lastErr, now).Scan(&callSid, &owner, &attempts); err != nil {
 			return err
 		}
 		detail := map[string]any{"voicemail_id": id, "to": owner, "attempt": attempts}
 		if lastErr != nil {
 			detail["error"] = *lastErr
 		}
-		return insertEvent(ctx, tx, callSid, now, "voicemail-email", "", "callrelay", outcome, detail, "")
+		return insertEvent(ctx, tx, callSid, now, event, "", "callrelay", outcome, detail, "")
 	})
-	if err != nil {
-		return fmt.Errorf("finish voicemail %d email: %w", id, err)
-	}
-	return nil
 }
 
 // GetVoicemail returns a voicemail, or ENOTFOUND.

@@ -342,7 +342,10 @@ func (sc *Scenario) Start(now time.Time) (time.Time, error) {
 }
 
 // wallTime is the first instant loc's clock reads at least the given date and minutes: a time
-// a DST change skips is the instant of the change; a repeated one, its first occurrence.
+// a DST change skips is the instant of the change; a repeated one, its first occurrence. It
+// repeats callrelay's wallReached on purpose: the simulator places a scenario's call by its
+// own reading of the rule, so a wrong rule in callrelay fails the DST scenarios instead of
+// moving the call with it.
 func wallTime(loc *time.Location, y int, m time.Month, d, minutes int) time.Time {
 	wall := time.Date(y, m, d, 0, minutes, 0, 0, time.UTC).Unix()
 	_, before := time.Unix(wall-86400, 0).In(loc).Zone()
