@@ -37,6 +37,8 @@ var verbose = flag.Bool("timeline", false, "print every scenario's timeline")
 
 // relay is callrelay and the simulator, wired to each other, on a database of its own.
 type relay struct {
+	app  *app.App
+	url  string // callrelay's base URL
 	sim  *twiliosim.Sim
 	smtp *mailtest.Server
 	logs *logBuffer
@@ -96,7 +98,7 @@ func startRelayAt(t *testing.T, start time.Time, tune ...func(*config.Config, *a
 		}
 		simSrv.Close()
 	})
-	return &relay{sim: sim, smtp: smtp, logs: logs}
+	return &relay{app: a, url: relayURL.String(), sim: sim, smtp: smtp, logs: logs}
 }
 
 // newSim returns a Twilio simulator that calls callrelay at baseURL (its public URL) and is

@@ -2,10 +2,7 @@ package app_test
 
 import (
 	"context"
-	"log/slog"
 	"mime"
-	"net/http/httptest"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +10,6 @@ import (
 	"github.com/callrelay/callrelay/internal/app"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/mail/mailtest"
-	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 	"github.com/callrelay/callrelay/internal/twiliosim"
 )
 
@@ -21,39 +17,15 @@ import (
 // the zone of the email's times and Date, CALLRELAY_MAIL_FROM's display name is the sender.
 func TestVoicemailEmail_Configured(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.NewPool(t)
-	smtp := mailtest.Start(t)
-	simSrv := httptest.NewUnstartedServer(nil)
-	relaySrv := httptest.NewUnstartedServer(nil)
-	relayURL, _ := url.Parse("http://" + relaySrv.Listener.Addr().String())
-	apiURL, _ := url.Parse("http://" + simSrv.Listener.Addr().String())
-	cfg := relayConfig(t, relayURL, apiURL, smtp.URL())
 	chicago, err := time.LoadLocation("America/Chicago")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.TimeZone = config.Zone{Location: chicago}
-	cfg.MailFrom = "Voicemail <vm@relay.example.com>"
-	a, err := app.New(cfg, pool, slog.New(slog.DiscardHandler), relayOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := newSim(t, relayURL.String(), apiURL.String())
-	simSrv.Config.Handler, relaySrv.Config.Handler = sim, a.Handler
-	simSrv.Start()
-	relaySrv.Start()
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		relaySrv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		simSrv.Close()
+	r := startRelay(t, func(cfg *config.Config, _ *app.Options) {
+		cfg.TimeZone = config.Zone{Location: chicago}
+		cfg.MailFrom = "Voicemail <vm@relay.example.com>"
 	})
+	sim, smtp := r.sim, r.smtp
 
 	sc, err := twiliosim.LoadScenario("../../testdata/scenarios/voicemail-transcribed.yaml")
 	if err != nil {

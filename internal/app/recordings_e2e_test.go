@@ -2,10 +2,7 @@ package app_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,8 +11,7 @@ import (
 
 	"github.com/callrelay/callrelay/internal/app"
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/internal/mail/mailtest"
-	"github.com/callrelay/callrelay/internal/postgres/pgtest"
+	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/twiliosim"
 )
 
@@ -25,42 +21,17 @@ import (
 // callrelay's copy.
 func TestScenario_RecordingStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "recordings")
-	pool := pgtest.NewPool(t)
-	smtp := mailtest.Start(t)
-	simSrv := httptest.NewUnstartedServer(nil)
-	relaySrv := httptest.NewUnstartedServer(nil)
-	relayURL, _ := url.Parse("http://" + relaySrv.Listener.Addr().String())
-	apiURL, _ := url.Parse("http://" + simSrv.Listener.Addr().String())
-	cfg := relayConfig(t, relayURL, apiURL, smtp.URL())
-	cfg.RecordingsURL = "file://" + filepath.ToSlash(dir)
-	cfg.RetentionDays, cfg.TimelineRetentionDays = 90, 365
-	logs := &logBuffer{}
-	a, err := app.New(cfg, pool, slog.New(slog.NewTextHandler(logs, nil)), relayOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim := newSim(t, relayURL.String(), apiURL.String())
-	simSrv.Config.Handler, relaySrv.Config.Handler = sim, a.Handler
-	simSrv.Start()
-	relaySrv.Start()
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		relaySrv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		simSrv.Close()
+	r := startRelay(t, func(cfg *config.Config, _ *app.Options) {
+		cfg.RecordingsURL = "file://" + filepath.ToSlash(dir)
+		cfg.RetentionDays, cfg.TimelineRetentionDays = 90, 365
 	})
+	a, logs := r.app, r.logs
 
 	sc, err := twiliosim.LoadScenario("../../testdata/scenarios/voicemail-transcribed.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := playScenario(t, &relay{sim: sim, smtp: smtp, logs: logs}, sc, 15*time.Second)
+	res := playScenario(t, r, sc, 15*time.Second)
 	if !res.OK() {
 		t.Fatalf("scenario failed:\n%s", logs.String())
 	}
@@ -97,7 +68,7 @@ func TestScenario_RecordingStore(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	req, _ = http.NewRequest(http.MethodGet, relaySrv.URL+"/api/voicemails/"+itoa(vm.ID)+"/audio", nil)
+	req, _ = http.NewRequest(http.MethodGet, r.url+"/api/voicemails/"+itoa(vm.ID)+"/audio", nil)
 	req.Header.Set("Authorization", "Bearer "+opsToken)
 	req.Header.Set("Range", "bytes=10-19")
 	resp, err := http.DefaultClient.Do(req)
