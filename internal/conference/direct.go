@@ -60,7 +60,7 @@ func (s *Service) CallStatus(ctx context.Context, callSid, status string, at tim
 				s.log.Error("call status: legs to end", slog.String("call_sid", callSid), slog.String("error", err.Error()))
 				return
 			}
-			var conf []postgres.LiveLeg
+			var conf []callrelay.LiveLeg
 			for _, l := range ringing(live) {
 				if l.ConferenceSid != "" {
 					conf = append(conf, l)

@@ -119,7 +119,7 @@ func (u *upstream) callerJoins(t *testing.T) time.Duration {
 	if _, _, err := u.db.PutNumber(ctx, masked, r); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.db.StartCall(ctx, postgres.InboundCall{CallSid: u.caller, Number: masked, From: callerNum, CallToken: "calltoken"}); err != nil {
+	if _, err := u.db.StartCall(ctx, callrelay.InboundCall{CallSid: u.caller, Number: masked, From: callerNum, CallToken: "calltoken"}); err != nil {
 		t.Fatal(err)
 	}
 	u.fake.AddParticipant(u.conf, u.caller, "caller")
@@ -130,7 +130,7 @@ func (u *upstream) callerJoins(t *testing.T) time.Duration {
 func (u *upstream) event(t *testing.T, event string, seq int) time.Duration {
 	t.Helper()
 	start := time.Now()
-	res, err := u.svc.ConferenceEvent(context.Background(), postgres.ConferenceEvent{
+	res, err := u.svc.ConferenceEvent(context.Background(), callrelay.ConferenceEvent{
 		CallSid: u.caller, ConferenceSid: u.conf, Event: event, Participant: u.caller, Label: "caller",
 		Sequence: seq, At: time.Now(),
 	})

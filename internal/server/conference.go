@@ -25,7 +25,7 @@ func eventTime(s string, received time.Time) time.Time {
 func handleConferenceStatus(svc *conference.Service, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := r.PostForm
-		ev := postgres.ConferenceEvent{
+		ev := callrelay.ConferenceEvent{
 			CallSid:       f.Get("FriendlyName"), // callrelay names the conference after the caller's CallSid
 			ConferenceSid: f.Get("ConferenceSid"),
 			Event:         f.Get("StatusCallbackEvent"),

@@ -107,8 +107,8 @@ const maxCallerName = 64
 
 // inboundCall is what a voice webhook tells of a new call. CallerName (sent with caller-name
 // lookup only) is shown to the owner: cleaned of control and bidi characters and bounded.
-func inboundCall(f url.Values) postgres.InboundCall {
-	return postgres.InboundCall{CallSid: f.Get("CallSid"), Number: f.Get("To"), From: f.Get("From"),
+func inboundCall(f url.Values) callrelay.InboundCall {
+	return callrelay.InboundCall{CallSid: f.Get("CallSid"), Number: f.Get("To"), From: f.Get("From"),
 		CallToken: f.Get("CallToken"), CallerName: phone.Clean(f.Get("CallerName"), maxCallerName)}
 }
 
@@ -128,7 +128,7 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 		log := logger(r.Context())
 		f := r.PostForm
 		attempt, _ := strconv.Atoi(r.URL.Query().Get("attempt"))
-		o := postgres.DialOutcome{
+		o := callrelay.DialOutcome{
 			CallSid:         f.Get("CallSid"),
 			Attempt:         max(attempt, 0),
 			DialCallStatus:  f.Get("DialCallStatus"),
@@ -215,8 +215,8 @@ func handleCallStatus(conf *conference.Service, sp spooler) http.Handler {
 			if n := formInt(f.Get("SequenceNumber")); n != nil {
 				seq = *n
 			}
-			var res postgres.LegResult
-			res, err = conf.LegProgress(r.Context(), postgres.LegProgress{
+			var res callrelay.LegResult
+			res, err = conf.LegProgress(r.Context(), callrelay.LegProgress{
 				CallSid: sid, ParentCallSid: parent, Status: status, Sequence: seq, At: at,
 				Target: f.Get("To"), TargetIndex: formInt(r.URL.Query().Get("target")),
 				SipResponseCode: formInt(f.Get("SipResponseCode")), DurationSeconds: formInt(f.Get("CallDuration")),
