@@ -22,6 +22,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/events"
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
@@ -76,14 +77,15 @@ type App struct {
 	replayDone chan struct{}
 }
 
-// New assembles callrelay on a migrated database.
+// New assembles callrelay on a migrated database. Each part is built once, after what it
+// needs: the clients (mail, Twilio, the recording store), the store (with an insert-only job
+// client), the services on the store, the queue that works the jobs (its workers are those
+// services), and last the HTTP handler.
 func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) (*App, error) {
 	now := opts.Now
 	if now == nil {
 		now = callrelay.SystemClock
 	}
-	db := postgres.New(pool)
-	db.Now = now
 	media := recording.NewFetcher(cfg.TwilioAPIURL.URL, cfg.TwilioAccountSID, cfg.TwilioAuthToken.Value(), nil)
 	links := recording.NewLinks(cfg.PublicURL.URL, recording.ParseSecrets(cfg.LinkSecret.Value()), recording.DefaultTTL, now)
 	sender, err := mail.New(cfg.SMTPURL.Value(), cfg.MailDir, mail.DefaultTimeout)
@@ -102,28 +104,41 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	}
 	rest := twilioapi.New(twilioapi.Config{AccountSID: cfg.TwilioAccountSID, AuthToken: cfg.TwilioAuthToken.Value(),
 		BaseURL: cfg.TwilioAPIURL.URL, ParticipantInterval: opts.ParticipantInterval, Now: now})
-	recs, err := newRecordings(cfg, db, media, rest, now, log)
+	store, err := openRecordings(cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	notice, signer, err := notices(cfg, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now);
+	// the store's inserts share it.
+	jobs, err := postgres.NewJobs(pool, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	db := postgres.New(pool, postgres.Options{Now: now, Jobs: jobs, Notices: notice, CopyRecordings: store != nil})
+
+	recs := &recordings.Jobs{DB: db, Store: store, Media: media, Twilio: rest, Now: now, Log: log,
+		RetentionDays: cfg.RetentionDays, TimelineRetentionDays: cfg.TimelineRetentionDays}
 	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
-	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now). It
-	// works the voicemail emails, the missed-call checks and events, the conference jobs
-	// (dialling the owner, the deadline) and the recordings' copies and expiry.
-	workers, err := noticeWorkers(cfg, db, log, opts, now)
-	if err != nil {
-		return nil, err
-	}
 	notifier := voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log)
 	notifier.Zone = cfg.TimeZone.Location
 	notifier.StoredAudio = recs.StoredAudio
+	// The queue works the voicemail emails, the missed-call checks and events, the conference
+	// jobs (dialling the owner, the deadline) and the recordings' copies and expiry.
+	workers := []func(*river.Workers) error{recs.Register}
+	if signer != nil {
+		d := events.NewDeliverer(db, signer, events.Options{AllowPrivate: cfg.EventAllowPrivate, RootCAs: opts.EventRootCAs, Now: now, Log: log})
+		workers = append(workers, d.Register)
+	}
 	queue, err := voicemail.NewQueue(pool, notifier,
 		voicemail.QueueOptions{Logger: log, FetchPollInterval: opts.JobPollInterval, Now: opts.Now, Register: conf.Register,
-			PeriodicJobs: recs.PeriodicJobs()}, append(workers, recs.Register)...)
+			PeriodicJobs: recs.PeriodicJobs()}, workers...)
 	if err != nil {
 		return nil, err
 	}
-	db.Jobs = queue
 	var sp *spool.Spool
 	if cfg.SpoolDir != "" {
 		if sp, err = spool.Open(cfg.SpoolDir); err != nil {
@@ -134,8 +149,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		log.Warn("CALLRELAY_SPOOL_DIR is empty: callbacks that arrive while the database is down are refused (503)")
 	}
 	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links,
-		Conference: conf, Spool: sp, Now: now, Recordings: recs.Store, PurgeRecording: recs.Purge})
-	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp, store: recs.Store}
+		Conference: conf, Spool: sp, Now: now, Recordings: store, PurgeRecording: recs.Purge})
+	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp, store: store}
 	if sp != nil {
 		token := cfg.TwilioAuthToken.Value()
 		a.replay = &spool.Replayer{Spool: sp, Handler: handler, PublicURL: cfg.PublicURL.URL, Log: log,
@@ -188,14 +203,12 @@ func (a *App) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// newRecordings opens the recording store (none without CALLRELAY_RECORDINGS_URL: the audio
-// then stays at Twilio, and retention still deletes it there) and returns its jobs.
-func newRecordings(cfg config.Config, db *postgres.DB, media *recording.Fetcher, rest *twilioapi.Client, now func() time.Time, log *slog.Logger) (*recordings.Jobs, error) {
-	j := &recordings.Jobs{DB: db, Media: media, Twilio: rest, Now: now, Log: log,
-		RetentionDays: cfg.RetentionDays, TimelineRetentionDays: cfg.TimelineRetentionDays}
+// openRecordings opens the recording store; nil without CALLRELAY_RECORDINGS_URL: the audio
+// then stays at Twilio, and retention still deletes it there.
+func openRecordings(cfg config.Config, log *slog.Logger) (*recordings.Store, error) {
 	if cfg.RecordingsURL == "" {
 		log.Warn("CALLRELAY_RECORDINGS_URL is empty: recordings stay at Twilio and are streamed from there")
-		return j, nil
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -203,8 +216,7 @@ func newRecordings(cfg config.Config, db *postgres.DB, media *recording.Fetcher,
 	if err != nil {
 		return nil, fmt.Errorf("config: CALLRELAY_RECORDINGS_URL: %w", err)
 	}
-	j.Store, db.CopyRecordings = store, true
 	log.Info("recordings", slog.String("store", store.String()), slog.Int("retention_days", cfg.RetentionDays),
 		slog.Int("timeline_retention_days", cfg.TimelineRetentionDays))
-	return j, nil
+	return store, nil
 }

@@ -96,8 +96,7 @@ type replica struct {
 
 func newReplica(t *testing.T, pool *pgxpool.Pool, fake *twiliofake.Fake, now func() time.Time) *replica {
 	t.Helper()
-	db := postgres.New(pool)
-	db.Now = now
+	db := newDB(t, pool, now)
 	base, _ := url.Parse(fake.URL)
 	rest := twilioapi.New(twilioapi.Config{AccountSID: accountSID, AuthToken: authToken, BaseURL: base,
 		Timeout: 5 * time.Second, ParticipantInterval: -1})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
 	"github.com/callrelay/callrelay/internal/conference"
@@ -14,8 +15,18 @@ import (
 	"github.com/callrelay/callrelay/internal/voicemail"
 )
 
+// newDB is a store on pool, on the clock now, that enqueues jobs (for newQueue's queue).
+func newDB(t *testing.T, pool *pgxpool.Pool, now func() time.Time) *postgres.DB {
+	t.Helper()
+	jobs, err := postgres.NewJobs(pool, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return postgres.New(pool, postgres.Options{Now: now, Jobs: jobs})
+}
+
 // newQueue is production's job queue (voicemail.NewQueue with the conference workers) on db,
-// on the store's clock; it enqueues for db. Started or not, it is stopped at cleanup.
+// on the store's clock; it works what db enqueues. Started or not, it is stopped at cleanup.
 func newQueue(t *testing.T, db *postgres.DB, svc *conference.Service) *river.Client[pgx.Tx] {
 	t.Helper()
 	n := voicemail.NewNotifier(db, nil, nil, nil, "callrelay@example.com", db.Now, slog.New(slog.DiscardHandler))
@@ -24,7 +35,6 @@ func newQueue(t *testing.T, db *postgres.DB, svc *conference.Service) *river.Cli
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Jobs = queue
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -51,7 +51,7 @@ type upstream struct {
 func newUpstream(t *testing.T) *upstream {
 	t.Helper()
 	u := &upstream{
-		db: postgres.New(pgtest.NewPool(t)), caller: "CA" + strings.Repeat("c", 32), conf: "CF" + strings.Repeat("f", 32),
+		db: newDB(t, pgtest.NewPool(t), callrelay.SystemClock), caller: "CA" + strings.Repeat("c", 32), conf: "CF" + strings.Repeat("f", 32),
 		stalled: map[string]bool{}, release: make(chan struct{}), arrivals: make(chan string, 100),
 	}
 	u.fake = twiliofake.Start(t, twiliofake.Options{AccountSID: accountSID, AuthToken: authToken})

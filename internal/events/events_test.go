@@ -139,9 +139,13 @@ type harness struct {
 func newHarness(t *testing.T, r *receiver, allowPrivate bool, endpoints ...string) *harness {
 	t.Helper()
 	ctx := context.Background()
-	h := &harness{db: postgres.New(pgtest.NewPool(t))}
-	h.db.Now = clocktest.Now
-	h.db.Notices = postgres.Notices{Events: true, Endpoints: endpoints}
+	pool := pgtest.NewPool(t)
+	inserts, err := postgres.NewJobs(pool, clocktest.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{db: postgres.New(pool, postgres.Options{Now: clocktest.Now, Jobs: inserts,
+		Notices: postgres.Notices{Events: true, Endpoints: endpoints}})}
 	signer, err := events.ParseSecret(secret)
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +160,6 @@ func newHarness(t *testing.T, r *receiver, allowPrivate bool, endpoints ...strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.db.Jobs = h.queue
 	var cancel func()
 	h.events, cancel = h.queue.Subscribe(river.EventKindJobCompleted, river.EventKindJobCancelled)
 	t.Cleanup(cancel)

@@ -16,10 +16,9 @@ import (
 // "initiated" (Twilio's second, truncated) before the call's "inbound" that caused it (issue 14).
 func TestGetCall_TimelineInOrderOfEvents(t *testing.T) {
 	ctx := context.Background()
-	db := postgres.New(pgtest.NewPool(t))
 	// Four tenths into a second, so Twilio's whole second of the same moment is earlier.
 	now := clocktest.Start().Add(400 * time.Millisecond)
-	db.Now = func() time.Time { return now }
+	db := postgres.New(pgtest.NewPool(t), postgres.Options{Now: func() time.Time { return now }})
 	twilioTimestamp := func() time.Time { return now.Truncate(time.Second) }
 	startCall(t, db, "CA_p") // inbound, at callrelay's clock
 

@@ -152,10 +152,10 @@ func (db *DB) RecordConferenceEvent(ctx context.Context, ev callrelay.Conference
 
 // insertJob enqueues a job in tx: it exists exactly when tx commits.
 func (db *DB) insertJob(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) error {
-	if db.Jobs == nil {
+	if db.opts.Jobs == nil {
 		return fmt.Errorf("enqueue %s: no job queue configured", args.Kind())
 	}
-	if _, err := db.Jobs.InsertTx(ctx, tx, args, opts); err != nil {
+	if _, err := db.opts.Jobs.InsertTx(ctx, tx, args, opts); err != nil {
 		return fmt.Errorf("enqueue %s: %w", args.Kind(), err)
 	}
 	return nil
@@ -168,7 +168,7 @@ func (db *DB) WatchConference(ctx context.Context, callSid string, firstCheck ti
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		return db.insertJob(ctx, tx, callrelay.ConferenceDeadline{CallSid: callSid}, &river.InsertOpts{
 			Queue:       ConferenceQueue,
-			ScheduledAt: db.Now().Add(firstCheck),
+			ScheduledAt: db.opts.Now().Add(firstCheck),
 			MaxAttempts: deadlineMaxAttempts,
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},
 		})

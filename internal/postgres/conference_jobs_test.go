@@ -4,27 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
 )
-
-// insertOnlyQueue is River's client on the store's pool, never started: it only inserts.
-func insertOnlyQueue(t *testing.T, db *postgres.DB) postgres.Jobs {
-	t.Helper()
-	client, err := river.NewClient(riverpgxv5.New(db.Pool()), &river.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client
-}
 
 // confJob is a conference job's row of river_job.
 type confJob struct {
@@ -64,11 +54,18 @@ func confJobs(t *testing.T, db *postgres.DB, kind string) []confJob {
 	return jobs
 }
 
-// failingJobs refuses every insert, as a queue whose table is unreachable would.
-type failingJobs struct{ postgres.Jobs }
+// refusingJobs refuses every insert while refuse is set, as a queue whose table is
+// unreachable would.
+type refusingJobs struct {
+	postgres.Jobs
+	refuse atomic.Bool
+}
 
-func (failingJobs) InsertTx(context.Context, pgx.Tx, river.JobArgs, *river.InsertOpts) (*rivertype.JobInsertResult, error) {
-	return nil, errors.New("insert refused")
+func (j *refusingJobs) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+	if j.refuse.Load() {
+		return nil, errors.New("insert refused")
+	}
+	return j.Jobs.InsertTx(ctx, tx, args, opts)
 }
 
 func TestConferenceJobs(t *testing.T) {
@@ -98,10 +95,13 @@ func TestConferenceJobs(t *testing.T) {
 	// A join whose job cannot be written is not recorded either: Twilio's retry (or the
 	// spool) applies it again, and then the owner is dialled.
 	t.Run("NoJoinWithoutItsJob", func(t *testing.T) {
-		db, _ := newDB(t)
+		var jobs *refusingJobs
+		db, _ := newDB(t, func(o *postgres.Options) {
+			jobs = &refusingJobs{Jobs: o.Jobs}
+			o.Jobs = jobs
+		})
 		startConferenceCall(t, db, callrelay.RingSimultaneous, 1)
-		queue := db.Jobs
-		db.Jobs = failingJobs{queue}
+		jobs.refuse.Store(true)
 		join := confEvent(callrelay.ParticipantJoin, confCaller, 1)
 		if _, err := db.RecordConferenceEvent(ctx, join); err == nil {
 			t.Fatal("join recorded without its ring job")
@@ -109,7 +109,7 @@ func TestConferenceJobs(t *testing.T) {
 		if n := countRows(t, db, `SELECT count(*) FROM participants`); n != 0 {
 			t.Errorf("%d participants after the failed join, want 0", n)
 		}
-		db.Jobs = queue
+		jobs.refuse.Store(false)
 		if res := record(t, db, join); !res.Ring {
 			t.Errorf("the join applied again: %+v, want ring", res)
 		}

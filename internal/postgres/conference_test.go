@@ -26,9 +26,6 @@ func startConferenceCall(t *testing.T, db *postgres.DB, ring string, n int) {
 	}
 	r := mustRouting(t, `{"owner_email":"dana@example.com","mode":"conference","ring":"`+ring+`","targets":[`+strings.Join(targets, ",")+`]}`)
 	ctx := context.Background()
-	if db.Jobs == nil {
-		db.Jobs = insertOnlyQueue(t, db)
-	}
 	if _, _, err := db.PutNumber(ctx, "+15551230000", r); err != nil {
 		t.Fatal(err)
 	}

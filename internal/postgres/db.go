@@ -25,25 +25,36 @@ const versionTable = "public.schema_version"
 // DB is callrelay's store.
 type DB struct {
 	pool *pgxpool.Pool
-	// Now is the store's clock (callrelay.SystemClock from New); tests replace it. Every time
-	// the store writes comes from it, never from PostgreSQL's now().
-	Now func() time.Time
-	// Jobs enqueues the voicemail emails; set once the job queue exists (it needs the DB).
-	Jobs Jobs
-	// Notices tune missed-call decisions and name the instance's event endpoints (missed.go).
-	Notices Notices
-	// CopyRecordings: a completed recording also enqueues the job that copies it into
-	// callrelay's recording store (recordings.go); false when no store is configured.
-	CopyRecordings bool
+	opts Options
 
 	starts   *startBatcher
 	routings routingMemo // decoded routings (StartCall, RecordDialOutcome)
 	numbers  numberMemo  // each number's routing and version, to decide calls (StartCall)
 }
 
+// Options are what a store is built with; the zero value suits a store without background
+// work (tests of other parts).
+type Options struct {
+	// Now is the store's clock (nil: callrelay.SystemClock). Every time the store writes comes
+	// from it, never from PostgreSQL's now().
+	Now func() time.Time
+	// Jobs enqueues background work (emails, missed-call checks, conference jobs, copies) in
+	// the caller's transaction; nil enqueues nothing. It only inserts: the queue that works the
+	// jobs is built after the store (its workers need the store).
+	Jobs Jobs
+	// Notices tune missed-call decisions and name the instance's event endpoints (missed.go).
+	Notices Notices
+	// CopyRecordings: a completed recording also enqueues the job that copies it into
+	// callrelay's recording store (recordings.go); false when no store is configured.
+	CopyRecordings bool
+}
+
 // New returns a store on pool.
-func New(pool *pgxpool.Pool) *DB {
-	db := &DB{pool: pool, Now: callrelay.SystemClock}
+func New(pool *pgxpool.Pool, opts Options) *DB {
+	if opts.Now == nil {
+		opts.Now = callrelay.SystemClock
+	}
+	db := &DB{pool: pool, opts: opts}
 	db.starts = &startBatcher{db: db}
 	return db
 }
@@ -51,7 +62,7 @@ func New(pool *pgxpool.Pool) *DB {
 // Pool returns the connection pool, for health checks and tests.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
-func (db *DB) now() time.Time { return db.Now().UTC().Truncate(time.Microsecond) }
+func (db *DB) now() time.Time { return db.opts.Now().UTC().Truncate(time.Microsecond) }
 
 // migrateLock serialises whole migration runs (ours, then River's) across replicas.
 const migrateLock = 7272740
@@ -143,3 +154,7 @@ func (db *DB) Ready(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Now is the store's clock: the jobs that decide from stored times (conference deadlines) read
+// the same one.
+func (db *DB) Now() time.Time { return db.opts.Now() }

@@ -26,8 +26,7 @@ func TestStartCall_Decision(t *testing.T) {
 	now := clocktest.Start()
 	today := now.UTC().Format(time.DateOnly)
 	newStore := func() *postgres.DB {
-		db := postgres.New(pool)
-		db.Now = clocktest.Fixed(now)
+		db := postgres.New(pool, postgres.Options{Now: clocktest.Fixed(now)})
 		return db
 	}
 	db := newStore()
@@ -192,8 +191,7 @@ func TestStartCall_DecisionRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	db := postgres.New(pool)
-	db.Now = clocktest.Fixed(clocktest.Start())
+	db := postgres.New(pool, postgres.Options{Now: clocktest.Fixed(clocktest.Start())})
 	const number = "+15551230000"
 	put := func(block string) {
 		t.Helper()

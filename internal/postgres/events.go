@@ -20,10 +20,10 @@ import (
 // per endpoint: the instance's (Notices.Endpoints) and the number's. Without endpoints nothing
 // is written.
 func (db *DB) emitEvent(ctx context.Context, tx pgx.Tx, typ, callSid, dedupeKey string, rt callrelay.Routing, data any) error {
-	if !db.Notices.Events {
+	if !db.opts.Notices.Events {
 		return nil
 	}
-	endpoints := slices.Clone(db.Notices.Endpoints)
+	endpoints := slices.Clone(db.opts.Notices.Endpoints)
 	for _, u := range rt.EventWebhooks() {
 		if !slices.Contains(endpoints, u) {
 			endpoints = append(endpoints, u)
@@ -32,7 +32,7 @@ func (db *DB) emitEvent(ctx context.Context, tx pgx.Tx, typ, callSid, dedupeKey 
 	if len(endpoints) == 0 {
 		return nil
 	}
-	if db.Jobs == nil {
+	if db.opts.Jobs == nil {
 		return errors.New("emit event: no job queue configured")
 	}
 	now := db.now()
@@ -52,7 +52,7 @@ func (db *DB) emitEvent(ctx context.Context, tx pgx.Tx, typ, callSid, dedupeKey 
 		return nil // a repeat of a fact already told
 	}
 	for _, u := range endpoints {
-		if _, err := db.Jobs.InsertTx(ctx, tx, callrelay.DeliverEvent{EventID: id, URL: u},
+		if _, err := db.opts.Jobs.InsertTx(ctx, tx, callrelay.DeliverEvent{EventID: id, URL: u},
 			&river.InsertOpts{MaxAttempts: notifyMaxAttempts}); err != nil {
 			return fmt.Errorf("emit %s: enqueue delivery: %w", typ, err)
 		}
@@ -108,7 +108,7 @@ func voicemailEventData(vm *callrelay.Voicemail) callrelay.VoicemailEventData {
 
 // emitVoicemailEvent tells a voicemail's creation or transcription (by recording), once each.
 func (db *DB) emitVoicemailEvent(ctx context.Context, tx pgx.Tx, typ, recordingSid string) error {
-	if !db.Notices.Events {
+	if !db.opts.Notices.Events {
 		return nil
 	}
 	vm, err := getVoicemail(ctx, tx, `recording_sid = $1`, recordingSid)

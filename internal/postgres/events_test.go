@@ -3,14 +3,11 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/internal/events"
 	"github.com/callrelay/callrelay/internal/postgres"
-	"github.com/callrelay/callrelay/internal/voicemail"
 )
 
 // storedEvents returns the call's events by type, and how many delivery jobs each has.
@@ -42,19 +39,9 @@ func storedEvents(t *testing.T, db *postgres.DB, callSid string) map[string]int 
 // events on and the instance's endpoints.
 func newEventsDB(t *testing.T, routingJSON string, on bool, endpoints ...string) *postgres.DB {
 	t.Helper()
-	db, _, _ := newVoicemailDB(t, routingJSON)
-	signer, err := events.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := voicemail.NewNotifier(db, nil, nil, nil, "callrelay@example.com", db.Now, slog.New(slog.DiscardHandler))
-	client, err := voicemail.NewQueue(db.Pool(), n, voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond, Now: db.Now},
-		events.NewDeliverer(db, signer, events.Options{Now: db.Now}).Register)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Jobs = client
-	db.Notices = postgres.Notices{Events: on, Endpoints: endpoints}
+	db, _, _ := newVoicemailDB(t, routingJSON, func(o *postgres.Options) {
+		o.Notices = postgres.Notices{Events: on, Endpoints: endpoints}
+	})
 	return db
 }
 

@@ -56,7 +56,7 @@ func TestMigrateWhenReachable_AtOnce_OK(t *testing.T) {
 		}
 	}
 
-	if err := postgres.New(pools[0]).Ready(ctx); err != nil {
+	if err := postgres.New(pools[0], postgres.Options{}).Ready(ctx); err != nil {
 		t.Errorf("Ready after migrating from %d replicas at once: %v, want nil", replicas, err)
 	}
 	var rows, version int
@@ -131,7 +131,7 @@ func TestMigrateWhenReachable_PoolOfOne_OK(t *testing.T) {
 	if err := postgres.MigrateWhenReachable(ctx, pool, slog.New(slog.DiscardHandler), 10*time.Second); err != nil {
 		t.Fatalf("start-up migration with pool_max_conns=1: %v, want nil", err)
 	}
-	if err := postgres.New(pool).Ready(ctx); err != nil {
+	if err := postgres.New(pool, postgres.Options{}).Ready(ctx); err != nil {
 		t.Errorf("Ready: %v, want nil", err)
 	}
 }

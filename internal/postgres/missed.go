@@ -33,7 +33,7 @@ type Notices struct {
 // MissedCallDelay, that decides from the state committed by then. A store without a job queue
 // (tests of other parts) decides nothing.
 func (db *DB) callEnded(ctx context.Context, tx pgx.Tx, callSid string) error {
-	if db.Jobs == nil {
+	if db.opts.Jobs == nil {
 		return nil
 	}
 	var answered bool
@@ -44,13 +44,13 @@ func (db *DB) callEnded(ctx context.Context, tx pgx.Tx, callSid string) error {
 		_, err := db.decideOutcome(ctx, tx, callSid)
 		return err
 	}
-	delay := db.Notices.MissedCallDelay
+	delay := db.opts.Notices.MissedCallDelay
 	if delay <= 0 {
 		delay = DefaultMissedCallDelay
 	}
 	// The queue runs on the store's clock (see voicemail.QueueOptions.Now).
-	if _, err := db.Jobs.InsertTx(ctx, tx, callrelay.CheckCall{CallSid: callSid}, &river.InsertOpts{
-		ScheduledAt: db.Now().Add(delay),
+	if _, err := db.opts.Jobs.InsertTx(ctx, tx, callrelay.CheckCall{CallSid: callSid}, &river.InsertOpts{
+		ScheduledAt: db.opts.Now().Add(delay),
 		MaxAttempts: notifyMaxAttempts,
 		UniqueOpts:  river.UniqueOpts{ByArgs: true},
 	}); err != nil {

@@ -18,13 +18,23 @@ import (
 
 var t0 = clocktest.Start()
 
-// newDB returns a store on a fresh database whose clock is moved by advance.
-func newDB(t *testing.T) (*postgres.DB, func(time.Duration)) {
+// newDB returns a store on a fresh database whose clock (t0) is moved by advance. It enqueues
+// jobs as production's does, through an insert-only River client on the same clock (nobody
+// works them); tune, when given, changes the options (wraps Jobs, sets Notices).
+func newDB(t *testing.T, tune ...func(*postgres.Options)) (*postgres.DB, func(time.Duration)) {
 	t.Helper()
-	db := postgres.New(pgtest.NewPool(t))
+	pool := pgtest.NewPool(t)
 	now := t0
-	db.Now = func() time.Time { return now }
-	return db, func(d time.Duration) { now = now.Add(d) }
+	clock := func() time.Time { return now }
+	jobs, err := postgres.NewJobs(pool, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := postgres.Options{Now: clock, Jobs: jobs}
+	for _, f := range tune {
+		f(&opts)
+	}
+	return postgres.New(pool, opts), func(d time.Duration) { now = now.Add(d) }
 }
 
 func mustRouting(t *testing.T, js string) callrelay.Routing {
@@ -443,7 +453,7 @@ func TestMigrate_Concurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if err := postgres.New(pool).Ready(ctx); err != nil {
+	if err := postgres.New(pool, postgres.Options{}).Ready(ctx); err != nil {
 		t.Errorf("Ready after migrations: %v", err)
 	}
 }

@@ -23,10 +23,10 @@ const recordingMaxAttempts = 200
 
 // enqueueCopy adds, in the voicemail's own transaction, the job that copies its recording.
 func (db *DB) enqueueCopy(ctx context.Context, tx pgx.Tx, id int64) error {
-	if !db.CopyRecordings {
+	if !db.opts.CopyRecordings {
 		return nil
 	}
-	_, err := db.Jobs.InsertTx(ctx, tx, callrelay.CopyRecording{VoicemailID: id}, &river.InsertOpts{
+	_, err := db.opts.Jobs.InsertTx(ctx, tx, callrelay.CopyRecording{VoicemailID: id}, &river.InsertOpts{
 		MaxAttempts: recordingMaxAttempts,
 		UniqueOpts:  river.UniqueOpts{ByArgs: true},
 	})
@@ -182,10 +182,10 @@ func (db *DB) ExpireVoicemail(ctx context.Context, id int64, reason string) (boo
 		if err := insertEvent(ctx, tx, callSid, now, "recording-expire", "", "callrelay", reason, detail, "recording-expire:"+recordingSid); err != nil {
 			return err
 		}
-		if db.Jobs == nil {
+		if db.opts.Jobs == nil {
 			return errors.New("no job queue configured")
 		}
-		_, err = db.Jobs.InsertTx(ctx, tx, callrelay.PurgeRecording{VoicemailID: id}, &river.InsertOpts{
+		_, err = db.opts.Jobs.InsertTx(ctx, tx, callrelay.PurgeRecording{VoicemailID: id}, &river.InsertOpts{
 			MaxAttempts: recordingMaxAttempts,
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},
 		})

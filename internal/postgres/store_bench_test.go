@@ -30,8 +30,7 @@ const (
 // clock fixed.
 func newBenchDB(b *testing.B) *postgres.DB {
 	b.Helper()
-	db := postgres.New(pgtest.NewPool(b))
-	db.Now = func() time.Time { return benchT0 }
+	db := postgres.New(pgtest.NewPool(b), postgres.Options{Now: func() time.Time { return benchT0 }})
 	r, err := callrelay.DecodeRouting(strings.NewReader(`{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"` + benchTarget + `"}]}`))
 	if err != nil {
 		b.Fatal(err)

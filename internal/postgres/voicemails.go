@@ -32,7 +32,7 @@ const notifyMaxAttempts = 200
 // on the call's timeline only. A repeated callback changes nothing and returns the voicemail
 // written the first time; nil for a recording that is not a voicemail.
 func (db *DB) RecordRecording(ctx context.Context, rec callrelay.Recording, transcriptWait time.Duration) (*callrelay.Voicemail, error) {
-	if db.Jobs == nil {
+	if db.opts.Jobs == nil {
 		return nil, errors.New("record recording: no job queue configured")
 	}
 	var vm *callrelay.Voicemail
@@ -110,9 +110,9 @@ func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec callrelay.Reco
 	// voicemail.QueueOptions.Now).
 	var sendAt time.Time
 	if tag.RowsAffected() == 0 && expect == callrelay.TranscriptPending {
-		sendAt = db.Now().Add(transcriptWait)
+		sendAt = db.opts.Now().Add(transcriptWait)
 	}
-	res, err := db.Jobs.InsertTx(ctx, tx, callrelay.NotifyVoicemail{VoicemailID: id}, &river.InsertOpts{
+	res, err := db.opts.Jobs.InsertTx(ctx, tx, callrelay.NotifyVoicemail{VoicemailID: id}, &river.InsertOpts{
 		ScheduledAt: sendAt,
 		MaxAttempts: notifyMaxAttempts,
 		UniqueOpts:  river.UniqueOpts{ByArgs: true},
@@ -197,7 +197,7 @@ func (db *DB) RecordTranscription(ctx context.Context, t callrelay.Transcription
 			}
 		}
 		if notify == callrelay.NotifyPending && jobID != nil {
-			if _, err := db.Jobs.JobRetryTx(ctx, tx, *jobID); err != nil && !errors.Is(err, river.ErrNotFound) {
+			if _, err := db.opts.Jobs.JobRetryTx(ctx, tx, *jobID); err != nil && !errors.Is(err, river.ErrNotFound) {
 				return fmt.Errorf("make email due: %w", err)
 			}
 		}
@@ -208,7 +208,7 @@ func (db *DB) RecordTranscription(ctx context.Context, t callrelay.Transcription
 			if _, err := tx.Exec(ctx, `UPDATE voicemails SET followup_status = 'pending' WHERE id = $1 AND followup_status IS NULL`, id); err != nil {
 				return err
 			}
-			if _, err := db.Jobs.InsertTx(ctx, tx, callrelay.NotifyTranscript{VoicemailID: id}, &river.InsertOpts{
+			if _, err := db.opts.Jobs.InsertTx(ctx, tx, callrelay.NotifyTranscript{VoicemailID: id}, &river.InsertOpts{
 				MaxAttempts: notifyMaxAttempts,
 				UniqueOpts:  river.UniqueOpts{ByArgs: true},
 			}); err != nil {

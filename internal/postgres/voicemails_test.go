@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
-	"github.com/callrelay/callrelay/internal/voicemail"
 )
 
 // The voicemail tests enqueue with River's client (never started: no job is worked here) and
@@ -46,17 +44,13 @@ func (s *jobSpy) JobRetryTx(ctx context.Context, tx pgx.Tx, id int64) (*rivertyp
 
 // newVoicemailDB returns a store (clock at t0, moved by advance) whose Jobs is a River client
 // wrapped in a spy, with the number vmNumber routed by routingJSON.
-func newVoicemailDB(t *testing.T, routingJSON string) (*postgres.DB, func(time.Duration), *jobSpy) {
+func newVoicemailDB(t *testing.T, routingJSON string, tune ...func(*postgres.Options)) (*postgres.DB, func(time.Duration), *jobSpy) {
 	t.Helper()
-	db, advance := newDB(t)
-	// The queue is never started: it only inserts, on the store's clock.
-	n := voicemail.NewNotifier(db, nil, nil, nil, "callrelay@example.com", db.Now, slog.New(slog.DiscardHandler))
-	client, err := voicemail.NewQueue(db.Pool(), n, voicemail.QueueOptions{FetchPollInterval: 100 * time.Millisecond, Now: db.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	spy := &jobSpy{Jobs: client}
-	db.Jobs = spy
+	var spy *jobSpy
+	db, advance := newDB(t, append(tune, func(o *postgres.Options) {
+		spy = &jobSpy{Jobs: o.Jobs}
+		o.Jobs = spy
+	})...)
 	if _, _, err := db.PutNumber(context.Background(), vmNumber, mustRouting(t, routingJSON)); err != nil {
 		t.Fatal(err)
 	}

@@ -81,25 +81,29 @@ func newRig(t testing.TB, storeURL string) *rig {
 	t.Cleanup(r.media.Close)
 
 	pool := pgtest.NewPool(t)
-	r.db = postgres.New(pool)
 	now := func() time.Time { return clocktest.Now().Add(time.Duration(r.shift.Load())) }
-	r.db.Now = now
+	var store *recordings.Store
+	if storeURL != "" {
+		var err error
+		if store, err = recordings.Open(context.Background(), storeURL); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { store.Close() })
+	}
+	inserts, err := postgres.NewJobs(pool, clocktest.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.db = postgres.New(pool, postgres.Options{Now: now, Jobs: inserts, CopyRecordings: store != nil})
 	mediaURL, _ := url.Parse(r.media.URL)
 	restURL, _ := url.Parse(r.fake.URL)
 	log := slog.New(slog.DiscardHandler)
 	r.jobs = &recordings.Jobs{
 		DB:     r.db,
+		Store:  store,
 		Media:  recording.NewFetcher(mediaURL, r.fake.AccountSID, r.fake.AuthToken, nil),
 		Twilio: twilioapi.New(twilioapi.Config{AccountSID: r.fake.AccountSID, AuthToken: r.fake.AuthToken, BaseURL: restURL, Timeout: 5 * time.Second}),
 		Now:    now, Log: log, RetentionDays: 90, TimelineRetentionDays: 365,
-	}
-	if storeURL != "" {
-		store, err := recordings.Open(context.Background(), storeURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { store.Close() })
-		r.jobs.Store, r.db.CopyRecordings = store, true
 	}
 	r.mail = t.TempDir()
 	sender, err := mail.New("", r.mail, 5*time.Second)
@@ -113,7 +117,6 @@ func newRig(t testing.TB, storeURL string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.db.Jobs = r.queue
 	var cancel func()
 	r.events, cancel = r.queue.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled)
 	if err := r.queue.Start(context.Background()); err != nil {

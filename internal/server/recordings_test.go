@@ -24,7 +24,6 @@ import (
 	"github.com/callrelay/callrelay/internal/server"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/twiliofake"
-	"github.com/callrelay/callrelay/internal/voicemail"
 )
 
 // recordingsServer is s's server with a recording store (a folder on disk) and the Twilio
@@ -46,18 +45,15 @@ func newRecordingsServer(t testing.TB, s *testServer) *recordingsServer {
 	apiURL, _ := url.Parse(s.media.srv.URL)
 	restURL, _ := url.Parse(fake.URL)
 	media := recording.NewFetcher(apiURL, accountSID, authToken, nil)
-	// A store of its own on s's database, whose queue (never started) knows the recordings'
-	// jobs: River inserts only the kinds it has workers for.
-	db := postgres.New(s.db.Pool())
-	db.Now = clocktest.Fixed(t0)
-	jobs := &recordings.Jobs{DB: db, Store: store, Media: media, Now: clocktest.Now, Log: slog.New(slog.DiscardHandler),
-		Twilio: twilioapi.New(twilioapi.Config{AccountSID: accountSID, AuthToken: authToken, BaseURL: restURL, Timeout: 5 * time.Second})}
-	queue, err := voicemail.NewQueue(db.Pool(), voicemail.NewNotifier(db, nil, media, s.links, s.cfg.MailFrom, clocktest.Now, slog.New(slog.DiscardHandler)),
-		voicemail.QueueOptions{Now: clocktest.Now}, jobs.Register)
+	// A store of its own on s's database, that enqueues the recordings' jobs (for a queue
+	// never started).
+	inserts, err := postgres.NewJobs(s.db.Pool(), clocktest.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Jobs = queue
+	db := postgres.New(s.db.Pool(), postgres.Options{Now: clocktest.Fixed(t0), Jobs: inserts})
+	jobs := &recordings.Jobs{DB: db, Store: store, Media: media, Now: clocktest.Now, Log: slog.New(slog.DiscardHandler),
+		Twilio: twilioapi.New(twilioapi.Config{AccountSID: accountSID, AuthToken: authToken, BaseURL: restURL, Timeout: 5 * time.Second})}
 	h := server.NewServer(server.Deps{
 		Logger: slog.New(slog.DiscardHandler), Config: s.cfg, DB: db, Registry: prometheus.NewRegistry(),
 		Media: media, Links: s.links, Conference: s.conf, Now: clocktest.Fixed(t0),

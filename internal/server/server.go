@@ -19,7 +19,6 @@ import (
 	"github.com/callrelay/callrelay/internal/recordings"
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/spool"
-	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/twiml"
 )
 
@@ -60,10 +59,6 @@ func NewServer(d Deps) http.Handler {
 		d.Now = callrelay.SystemClock
 	}
 	b := twiml.NewBuilder(d.Config.PublicURL.URL)
-	if d.Conference == nil {
-		rest := twilioapi.New(twilioapi.Config{AccountSID: d.Config.TwilioAccountSID, AuthToken: d.Config.TwilioAuthToken.Value(), BaseURL: d.Config.TwilioAPIURL.URL})
-		d.Conference = conference.New(d.DB, rest, b, d.Config.HoldMusicURL.String(), d.Logger)
-	}
 	m := newMetrics(d.Registry)
 	if d.Spool != nil {
 		d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

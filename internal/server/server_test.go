@@ -112,10 +112,13 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 		logger = slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		st.queueOpts.Logger = logger // River's own lines too
 	}
-	db := postgres.New(st.pool)
 	// The store and the handler are frozen at t0; the queue, the notifier and the links run on
-	// the test clock (River's timers need a running one).
-	db.Now = clocktest.Fixed(t0)
+	// the test clock (River's timers need a running one), and so do the store's job inserts.
+	inserts, err := postgres.NewJobs(st.pool, st.queueOpts.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := postgres.New(st.pool, postgres.Options{Now: clocktest.Fixed(t0), Jobs: inserts})
 	media := recording.NewFetcher(apiURL, accountSID, authToken, nil)
 	links := recording.NewLinks(u, st.linkKeys, recording.DefaultTTL, clocktest.Now)
 	sender, err := mail.New(st.cfg.SMTPURL.Value(), st.cfg.MailDir, 5*time.Second)
@@ -138,7 +141,6 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Jobs = queue
 	if st.startQueue || st.rest != "" {
 		if err := queue.Start(context.Background()); err != nil {
 			t.Fatal(err)

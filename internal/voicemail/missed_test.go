@@ -38,8 +38,7 @@ func missedEntries(t *testing.T, h *harness) []string {
 func TestMissedCalls_ExactlyOnce(t *testing.T) {
 	ctx := context.Background()
 	smtpSrv := mailtest.StartDown(t)
-	h := newHarness(t, smtpSrv.URL(), nil, serveAudio)
-	h.db.Notices.MissedCallDelay = time.Millisecond // due at once
+	h := newHarnessWith(t, smtpSrv.URL(), nil, serveAudio, harnessConfig{missedDelay: time.Millisecond}) // due at once
 
 	// The caller hung up while it rang; the check runs while SMTP is down.
 	if _, err := h.db.RecordCallStatus(ctx, "CA1", "canceled", clocktest.Now()); err != nil {

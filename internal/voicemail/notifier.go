@@ -261,7 +261,7 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions, extra ...func(
 		PeriodicJobs:         opts.PeriodicJobs,
 	}
 	if opts.Now != nil {
-		cfg.Test.Time = riverClock(opts.Now)
+		cfg.Test.Time = postgres.RiverClock(opts.Now)
 	}
 	if opts.Register != nil {
 		if err := opts.Register(cfg); err != nil {
@@ -273,15 +273,4 @@ func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions, extra ...func(
 		return nil, fmt.Errorf("job queue: %w", err)
 	}
 	return client, nil
-}
-
-// riverClock is River's view of an injected clock. River passes NowOrNil to its queries in
-// place of the database's now(), so a queue on an injected clock runs entirely on it.
-type riverClock func() time.Time
-
-func (c riverClock) Now() time.Time { return c() }
-
-func (c riverClock) NowOrNil() *time.Time {
-	t := c().UTC()
-	return &t
 }

@@ -66,6 +66,7 @@ func newHarness(t *testing.T, smtpURL string, now func() time.Time, serve http.H
 type harnessConfig struct {
 	smtpTimeout  time.Duration // bounds each SMTP send (5 s when zero)
 	audioTimeout time.Duration // bounds the recording's download (the notifier's default when zero)
+	missedDelay  time.Duration // the store's MissedCallDelay (its default when zero)
 }
 
 func newHarnessWith(t *testing.T, smtpURL string, now func() time.Time, serve http.HandlerFunc, cfg harnessConfig) *harness {
@@ -74,13 +75,19 @@ func newHarnessWith(t *testing.T, smtpURL string, now func() time.Time, serve ht
 		cfg.smtpTimeout = 5 * time.Second
 	}
 	ctx := context.Background()
-	h := &harness{db: postgres.New(pgtest.NewPool(t))}
-	// The notifier and the queue run on the test clock; the store on now when given (a
-	// store clock behind the queue's makes voicemails that are already old).
-	h.db.Now = clocktest.Now
-	if now != nil {
-		h.db.Now = now
+	// The notifier and the queue run on the test clock (and so do the store's job inserts);
+	// the store on now when given (a store clock behind the queue's makes voicemails that are
+	// already old).
+	if now == nil {
+		now = clocktest.Now
 	}
+	pool := pgtest.NewPool(t)
+	inserts, err := postgres.NewJobs(pool, clocktest.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{db: postgres.New(pool, postgres.Options{Now: now, Jobs: inserts,
+		Notices: postgres.Notices{MissedCallDelay: cfg.missedDelay}})}
 	media := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, p, ok := r.BasicAuth(); !ok || u != accountSID || p != authToken {
 			w.Header().Set("Content-Type", "application/json")
@@ -108,7 +115,6 @@ func newHarnessWith(t *testing.T, smtpURL string, now func() time.Time, serve ht
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.db.Jobs = h.queue
 	events, cancel := h.queue.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled, river.EventKindJobSnoozed)
 	t.Cleanup(cancel)
 	h.events = events
