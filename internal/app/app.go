@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,7 +27,6 @@ import (
 	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/recordings"
 	"github.com/callrelay/callrelay/internal/server"
-	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/spool"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/voicemail"
@@ -152,10 +150,7 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		Conference: conf, Spool: sp, Now: now, Recordings: store, PurgeRecording: recs.Purge})
 	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp, store: store}
 	if sp != nil {
-		token := cfg.TwilioAuthToken.Value()
-		a.replay = &spool.Replayer{Spool: sp, Handler: handler, PublicURL: cfg.PublicURL.URL, Log: log,
-			Interval: cmp.Or(opts.SpoolInterval, DefaultSpoolInterval),
-			Sign:     func(fullURL string, form url.Values) string { return signature.Sign(token, fullURL, form) }}
+		a.replay = &spool.Replayer{Spool: sp, Handler: handler, Log: log, Interval: cmp.Or(opts.SpoolInterval, DefaultSpoolInterval)}
 	}
 	return a, nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/signature"
+	"github.com/callrelay/callrelay/internal/spool"
 	"github.com/callrelay/callrelay/twiml"
 )
 
@@ -260,7 +261,8 @@ func twilioSignature(v *signature.Validator, skip bool, m *metrics) func(http.Ha
 				return
 			}
 			var form url.Values
-			if skip {
+			// A replay from the spool was checked when it came (only this process marks one).
+			if _, replay := spool.ReplayOf(r.Context()); skip || replay {
 				if form, err = url.ParseQuery(string(body)); err != nil {
 					http.Error(w, "malformed form body", http.StatusBadRequest)
 					return

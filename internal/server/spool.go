@@ -20,17 +20,27 @@ type spooler struct {
 
 // received is when the request reached callrelay: now, or for a replay when it first came.
 func (s spooler) received(r *http.Request) time.Time {
-	if rp := spool.ReplayOf(r.Context()); rp != nil {
+	if rp, ok := spool.ReplayOf(r.Context()); ok {
 		return rp.Received
 	}
 	return s.now()
 }
 
+// replayed answers a replay whose store write failed again with 503, which tells the Replayer
+// to keep the entry for the next attempt, and reports whether it did: a live request goes on
+// to be answered (from the routing cache) instead.
+func (s spooler) replayed(w http.ResponseWriter, r *http.Request) bool {
+	if _, ok := spool.ReplayOf(r.Context()); !ok {
+		return false
+	}
+	http.Error(w, "not stored yet", http.StatusServiceUnavailable)
+	return true
+}
+
 // keep spools r after its store write failed, and reports whether it is safe on disk. A
-// replay is not spooled again: it stays where it is, marked for the next attempt.
+// replay is not spooled again: it stays where it is, for the next attempt.
 func (s spooler) keep(r *http.Request, route string) bool {
-	if rp := spool.ReplayOf(r.Context()); rp != nil {
-		rp.Unstored = true
+	if _, ok := spool.ReplayOf(r.Context()); ok {
 		return false
 	}
 	if s.sp == nil {
@@ -54,7 +64,8 @@ func (s spooler) keep(r *http.Request, route string) bool {
 // callbacks in the order they came (a leg's progress after the call it belongs to, say,
 // when both arrived during the outage).
 func (s spooler) behind(r *http.Request) bool {
-	return s.sp != nil && s.sp.Len() > 0 && spool.ReplayOf(r.Context()) == nil
+	_, replay := spool.ReplayOf(r.Context())
+	return s.sp != nil && s.sp.Len() > 0 && !replay
 }
 
 // callback answers a status callback whose store write failed: 204 once it is spooled, else

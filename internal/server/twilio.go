@@ -63,6 +63,9 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 		case err != nil:
 			log.Error("voice webhook: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
 			// The caller is answered from the cache; the call is recorded when the database is back.
+			if sp.replayed(w, r) {
+				return
+			}
 			sp.keep(r, "/twilio/voice")
 			var ok bool
 			if rt, ok = fallbackRouting(cache, m, "/twilio/voice", to); !ok {
@@ -83,8 +86,8 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			// The caller enters the conference only with its deadline written: without it a
 			// lost callback could leave them in the wait music for hours. A replayed webhook's
 			// caller was forwarded directly (the conference needs the store): no deadline.
-			if rt.Mode == callrelay.ModeConference && callrelay.PlanInbound(rt).Action == callrelay.ActForward &&
-				spool.ReplayOf(r.Context()) == nil {
+			_, replay := spool.ReplayOf(r.Context())
+			if rt.Mode == callrelay.ModeConference && callrelay.PlanInbound(rt).Action == callrelay.ActForward && !replay {
 				if err := conference.Watch(r.Context(), db, sid); err != nil {
 					log.Error("voice webhook: conference deadline; forwarding directly", slog.String("call_sid", sid), slog.String("error", err.Error()))
 					rt.Mode = callrelay.ModeDirect
@@ -158,6 +161,9 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 		}
 		if err != nil {
 			log.Error("dial outcome: store", slog.String("call_sid", o.CallSid), slog.String("error", err.Error()))
+			if sp.replayed(w, r) {
+				return
+			}
 			sp.keep(r, "/twilio/dial-outcome")
 			cached, ok := fallbackRouting(cache, m, "/twilio/dial-outcome", f.Get("To"))
 			if !ok {
@@ -247,6 +253,9 @@ func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *
 		}
 		if err != nil {
 			logger(r.Context()).Error("voicemail: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			if sp.replayed(w, r) {
+				return
+			}
 			sp.keep(r, "/twilio/voicemail")
 			var ok bool
 			if rt, ok = fallbackRouting(cache, m, "/twilio/voicemail", to); !ok {

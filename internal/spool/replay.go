@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -15,16 +14,14 @@ import (
 // still down): it and the entries after it stay for the next attempt.
 var ErrUnstored = errors.New("spooled callback not stored yet")
 
-// Replayer feeds spooled entries back through callrelay's own HTTP handler, signed as Twilio
-// would sign them, so that a replay takes exactly the path of a live callback.
+// Replayer feeds spooled entries back through callrelay's own HTTP handler, so that a replay
+// takes the path of a live callback: the same form checks, the same handler, the same order
+// behind the spool. The request carries its Replay in its context, which stands for the
+// signature it had when it came (the handler does not check it again), and the handler
+// answers 5xx when the store failed again.
 type Replayer struct {
 	Spool   *Spool
 	Handler http.Handler
-	// Sign returns the X-Twilio-Signature for a full URL and form (signature.Sign with the
-	// auth token).
-	Sign func(fullURL string, form url.Values) string
-	// PublicURL is CALLRELAY_PUBLIC_URL, the base the signatures are computed on.
-	PublicURL *url.URL
 	// Interval is how often Run looks for entries while some are waiting.
 	Interval time.Duration
 	Log      *slog.Logger
@@ -86,24 +83,22 @@ func (r *Replayer) replay(ctx context.Context, name string) (bool, error) {
 		r.Log.Error("spool: unreadable entry set aside", slog.String("entry", name), slog.String("error", err.Error()))
 		return false, r.Spool.setAside(name)
 	}
-	rp := &Replay{Received: e.Received}
 	body := e.Form.Encode()
-	req, err := http.NewRequestWithContext(WithReplay(ctx, rp), http.MethodPost, e.Target, strings.NewReader(body))
+	req, err := http.NewRequestWithContext(WithReplay(ctx, Replay{Received: e.Received}), http.MethodPost, e.Target, strings.NewReader(body))
 	if err != nil {
 		r.Log.Error("spool: bad entry set aside", slog.String("entry", name), slog.String("error", err.Error()))
 		return false, r.Spool.setAside(name)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", r.Sign(strings.TrimRight(r.PublicURL.String(), "/")+e.Target, e.Form))
 	req.RemoteAddr = "spool"
 	w := &statusOnly{header: http.Header{}}
 	r.Handler.ServeHTTP(w, req)
 	switch {
-	case rp.Unstored || w.status >= 500:
+	case w.status >= 500:
 		return false, fmt.Errorf("%w: %s (status %d)", ErrUnstored, e.Target, w.status)
 	case w.status >= 400:
-		// Accepted when it arrived, refused now (a changed auth token or public URL, say):
-		// keep it for a person rather than drop it.
+		// Accepted when it arrived, refused now (a form check added since, say): keep it for
+		// a person rather than drop it.
 		r.Log.Error("spool: refused on replay, set aside", slog.String("entry", name), slog.String("target", e.Target),
 			slog.Int("status", w.status))
 		return false, r.Spool.setAside(name)

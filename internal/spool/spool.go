@@ -209,20 +209,19 @@ func (s *Spool) setAside(name string) error {
 // replayKey marks a request as a replay from the spool.
 type replayKey struct{}
 
-// Replay is what a handler learns about a replayed request, and tells back.
+// Replay is what a handler learns about a replayed request. Only this process can put one in
+// a request's context: the request passed callrelay's signature check when it first came.
 type Replay struct {
 	Received time.Time
-	// Unstored is set by the handler when the store failed again: the entry stays.
-	Unstored bool
 }
 
 // WithReplay returns ctx marked as a replay of an entry.
-func WithReplay(ctx context.Context, r *Replay) context.Context {
+func WithReplay(ctx context.Context, r Replay) context.Context {
 	return context.WithValue(ctx, replayKey{}, r)
 }
 
-// ReplayOf returns the replay a request's context carries, or nil for a live request.
-func ReplayOf(ctx context.Context) *Replay {
-	r, _ := ctx.Value(replayKey{}).(*Replay)
-	return r
+// ReplayOf returns the replay a request's context carries; ok is false for a live request.
+func ReplayOf(ctx context.Context) (r Replay, ok bool) {
+	r, ok = ctx.Value(replayKey{}).(Replay)
+	return r, ok
 }

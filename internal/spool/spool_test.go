@@ -3,7 +3,6 @@ package spool_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/clocktest"
-	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/spool"
 )
 
@@ -106,47 +104,39 @@ func TestPut_ErrFull(t *testing.T) {
 	}
 }
 
-const token = "spooltoken"
-
-var public, _ = url.Parse("https://relay.example.com/base")
-
-// store is a handler standing in for callrelay: it checks the signature as callrelay does,
-// and stores (records) the callbacks while up.
+// store is a handler standing in for callrelay: it takes replays only (it has no signature
+// to check), refuses what it was told to (refuse: a form check added since), and stores
+// (records) the callbacks while up.
 type store struct {
-	v   *signature.Validator
-	up  bool
-	got []string
+	up     bool
+	refuse bool
+	got    []string
 }
 
 func (h *store) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	form, err := h.v.Verify(r, body)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusForbidden)
+	rp, ok := spool.ReplayOf(r.Context())
+	if !ok || r.Header.Get("X-Twilio-Signature") != "" {
+		http.Error(w, "not a replay, or a replay signed again", http.StatusTeapot)
 		return
 	}
-	rp := spool.ReplayOf(r.Context())
-	if rp == nil {
-		http.Error(w, "not a replay", http.StatusTeapot)
+	if err := r.ParseForm(); err != nil || h.refuse {
+		http.Error(w, "refused", http.StatusBadRequest)
 		return
 	}
 	if !h.up {
-		rp.Unstored = true
-		w.WriteHeader(http.StatusNoContent) // as a TwiML route answers even when it stored nothing
+		http.Error(w, "not stored yet", http.StatusServiceUnavailable)
 		return
 	}
-	h.got = append(h.got, form.Get("Seq")+"@"+rp.Received.Format(time.RFC3339Nano))
+	h.got = append(h.got, r.PostForm.Get("Seq")+"@"+rp.Received.Format(time.RFC3339Nano))
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func replayer(s *spool.Spool, h http.Handler) *spool.Replayer {
-	return &spool.Replayer{Spool: s, Handler: h, PublicURL: public, Interval: time.Hour,
-		Log:  slog.New(slog.DiscardHandler),
-		Sign: func(u string, f url.Values) string { return signature.Sign(token, u, f) }}
+	return &spool.Replayer{Spool: s, Handler: h, Interval: time.Hour, Log: slog.New(slog.DiscardHandler)}
 }
 
 // While the store is down nothing is applied and nothing is lost; once it is up, every entry
-// is applied once, in arrival order, with its signature valid and its arrival time.
+// is applied once, in arrival order, as a replay with its arrival time.
 func TestReplayer_Drain(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, t.TempDir())
@@ -155,7 +145,7 @@ func TestReplayer_Drain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h := &store{v: signature.NewValidator(token, public)}
+	h := &store{}
 	r := replayer(s, h)
 
 	n, err := r.Drain(ctx)
@@ -179,15 +169,15 @@ func TestReplayer_Drain(t *testing.T) {
 	}
 }
 
-// An entry refused for good (a 4xx: the token or public URL changed since) is set aside for a
-// person, not retried forever nor deleted.
+// An entry refused for good (a 4xx: a form check added since) is set aside for a person, not
+// retried forever nor deleted.
 func TestReplayer_SetsAsideRefused(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
 	if err := s.Put(entry(0, "/twilio/transcription")); err != nil {
 		t.Fatal(err)
 	}
-	h := &store{v: signature.NewValidator("another-token", public), up: true}
+	h := &store{up: true, refuse: true}
 	n, err := replayer(s, h).Drain(context.Background())
 	if err != nil || n != 0 || s.Len() != 0 {
 		t.Fatalf("Drain = %d, %v (Len %d); want 0, nil, none left", n, err, s.Len())
