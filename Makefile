@@ -73,7 +73,7 @@ loadtest: ## wrk load test: POST /twilio/voice vs the express and go-ceiling pee
 BENCH ?= .
 COUNT ?= 1
 BENCHTIME ?= 1s
-BENCH_PKGS ?= ./internal/signature ./twiml ./internal/callrelay ./internal/postgres ./internal/server
+BENCH_PKGS ?= ./internal/signature ./internal/twiml ./internal/callrelay ./internal/postgres ./internal/server
 .PHONY: bench
 bench: testdb ## benchmarks of the webhook hot paths with -benchmem (BENCH=. COUNT=1 BENCHTIME=1s BENCH_PKGS=...)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) -benchtime $(BENCHTIME) $(BENCH_PKGS)

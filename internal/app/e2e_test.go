@@ -20,7 +20,7 @@ import (
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 	"github.com/callrelay/callrelay/internal/twiliofake"
 	"github.com/callrelay/callrelay/internal/twiliosim"
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 // speed is how much faster than real time the scenarios run: a 20-second ring takes one

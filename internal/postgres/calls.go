@@ -12,8 +12,9 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 )
 
-// terminalSQL lists the statuses a call or leg never leaves, for SQL.
-const terminalSQL = `('completed', 'busy', 'failed', 'no-answer', 'canceled')`
+// terminalSQL lists the statuses a call or leg never leaves, for SQL: callrelay.TerminalStatuses,
+// the one list, written once as an SQL list when the program starts.
+var terminalSQL = sqlList(callrelay.TerminalStatuses)
 
 // CallRouting returns the routing a call started with, or ENOTFOUND.
 func (db *DB) CallRouting(ctx context.Context, callSid string) (callrelay.Routing, error) {
@@ -244,7 +245,7 @@ func (db *DB) RecordLegProgress(ctx context.Context, p callrelay.LegProgress) (c
 // transaction, how the call's end is told (callEnded, missed.go). It reports whether the call
 // was known.
 func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at time.Time) (bool, error) {
-	const statusSQL = `
+	statusSQL := `
 		WITH c AS (
 			SELECT call_sid FROM calls WHERE call_sid = $1
 		), u AS (

@@ -158,3 +158,9 @@ func (db *DB) Ready(ctx context.Context) error {
 // Now is the store's clock: the jobs that decide from stored times (conference deadlines) read
 // the same one.
 func (db *DB) Now() time.Time { return db.opts.Now() }
+
+// sqlList writes words as an SQL list of string literals: ('a', 'b'). The words are
+// callrelay's own constants (no quotes in them), never input.
+func sqlList(words []string) string {
+	return "('" + strings.Join(words, "', '") + "')"
+}

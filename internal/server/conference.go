@@ -11,7 +11,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/postgres"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // eventTime is a callback's Timestamp (RFC 2822, as Twilio writes it), else when it arrived.
@@ -50,13 +50,13 @@ func handleConferenceStatus(svc *conference.Service, sp spooler) http.Handler {
 			return
 		}
 		if sp.behind(r) {
-			sp.callback(w, r, "/twilio/conference-status")
+			sp.callback(w, r, twiml.PathConferenceStatus)
 			return
 		}
 		res, err := svc.ConferenceEvent(r.Context(), ev)
 		if err != nil {
 			logger(r.Context()).Error("conference status: store", slog.String("call_sid", ev.CallSid), slog.String("error", err.Error()))
-			sp.callback(w, r, "/twilio/conference-status")
+			sp.callback(w, r, twiml.PathConferenceStatus)
 			return
 		}
 		if !res.Known {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/twiliofake"
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 // screenedTargets is a conference-mode number whose two phone targets ring at once, each

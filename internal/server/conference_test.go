@@ -15,7 +15,7 @@ import (
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/twiliofake"
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 // conferenceTargets is a conference-mode number with a phone and a SIP target.

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/twiliofake"
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 // directCall drives a direct-mode call whose one target answered, for the hold tests: Twilio's

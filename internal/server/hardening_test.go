@@ -14,7 +14,7 @@ import (
 	"testing"
 
 	"github.com/callrelay/callrelay/internal/signature"
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 // Bad input against the real router and a real database: every request here is refused

@@ -9,16 +9,27 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 )
 
-// statusOf maps error codes to HTTP statuses: the only place that does.
-var statusOf = map[string]int{
-	callrelay.EINVALID:      http.StatusBadRequest,
-	callrelay.ENOTFOUND:     http.StatusNotFound,
-	callrelay.ECONFLICT:     http.StatusConflict,
-	callrelay.EUNAUTHORIZED: http.StatusUnauthorized,
-	callrelay.EUPSTREAM:     http.StatusBadGateway,
-	callrelay.EINTERNAL:     http.StatusInternalServerError,
-	callrelay.EGONE:         http.StatusGone,
-	callrelay.EUNAVAILABLE:  http.StatusServiceUnavailable,
+// statusOf maps an error code to its HTTP status: the only place that does. A code it does
+// not know is an internal error (500), never a WriteHeader(0), which panics.
+func statusOf(code string) int {
+	switch code {
+	case callrelay.EINVALID:
+		return http.StatusBadRequest
+	case callrelay.ENOTFOUND:
+		return http.StatusNotFound
+	case callrelay.ECONFLICT:
+		return http.StatusConflict
+	case callrelay.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case callrelay.EUPSTREAM:
+		return http.StatusBadGateway
+	case callrelay.EGONE:
+		return http.StatusGone
+	case callrelay.EUNAVAILABLE:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
 }
 
 type errorBody struct {
@@ -45,7 +56,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == callrelay.EINTERNAL {
 		logger(r.Context()).Error("internal error", slog.String("error", err.Error()))
 	}
-	writeErrorStatus(w, statusOf[code], body)
+	writeErrorStatus(w, statusOf(code), body)
 }
 
 func writeErrorStatus(w http.ResponseWriter, status int, body errorJSON) {

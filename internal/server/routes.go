@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/callrelay/callrelay/internal/signature"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // addRoutes maps every route of docs/design.md. chi answers no route with a redirect (Twilio drops
@@ -20,27 +20,27 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 
 	mux.Group(func(tw chi.Router) {
 		tw.Use(twilioSignature(v, d.Config.InsecureSkipSignature, m), detach)
-		tw.Handle("POST /twilio/voice", handleVoice(d.DB, b, cache, m, sp, d.Now))
-		tw.Handle("POST /twilio/dial-outcome", handleDialOutcome(d.DB, b, cache, m, sp))
-		tw.Handle("POST /twilio/call-status", handleCallStatus(d.Conference, sp))
+		tw.Handle("POST "+twiml.PathVoice, handleVoice(d.DB, b, cache, m, sp, d.Now))
+		tw.Handle("POST "+twiml.PathDialOutcome, handleDialOutcome(d.DB, b, cache, m, sp))
+		tw.Handle("POST "+twiml.PathCallStatus, handleCallStatus(d.Conference, sp))
 		// Screening: documents a dialed leg runs before it is bridged (screen.go).
 		tw.Handle("POST "+twiml.PathScreen, handleScreen(d.DB, d.Conference, b, d.Now))
 		tw.Handle("POST "+twiml.PathScreenResult, handleScreenResult(d.DB, d.Conference, b, d.Now))
 		tw.Handle("POST "+twiml.PathScreenAMD, handleScreenAMD(d.DB, d.Now, sp))
-		tw.Handle("POST /twilio/conference-status", handleConferenceStatus(d.Conference, sp))
-		tw.Handle("POST /twilio/voicemail", handleVoicemail(d.DB, b, cache, m, sp))
-		tw.Handle("POST /twilio/recording", handleRecording(d.DB, b))
-		tw.Handle("POST /twilio/recording-status", handleRecordingStatus(d.DB, d.Config.TranscriptWait, sp))
-		tw.Handle("POST /twilio/transcription", handleTranscription(d.DB, sp))
+		tw.Handle("POST "+twiml.PathConferenceStatus, handleConferenceStatus(d.Conference, sp))
+		tw.Handle("POST "+twiml.PathVoicemail, handleVoicemail(d.DB, b, cache, m, sp))
+		tw.Handle("POST "+twiml.PathRecording, handleRecording(d.DB, b))
+		tw.Handle("POST "+twiml.PathRecordingStatus, handleRecordingStatus(d.DB, d.Config.TranscriptWait, sp))
+		tw.Handle("POST "+twiml.PathTranscription, handleTranscription(d.DB, sp))
 		// GET for a holdUrl fetched with HoldMethod GET; the signature then covers the query.
-		tw.Handle("GET /twilio/hold-music", handleHoldMusic(b, d.Config.HoldMusicURL.String()))
-		tw.Handle("POST /twilio/hold-music", handleHoldMusic(b, d.Config.HoldMusicURL.String()))
+		tw.Handle("GET "+twiml.PathHoldMusic, handleHoldMusic(b, d.Config.HoldMusicURL.String()))
+		tw.Handle("POST "+twiml.PathHoldMusic, handleHoldMusic(b, d.Config.HoldMusicURL.String()))
 		// Direct-mode hold: documents for redirected legs, and the actions that end a bridge.
-		tw.Handle("POST /twilio/hold-wait", handleHoldWait(b))
-		tw.Handle("POST /twilio/hold-enqueue", handleHoldEnqueue(b))
-		tw.Handle("POST /twilio/hold-resume", handleHoldResume(b))
-		tw.Handle("POST /twilio/enqueue-outcome", handleHeldLegOutcome(d.DB, d.Conference, b, "enqueue"))
-		tw.Handle("POST /twilio/bridge-outcome", handleHeldLegOutcome(d.DB, d.Conference, b, "bridge"))
+		tw.Handle("POST "+twiml.PathHoldWait, handleHoldWait(b))
+		tw.Handle("POST "+twiml.PathHoldEnqueue, handleHoldEnqueue(b))
+		tw.Handle("POST "+twiml.PathHoldResume, handleHoldResume(b))
+		tw.Handle("POST "+twiml.PathEnqueueOutcome, handleHeldLegOutcome(d.DB, d.Conference, b, "enqueue"))
+		tw.Handle("POST "+twiml.PathBridgeOutcome, handleHeldLegOutcome(d.DB, d.Conference, b, "bridge"))
 	})
 
 	mux.Group(func(api chi.Router) {

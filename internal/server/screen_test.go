@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 // screenForm is what Twilio posts to a leg's screen: the leg is a child of the caller's call.

@@ -13,7 +13,7 @@ import (
 	"github.com/callrelay/callrelay/internal/phone"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/spool"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // A webhook that fails inside still answers TwiML: a live caller must never meet a 500 or an
@@ -66,9 +66,9 @@ func handleVoice(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metr
 			if sp.replayed(w, r) {
 				return
 			}
-			sp.keep(r, "/twilio/voice")
+			sp.keep(r, twiml.PathVoice)
 			var ok bool
-			if rt, ok = fallbackRouting(cache, m, "/twilio/voice", to); !ok {
+			if rt, ok = fallbackRouting(cache, m, twiml.PathVoice, to); !ok {
 				writeTwiML(w, twiml.Apology("", ""))
 				return
 			}
@@ -164,8 +164,8 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 			if sp.replayed(w, r) {
 				return
 			}
-			sp.keep(r, "/twilio/dial-outcome")
-			cached, ok := fallbackRouting(cache, m, "/twilio/dial-outcome", f.Get("To"))
+			sp.keep(r, twiml.PathDialOutcome)
+			cached, ok := fallbackRouting(cache, m, twiml.PathDialOutcome, f.Get("To"))
 			if !ok {
 				if decide(callrelay.Routing{}, callrelay.CallState{}).Action == callrelay.ActHangup {
 					writeTwiML(w, twiml.Hangup())
@@ -204,7 +204,7 @@ func handleCallStatus(conf *conference.Service, sp spooler) http.Handler {
 			return
 		}
 		if sp.behind(r) {
-			sp.callback(w, r, "/twilio/call-status")
+			sp.callback(w, r, twiml.PathCallStatus)
 			return
 		}
 		at := eventTime(f.Get("Timestamp"), sp.received(r))
@@ -233,7 +233,7 @@ func handleCallStatus(conf *conference.Service, sp spooler) http.Handler {
 		}
 		if err != nil {
 			log.Error("call status: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
-			sp.callback(w, r, "/twilio/call-status")
+			sp.callback(w, r, twiml.PathCallStatus)
 			return
 		}
 		if !known {
@@ -256,9 +256,9 @@ func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *
 			if sp.replayed(w, r) {
 				return
 			}
-			sp.keep(r, "/twilio/voicemail")
+			sp.keep(r, twiml.PathVoicemail)
 			var ok bool
-			if rt, ok = fallbackRouting(cache, m, "/twilio/voicemail", to); !ok {
+			if rt, ok = fallbackRouting(cache, m, twiml.PathVoicemail, to); !ok {
 				writeTwiML(w, twiml.Apology("", ""))
 				return
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/recordings"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // Callbacks that cannot be stored are spooled for later (spooler.callback), or answer 503 so
@@ -44,7 +45,7 @@ func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration, sp spo
 			rec.StartedAt = &t
 		}
 		if sp.behind(r) {
-			sp.callback(w, r, "/twilio/recording-status")
+			sp.callback(w, r, twiml.PathRecordingStatus)
 			return
 		}
 		log := logger(r.Context()).With(slog.String("call_sid", rec.CallSid), slog.String("recording_sid", rec.RecordingSid))
@@ -54,7 +55,7 @@ func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration, sp spo
 			log.Warn("recording of an unknown call: ignored", slog.String("status", rec.Status))
 		case err != nil:
 			log.Error("recording status: store", slog.String("error", err.Error()))
-			sp.callback(w, r, "/twilio/recording-status")
+			sp.callback(w, r, twiml.PathRecordingStatus)
 			return
 		case vm != nil:
 			log.Info("voicemail stored", slog.Int64("voicemail_id", vm.ID), slog.String("transcript", vm.TranscriptStatus))
@@ -80,7 +81,7 @@ func handleTranscription(db *postgres.DB, sp spooler) http.Handler {
 			return
 		}
 		if sp.behind(r) {
-			sp.callback(w, r, "/twilio/transcription")
+			sp.callback(w, r, twiml.PathTranscription)
 			return
 		}
 		err := db.RecordTranscription(r.Context(), t)
@@ -90,7 +91,7 @@ func handleTranscription(db *postgres.DB, sp spooler) http.Handler {
 			return
 		case err != nil:
 			logger(r.Context()).Error("transcription: store", slog.String("call_sid", t.CallSid), slog.String("error", err.Error()))
-			sp.callback(w, r, "/twilio/transcription")
+			sp.callback(w, r, twiml.PathTranscription)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -192,12 +193,12 @@ func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, store *recordi
 		}
 		vm, err := pathVoicemail(db, r)
 		if err != nil {
-			status := statusOf[callrelay.ErrorCode(err)]
+			status := statusOf(callrelay.ErrorCode(err))
 			http.Error(w, http.StatusText(status), status)
 			return
 		}
 		if err := serveAudio(w, r, audioSource{db, store, media}, vm, stall); err != nil {
-			status := statusOf[callrelay.ErrorCode(err)]
+			status := statusOf(callrelay.ErrorCode(err))
 			msg := "The recording is not available right now."
 			if status == http.StatusGone {
 				msg = "This voicemail's recording has been deleted."

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/twiml"
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 // A recorded greeting or prompt is played instead of the text: Twilio cannot fall back from a

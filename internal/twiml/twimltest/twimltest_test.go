@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 // fakeTB records what Parse and Validate report instead of failing the real test.

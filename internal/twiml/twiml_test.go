@@ -13,8 +13,8 @@ import (
 	"testing"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/twiml"
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.xml golden files with the current output")

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/twiml"
-	"github.com/callrelay/callrelay/twiml/twimltest"
+	"github.com/callrelay/callrelay/internal/twiml"
+	"github.com/callrelay/callrelay/internal/twiml/twimltest"
 )
 
 func TestScreenLine(t *testing.T) {
