@@ -261,15 +261,16 @@ func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at t
 		SELECT count(*) > 0, EXISTS (SELECT 1 FROM ev) FROM c`
 	var known, added bool
 	var err error
+	now := db.now()
 	if !callrelay.IsTerminal(status) {
 		// A progress status changes only the timeline: one statement, no transaction.
-		err = db.pool.QueryRow(ctx, statusSQL, callSid, status, at, db.now()).Scan(&known, &added)
+		err = db.pool.QueryRow(ctx, statusSQL, callSid, status, at, now).Scan(&known, &added)
 	} else {
 		err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-			if err := tx.QueryRow(ctx, statusSQL, callSid, status, at, db.now()).Scan(&known, &added); err != nil || !added {
+			if err := tx.QueryRow(ctx, statusSQL, callSid, status, at, now).Scan(&known, &added); err != nil || !added {
 				return err
 			}
-			return db.callEnded(ctx, tx, callSid)
+			return db.callEnded(ctx, tx, callSid, now)
 		})
 	}
 	if err != nil {

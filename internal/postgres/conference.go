@@ -168,7 +168,7 @@ func (db *DB) WatchConference(ctx context.Context, callSid string, firstCheck ti
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		return db.insertJob(ctx, tx, callrelay.ConferenceDeadline{CallSid: callSid}, &river.InsertOpts{
 			Queue:       ConferenceQueue,
-			ScheduledAt: db.opts.Now().Add(firstCheck),
+			ScheduledAt: db.now().Add(firstCheck),
 			MaxAttempts: deadlineMaxAttempts,
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},
 		})

@@ -32,7 +32,7 @@ type Notices struct {
 // is decided at once (call.completed); any other gets a CheckCall job, due after
 // MissedCallDelay, that decides from the state committed by then. A store without a job queue
 // (tests of other parts) decides nothing.
-func (db *DB) callEnded(ctx context.Context, tx pgx.Tx, callSid string) error {
+func (db *DB) callEnded(ctx context.Context, tx pgx.Tx, callSid string, now time.Time) error {
 	if db.opts.Jobs == nil {
 		return nil
 	}
@@ -41,7 +41,7 @@ func (db *DB) callEnded(ctx context.Context, tx pgx.Tx, callSid string) error {
 		return fmt.Errorf("call ended: %w", err)
 	}
 	if answered {
-		_, err := db.decideOutcome(ctx, tx, callSid)
+		_, err := db.decideOutcome(ctx, tx, callSid, now)
 		return err
 	}
 	delay := db.opts.Notices.MissedCallDelay
@@ -50,7 +50,7 @@ func (db *DB) callEnded(ctx context.Context, tx pgx.Tx, callSid string) error {
 	}
 	// The queue runs on the store's clock (see voicemail.QueueOptions.Now).
 	if _, err := db.opts.Jobs.InsertTx(ctx, tx, callrelay.CheckCall{CallSid: callSid}, &river.InsertOpts{
-		ScheduledAt: db.opts.Now().Add(delay),
+		ScheduledAt: now.Add(delay),
 		MaxAttempts: notifyMaxAttempts,
 		UniqueOpts:  river.UniqueOpts{ByArgs: true},
 	}); err != nil {
@@ -74,7 +74,7 @@ func (db *DB) DecideOutcome(ctx context.Context, callSid string) (*callrelay.Mis
 	var mc *callrelay.MissedCall
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var err error
-		mc, err = db.decideOutcome(ctx, tx, callSid)
+		mc, err = db.decideOutcome(ctx, tx, callSid, db.now())
 		return err
 	})
 	if err != nil {
@@ -83,8 +83,7 @@ func (db *DB) DecideOutcome(ctx context.Context, callSid string) (*callrelay.Mis
 	return mc, nil
 }
 
-func (db *DB) decideOutcome(ctx context.Context, tx pgx.Tx, callSid string) (*callrelay.MissedCall, error) {
-	now := db.now()
+func (db *DB) decideOutcome(ctx context.Context, tx pgx.Tx, callSid string, now time.Time) (*callrelay.MissedCall, error) {
 	var (
 		c                             callrelay.CallEventData
 		routingJSON                   []byte

@@ -110,7 +110,7 @@ func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec callrelay.Reco
 	// voicemail.QueueOptions.Now).
 	var sendAt time.Time
 	if tag.RowsAffected() == 0 && expect == callrelay.TranscriptPending {
-		sendAt = db.opts.Now().Add(transcriptWait)
+		sendAt = now.Add(transcriptWait)
 	}
 	res, err := db.opts.Jobs.InsertTx(ctx, tx, callrelay.NotifyVoicemail{VoicemailID: id}, &river.InsertOpts{
 		ScheduledAt: sendAt,
