@@ -1,6 +1,9 @@
 package callrelay
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Event types sent to webhook endpoints (docs/events.md).
 const (
@@ -64,4 +67,12 @@ type StoredEvent struct {
 	CallSid   string
 	Body      []byte
 	CreatedAt time.Time
+}
+
+// EventService is what event delivery needs of the store.
+type EventService interface {
+	// GetEvent returns a stored event, or ENOTFOUND.
+	GetEvent(ctx context.Context, id string) (*StoredEvent, error)
+	// RecordDelivery puts an attempt to deliver e to endpoint on the call's timeline.
+	RecordDelivery(ctx context.Context, e *StoredEvent, endpoint, outcome string, attempt int, deliverErr error) error
 }

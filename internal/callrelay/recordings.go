@@ -1,6 +1,9 @@
 package callrelay
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Recording formats a number's voicemail is copied in (voicemail.format). Twilio serves both
 // from one recording: MP3 (about 0.24 MB a minute) on the media URL with .mp3, WAV without.
@@ -111,4 +114,31 @@ type RecordingTask struct {
 	DeleteAtTwilio bool
 	Audio          StoredAudio
 	PurgedAt       *time.Time
+}
+
+// Expiry reasons, on the timeline's recording-expire entry.
+const (
+	ExpiredByRetention = "retention"
+	ExpiredByRequest   = "deleted" // DELETE /api/voicemails/{id}
+)
+
+// RecordingService is what the recording jobs (copy, purge, retention) need of the store.
+type RecordingService interface {
+	// RecordingTask returns a voicemail's recording state, or ENOTFOUND.
+	RecordingTask(ctx context.Context, id int64) (*RecordingTask, error)
+	// AudioState is where a voicemail's audio is: callrelay's copy, Twilio, or expired.
+	AudioState(ctx context.Context, id int64) (StoredAudio, error)
+	// SaveAudioCopy records a verified copy in callrelay's store.
+	SaveAudioCopy(ctx context.Context, id int64, c AudioCopy) error
+	// MarkTwilioDeleted records that Twilio no longer has the recording.
+	MarkTwilioDeleted(ctx context.Context, id int64, alreadyGone bool) error
+	// ExpireVoicemail expires a voicemail (reason: ExpiredByRetention, ExpiredByRequest) and
+	// enqueues its purge; false when it had expired already.
+	ExpireVoicemail(ctx context.Context, id int64, reason string) (bool, error)
+	// MarkPurged records that the audio is gone from everywhere.
+	MarkPurged(ctx context.Context, id int64) error
+	// DueForExpiry lists voicemails past their retention (defaultDays for numbers without one).
+	DueForExpiry(ctx context.Context, defaultDays, limit int) ([]int64, error)
+	// DeleteTimelinesBefore deletes the timelines of calls that ended before before.
+	DeleteTimelinesBefore(ctx context.Context, before time.Time) (int64, error)
 }

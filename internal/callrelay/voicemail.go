@@ -1,6 +1,9 @@
 package callrelay
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Transcript statuses of a voicemail: pending (asked, not arrived), completed, failed, or why
 // none was asked.
@@ -133,4 +136,15 @@ type Transcription struct {
 	TranscriptionSid string
 	Status           string // completed or failed
 	Text             string
+}
+
+// VoicemailEmailService is what the voicemail emails (the first, and the transcript's
+// follow-up) need of the store: each is claimed for a lease, sent, then finished, so that
+// replicas and retries send it once.
+type VoicemailEmailService interface {
+	GetVoicemail(ctx context.Context, id int64) (*Voicemail, error)
+	ClaimNotification(ctx context.Context, id int64, lease time.Duration) (*Voicemail, error)
+	FinishNotification(ctx context.Context, id int64, sendErr error, final bool) error
+	ClaimFollowUp(ctx context.Context, id int64, lease time.Duration) (*Voicemail, error)
+	FinishFollowUp(ctx context.Context, id int64, sendErr error, final bool) error
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/internal/postgres"
 )
 
 // Delivery policy.
@@ -50,7 +49,7 @@ type Options struct {
 type Deliverer struct {
 	river.WorkerDefaults[callrelay.DeliverEvent]
 
-	db      *postgres.DB
+	db      callrelay.EventService
 	signer  *Signer
 	client  *http.Client
 	backoff time.Duration
@@ -59,7 +58,7 @@ type Deliverer struct {
 }
 
 // NewDeliverer returns the worker.
-func NewDeliverer(db *postgres.DB, signer *Signer, opts Options) *Deliverer {
+func NewDeliverer(db callrelay.EventService, signer *Signer, opts Options) *Deliverer {
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	if !opts.AllowPrivate {
 		dialer.Control = controlPublic

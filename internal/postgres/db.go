@@ -19,6 +19,14 @@ import (
 	"github.com/callrelay/callrelay/migrations"
 )
 
+// DB implements the services of package callrelay.
+var (
+	_ callrelay.RecordingService      = (*DB)(nil)
+	_ callrelay.EventService          = (*DB)(nil)
+	_ callrelay.VoicemailEmailService = (*DB)(nil)
+	_ callrelay.MissedCallService     = (*DB)(nil)
+)
+
 // versionTable records the applied migration, read by tern and by Ready.
 const versionTable = "public.schema_version"
 

@@ -146,12 +146,6 @@ func (db *DB) MarkTwilioDeleted(ctx context.Context, id int64, alreadyGone bool)
 	return nil
 }
 
-// Expiry reasons, on the timeline's recording-expire entry.
-const (
-	ExpiredByRetention = "retention"
-	ExpiredByRequest   = "deleted" // DELETE /api/voicemails/{id}
-)
-
 // ExpireVoicemail removes a voicemail's transcript and marks its audio expired (the audio
 // endpoints answer 410 from now on), and enqueues, in the same transaction, the job that
 // deletes the audio itself: callrelay's copy and Twilio's, if still there. Who called and when

@@ -12,7 +12,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 )
@@ -36,7 +35,7 @@ type Twilio interface {
 
 // Jobs does the recording store's work: it is the copy, purge and expiry workers.
 type Jobs struct {
-	DB     *postgres.DB
+	DB     callrelay.RecordingService
 	Store  *Store
 	Media  *recording.Fetcher
 	Twilio Twilio
@@ -285,7 +284,7 @@ func (j *Jobs) Expire(ctx context.Context) (voicemails int, events int64, err er
 		return 0, 0, err
 	}
 	for _, id := range ids {
-		expired, err := j.DB.ExpireVoicemail(ctx, id, postgres.ExpiredByRetention)
+		expired, err := j.DB.ExpireVoicemail(ctx, id, callrelay.ExpiredByRetention)
 		if err != nil {
 			return voicemails, 0, err
 		}

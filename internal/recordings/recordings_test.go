@@ -526,7 +526,7 @@ func TestExpire(t *testing.T) {
 	if _, err := r.jobs.Store.ReadAll(ctx, c9.Key, 1<<30); !recordings.IsNotFound(err) {
 		t.Errorf("our copy of 9 after expiry: %v, want not found", err)
 	}
-	if got := r.timeline(10, "recording-expire"); len(got) != 1 || got[0] != postgres.ExpiredByRetention {
+	if got := r.timeline(10, "recording-expire"); len(got) != 1 || got[0] != callrelay.ExpiredByRetention {
 		t.Errorf("recording-expire entries %v", got)
 	}
 	// Again: nothing more.
@@ -560,7 +560,7 @@ func TestExpire_BeforeCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	vm := r.voicemail(12, "")
-	if _, err := r.db.ExpireVoicemail(context.Background(), vm.ID, postgres.ExpiredByRequest); err != nil {
+	if _, err := r.db.ExpireVoicemail(context.Background(), vm.ID, callrelay.ExpiredByRequest); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.jobs.Purge(context.Background(), vm.ID); err != nil {
@@ -621,7 +621,7 @@ func TestExpire_LateTranscript(t *testing.T) {
 	if vm.TranscriptStatus != callrelay.TranscriptPending {
 		t.Fatalf("transcript status %q, want pending", vm.TranscriptStatus)
 	}
-	if _, err := r.db.ExpireVoicemail(ctx, vm.ID, postgres.ExpiredByRequest); err != nil {
+	if _, err := r.db.ExpireVoicemail(ctx, vm.ID, callrelay.ExpiredByRequest); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.db.RecordTranscription(ctx, callrelay.Transcription{CallSid: callSid(14), RecordingSid: recSid(14),

@@ -108,7 +108,7 @@ func handleDeleteVoicemail(db *postgres.DB, purge func(context.Context, int64) e
 			writeError(w, r, err)
 			return
 		}
-		if _, err := db.ExpireVoicemail(r.Context(), vm.ID, postgres.ExpiredByRequest); err != nil {
+		if _, err := db.ExpireVoicemail(r.Context(), vm.ID, callrelay.ExpiredByRequest); err != nil {
 			writeError(w, r, err)
 			return
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/phone"
-	"github.com/callrelay/callrelay/internal/postgres"
 )
 
 // MissedCalls is the job worker that decides how an unanswered call ended and, when it was
@@ -23,7 +22,7 @@ import (
 type MissedCalls struct {
 	river.WorkerDefaults[callrelay.CheckCall]
 
-	db   *postgres.DB
+	db   callrelay.MissedCallService
 	mail mail.Sender
 	from string
 	now  func() time.Time
@@ -34,7 +33,7 @@ type MissedCalls struct {
 }
 
 // NewMissedCalls returns the worker; its arguments are NewNotifier's.
-func NewMissedCalls(db *postgres.DB, sender mail.Sender, from string, now func() time.Time, log *slog.Logger) *MissedCalls {
+func NewMissedCalls(db callrelay.MissedCallService, sender mail.Sender, from string, now func() time.Time, log *slog.Logger) *MissedCalls {
 	return &MissedCalls{db: db, mail: sender, from: from, now: now, log: log}
 }
 

@@ -45,11 +45,17 @@ const (
 	maxBackoff    = 30 * time.Minute
 )
 
+// Store is what the email workers need of the store (postgres.DB).
+type Store interface {
+	callrelay.VoicemailEmailService
+	callrelay.MissedCallService
+}
+
 // Notifier is the job worker that emails voicemails.
 type Notifier struct {
 	river.WorkerDefaults[callrelay.NotifyVoicemail]
 
-	db    *postgres.DB
+	db    Store
 	mail  mail.Sender
 	media *recording.Fetcher
 	links *recording.Links
@@ -71,7 +77,7 @@ type Notifier struct {
 
 // NewNotifier returns the worker. from is the sender address (CALLRELAY_MAIL_FROM); now is
 // the clock that ages voicemails and schedules retries (the queue's, QueueOptions.Now).
-func NewNotifier(db *postgres.DB, sender mail.Sender, media *recording.Fetcher, links *recording.Links, from string, now func() time.Time, log *slog.Logger) *Notifier {
+func NewNotifier(db Store, sender mail.Sender, media *recording.Fetcher, links *recording.Links, from string, now func() time.Time, log *slog.Logger) *Notifier {
 	return &Notifier{db: db, mail: sender, media: media, links: links, from: from, now: now, log: log}
 }
 
@@ -225,7 +231,7 @@ type QueueOptions struct {
 // NewQueue returns River's client, working the notifier's jobs (voicemail emails, their
 // transcript follow-ups and missed-call emails, which share its mail settings), those
 // opts.Register adds and those of each extra registration (e.g. events.Deliverer.Register),
-// when started. It also enqueues them (postgres.DB.Jobs).
+// when started. The store enqueues them (postgres.Options.Jobs, an insert-only client on the same tables).
 func NewQueue(pool *pgxpool.Pool, n *Notifier, opts QueueOptions, extra ...func(*river.Workers) error) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, n); err != nil {
