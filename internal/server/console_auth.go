@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -105,15 +106,17 @@ func (c *console) requireSession(next http.Handler) http.Handler {
 // sameOrigin refuses a state-changing request another site's page sent: a browser says so in
 // Sec-Fetch-Site, and in Origin. The CSRF token is checked besides.
 func (c *console) sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return false
+	// Sec-Fetch-Site is set by the browser, never by a page: when present it decides. (Origin
+	// is "null" on these forms' posts: the pages' Referrer-Policy is no-referrer.)
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin" || site == "none"
 	}
 	origin := r.Header.Get("Origin")
-	if origin == "" || origin == "null" {
-		return origin == "" // a browser sends Origin on a POST; "null" is an opaque origin
+	if origin == "" {
+		return true // not a browser's cross-site form (those send one): the CSRF token decides
 	}
 	u, err := url.Parse(origin)
-	if err != nil {
+	if err != nil || origin == "null" {
 		return false
 	}
 	return u.Host == r.Host || (c.publicURL != nil && u.Scheme == c.publicURL.Scheme && u.Host == c.publicURL.Host)
@@ -129,6 +132,8 @@ func (c *console) checkForm(w http.ResponseWriter, r *http.Request, want string)
 	}
 	got := r.PostForm.Get("csrf")
 	if !c.sameOrigin(r) || want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		logger(r.Context()).Warn("console: form refused", slog.Bool("same_origin", c.sameOrigin(r)), slog.Bool("token_expected", want != ""),
+			slog.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")), slog.String("origin", r.Header.Get("Origin")))
 		c.tmpl.render(w, r, http.StatusForbidden, "error", consolePage{Title: "Form refused",
 			Data: "This form was not sent from this page (its security token is missing or stale). Reload the page and try again."})
 		return false

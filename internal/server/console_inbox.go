@@ -177,4 +177,3 @@ func (c *console) handleInbox() http.Handler {
 		c.tmpl.render(w, r, http.StatusOK, "voicemails", p)
 	})
 }
-

@@ -98,8 +98,10 @@ func newConsoleTemplates(zone *time.Location) *consoleTemplates {
 			}
 			return c.Hold.Caller
 		},
-		"statuses":   func() []string { return callStatuses },
-		"vmstatuses": func() []string { return []string{postgres.VoicemailNew, postgres.VoicemailHandled, postgres.VoicemailDeleted} },
+		"statuses": func() []string { return callStatuses },
+		"vmstatuses": func() []string {
+			return []string{postgres.VoicemailNew, postgres.VoicemailHandled, postgres.VoicemailDeleted}
+		},
 		"detail": func(d map[string]any) string {
 			keys := make([]string, 0, len(d))
 			for k := range d {
