@@ -135,7 +135,7 @@ func screenshot(t *testing.T, ctx context.Context, name string, width int64) {
 		do(t, ctx, chromedp.EmulateViewport(1280, 900))
 		return
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestConsoleSecurity(t *testing.T) {
 	if resp := post("/console/login", url.Values{"token": {"wrong"}, "csrf": {loginCSRF}}, r.url); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("login with a wrong token = %d, want 401", resp.StatusCode)
 	}
-	page = get("/console/login") // a fresh CSRF cookie
+	get("/console/login") // a fresh CSRF cookie
 	for _, c := range jar.Cookies(u) {
 		if c.Name == "callrelay_login" {
 			loginCSRF = c.Value
