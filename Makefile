@@ -46,8 +46,9 @@ lint: ## go vet, staticcheck (pinned, not in go.mod) and a gofmt check (lists un
 		exit 1; \
 	fi
 
-screenshots: ## render the voicemail email in headless Chromium (apt-get install chromium) into docs/img
+screenshots: testdb ## render the voicemail email, the console and the inbox in headless Chromium (apt-get install chromium) into docs/img
 	$(GO) test -count=1 -run TestEmailInBrowser ./internal/voicemail/ -update-screenshots
+	$(GO) test -count=1 -run TestConsoleInBrowser ./internal/app/ -update-console-screenshots
 
 build: ## static binary in bin/callrelay
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) $(PKG)

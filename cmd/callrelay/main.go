@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
 	// Time zones (CALLRELAY_TIME_ZONE, a number's time_zone) are validated and shown from the
 	// zone database built into the binary: a host or image without /usr/share/zoneinfo, or with
 	// an older one, shows owners the same times.

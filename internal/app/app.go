@@ -62,6 +62,8 @@ const DefaultSpoolInterval = time.Second
 type App struct {
 	Handler http.Handler
 	DB      *postgres.DB
+	// Streams ends the console's event streams; Serve closes them when it shuts down.
+	Streams *server.Streams
 
 	log    *slog.Logger
 	now    func() time.Time
@@ -146,9 +148,10 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	} else {
 		log.Warn("CALLRELAY_SPOOL_DIR is empty: callbacks that arrive while the database is down are refused (503)")
 	}
+	streams := &server.Streams{}
 	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links,
-		Conference: conf, Spool: sp, Now: now, Recordings: store, PurgeRecording: recs.Purge})
-	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp, store: store}
+		Conference: conf, Spool: sp, Now: now, Recordings: store, PurgeRecording: recs.Purge, Streams: streams})
+	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp, store: store, Streams: streams}
 	if sp != nil {
 		a.replay = &spool.Replayer{Spool: sp, Handler: handler, Log: log, Interval: cmp.Or(opts.SpoolInterval, DefaultSpoolInterval)}
 	}

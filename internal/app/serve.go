@@ -70,6 +70,7 @@ func (a *App) Serve(ctx context.Context, srv *http.Server, ln net.Listener, opts
 	timeout := cmp.Or(opts.ShutdownTimeout, DefaultShutdownTimeout)
 	d := &drainer{now: a.now, next: srv.Handler, max: cmp.Or(opts.DrainMax, DefaultDrainMax), quiet: cmp.Or(opts.DrainQuiet, DefaultDrainQuiet)}
 	srv.Handler = d
+	srv.RegisterOnShutdown(a.Streams.Close) // the console's streams never go idle by themselves
 	if err := a.Start(ctx); err != nil {
 		ln.Close()
 		return err

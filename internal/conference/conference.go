@@ -109,7 +109,7 @@ func (s *Service) ConferenceEvent(ctx context.Context, ev callrelay.ConferenceEv
 		return res, err
 	}
 	if res.Ring {
-		// The ring job was enqueued with the join (postgres.RingOwner): see ringWorker.
+		// The ring job was enqueued with the join (callrelay.RingOwner): see ringWorker.
 		s.rings.add(ev.CallSid)
 	}
 	if legs := ringing(res.LiveLegs); len(legs) > 0 {

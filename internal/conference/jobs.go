@@ -155,7 +155,7 @@ func (s *Service) Register(cfg *river.Config) error {
 	return nil
 }
 
-// ringWorker works postgres.RingOwner: it dials the targets that may be dialled now (all of
+// ringWorker works callrelay.RingOwner: it dials the targets that may be dialled now (all of
 // them when ringing at once, the first when in turn), or sends the caller to voicemail when
 // none can be. The claims in Postgres make it idempotent.
 type ringWorker struct {
@@ -181,7 +181,7 @@ func (w *ringWorker) NextRetry(*river.Job[callrelay.RingOwner]) time.Time {
 
 func (w *ringWorker) Timeout(*river.Job[callrelay.RingOwner]) time.Duration { return ringJobTimeout }
 
-// deadlineWorker works postgres.ConferenceDeadline (see the top of this file): it does
+// deadlineWorker works callrelay.ConferenceDeadline (see the top of this file): it does
 // nothing once someone answered or the call ended, dials the owner if the ring job did not,
 // sends the caller to voicemail at the deadline, and otherwise looks again later (snoozes).
 // ClaimTarget and StopRinging decide once, whichever replica runs.

@@ -62,6 +62,37 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 	// For owners, from their email: signed and expiring instead of a token.
 	mux.Handle("GET /voicemails/{id}/audio", handlePublicAudio(d.DB, d.Media, d.Recordings, d.Links, d.AudioStall))
 
+	// The ops console and the owners' inbox (console*.go): pages with a Content-Security-Policy;
+	// the console behind a session from the ops token, the inbox behind the owner's signed link.
+	mux.Group(func(web chi.Router) {
+		c := newConsole(d, cache)
+		web.Use(consoleHeaders)
+		web.Handle("GET /console/static/*", handleConsoleStatic())
+		web.Handle("GET /console/login", c.handleLoginPage())
+		web.Handle("POST /console/login", c.handleLogin())
+		web.Handle("GET /inbox", c.handleInbox())
+		web.Handle("GET /inbox/voicemails/{id}", c.handleInboxVoicemail())
+		web.Handle("GET /inbox/voicemails/{id}/audio", c.handleInboxAudio())
+		web.Handle("POST /inbox/voicemails/{id}/handled", c.handleInboxHandled())
+		web.Group(func(ops chi.Router) {
+			ops.Use(c.requireSession)
+			ops.Handle("POST /console/logout", c.handleLogout())
+			ops.Handle("GET /console", c.handleLive())
+			ops.Handle("GET /console/events", c.handleConsoleEvents())
+			ops.Handle("POST /console/calls/{callSid}/hold", c.handleConsoleHold(true))
+			ops.Handle("POST /console/calls/{callSid}/unhold", c.handleConsoleHold(false))
+			ops.Handle("GET /console/calls", c.handleCalls())
+			ops.Handle("GET /console/calls/{callSid}", c.handleCall())
+			ops.Handle("GET /console/voicemails", c.handleVoicemails())
+			ops.Handle("GET /console/voicemails/{id}/audio", c.handleConsoleAudio())
+			ops.Handle("POST /console/voicemails/{id}/handled", c.handleConsoleHandled())
+			ops.Handle("POST /console/voicemails/{id}/delete", c.handleConsoleDelete())
+			ops.Handle("GET /console/numbers", c.handleNumbers())
+			ops.Handle("GET /console/numbers/{number}", c.handleNumber())
+			ops.Handle("POST /console/numbers/{number}", c.handleSaveNumber())
+		})
+	})
+
 	mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeErrorStatus(w, http.StatusNotFound, errorJSON{Code: "not_found", Message: "No such route."})
 	})

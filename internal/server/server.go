@@ -51,6 +51,11 @@ type Deps struct {
 	// PurgeRecording deletes an expired voicemail's audio now (recordings.Jobs.Purge), for
 	// DELETE /api/voicemails/{id}; nil leaves it to the queued purge job.
 	PurgeRecording func(ctx context.Context, voicemailID int64) error
+	// Streams, when set, ends the console's event streams at shutdown (Streams.Close, given to
+	// http.Server.RegisterOnShutdown).
+	Streams *Streams
+	// FeedPoll is how often the console's change feed polls (0: FeedPoll).
+	FeedPoll time.Duration
 }
 
 // NewServer returns callrelay's HTTP handler.

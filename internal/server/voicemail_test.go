@@ -172,7 +172,7 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 	}
 	// Numbers for people (national format, the caller in the number's country), the time in
 	// the instance's zone (UTC unless CALLRELAY_TIME_ZONE says otherwise).
-	for _, want := range []string{"(555) 987-0000", "(555) 123-0000", t0.Add(30 * time.Second).Format("Mon, 2 Jan 2006 15:04 MST"), "0:30", "Hi Dana, call me back <soon> & thanks.", publicURL + "/voicemails/1/audio?"} {
+	for _, want := range []string{"(555) 987-0000", "(555) 123-0000", t0.Add(30 * time.Second).Format("Mon, 2 Jan 2006 15:04 MST"), "0:30", "Hi Dana, call me back <soon> & thanks.", publicURL + "/inbox/voicemails/1?"} {
 		if !strings.Contains(e.Text, want) {
 			t.Errorf("text part lacks %q:\n%s", want, e.Text)
 		}
@@ -194,10 +194,19 @@ func TestVoicemail_EmailWithTranscript(t *testing.T) {
 		t.Errorf("the media stand-in refused %d requests: credentials missing", s.media.refused.Load())
 	}
 
-	// The owner's link works without credentials; a tampered or foreign one does not.
-	link := e.Text[strings.Index(e.Text, publicURL+"/voicemails/"):]
-	link = strings.TrimPrefix(strings.Fields(link)[0], publicURL)
+	// The email's button opens the owner's page of the voicemail, without credentials.
+	page := e.Text[strings.Index(e.Text, publicURL+"/inbox/voicemails/"):]
+	page = strings.TrimPrefix(strings.Fields(page)[0], publicURL)
 	rec := httptest.NewRecorder()
+	s.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, page, nil))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "call me back &lt;soon&gt; &amp; thanks.") {
+		t.Errorf("inbox link: %d, want 200 with the transcript:\n%s", rec.Code, rec.Body.String())
+	}
+
+	// The audio link of emails sent before the inbox works without credentials; a tampered or
+	// foreign one does not.
+	link := strings.TrimPrefix(s.links.URL("1"), publicURL)
+	rec = httptest.NewRecorder()
 	s.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, link, nil))
 	if rec.Code != http.StatusOK || !bytes.Equal(rec.Body.Bytes(), s.media.audio) {
 		t.Errorf("audio link: %d, %d bytes; want 200 with the recording", rec.Code, rec.Body.Len())

@@ -11,7 +11,7 @@ import (
 	"github.com/callrelay/callrelay/internal/mail"
 )
 
-const testLink = "https://callrelay.example.com/voicemails/7/audio?expires=1795348800&sig=abc-_DEF"
+const testLink = "https://callrelay.example.com/inbox/voicemails/7?expires=1795348800&owner=ZGFuYUBleGFtcGxlLmNvbQ&sig=abc-_DEF"
 
 // recordedAt is when the test voicemail was recorded, in Tokyo's zone: the email shows it in
 // the owner's zone (testZone). linkExpires is when its link expires; sentAt when the email

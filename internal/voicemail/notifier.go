@@ -134,13 +134,14 @@ func (n *Notifier) Work(ctx context.Context, job *river.Job[callrelay.NotifyVoic
 }
 
 // envelope is what the emails of vm need besides it: the sender, the owner's zone, the time
-// of sending and a freshly signed link.
+// of sending and a freshly signed link: the owner's inbox page of the voicemail (player,
+// transcript, "Mark as handled"). The audio links of emails sent before it keep working.
 func (n *Notifier) envelope(vm *callrelay.Voicemail, log *slog.Logger) envelope {
 	zone, ok := ownerZone(n.Zone, vm.TimeZone)
 	if !ok {
 		log.Warn("voicemail email: time zone unknown; using the instance's", slog.String("time_zone", vm.TimeZone))
 	}
-	link := n.links.URL(strconv.FormatInt(vm.ID, 10))
+	link := n.links.OwnerPageURL(vm.OwnerEmail, vm.ID)
 	return envelope{from: n.from, zone: zone, sentAt: n.now(), link: link, linkExpires: linkExpiry(link)}
 }
 

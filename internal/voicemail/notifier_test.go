@@ -225,7 +225,7 @@ func TestNotifier_OK(t *testing.T) {
 	if want := fmt.Sprintf("<voicemail-%d.%s@example.com>", vm.ID, recSid); e.Header.Get("Message-Id") != want {
 		t.Errorf("Message-ID = %q, want %q", e.Header.Get("Message-Id"), want)
 	}
-	for _, want := range []string{"The recording is attached.", "too short to transcribe", fmt.Sprintf("%s/voicemails/%d/audio?expires=", publicURL, vm.ID)} {
+	for _, want := range []string{"The recording is attached.", "too short to transcribe", fmt.Sprintf("%s/inbox/voicemails/%d?expires=", publicURL, vm.ID)} {
 		if !strings.Contains(e.Text, want) {
 			t.Errorf("text part lacks %q:\n%s", want, e.Text)
 		}
@@ -355,7 +355,7 @@ func assertLinkOnly(t *testing.T, h *harness, smtpSrv *mailtest.Server, vm *call
 	if len(e.Attachments) != 0 {
 		t.Errorf("attachments = %d, want none", len(e.Attachments))
 	}
-	link := fmt.Sprintf("%s/voicemails/%d/audio?expires=", publicURL, vm.ID)
+	link := fmt.Sprintf("%s/inbox/voicemails/%d?expires=", publicURL, vm.ID)
 	for part, body := range map[string]string{"text": e.Text, "html": e.HTML} {
 		if !strings.Contains(body, note) || !strings.Contains(body, link) {
 			t.Errorf("%s part lacks the note %q or the link %s:\n%s", part, note, link, body)

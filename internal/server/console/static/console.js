@@ -1,0 +1,36 @@
+// callrelay console: live updates over server-sent events. Written for this page, no library.
+// The server renders every fragment (one rendering per change per replica); this only puts it
+// in place. Without JavaScript every page still works: forms post, pages reload.
+(function () {
+  "use strict";
+  var stream = document.body.getAttribute("data-stream");
+  if (!stream || !window.EventSource) return;
+  var state = document.getElementById("stream-state");
+  var es = new EventSource(stream);
+  function place(msg) {
+    var tpl = document.createElement("template");
+    tpl.innerHTML = msg.html;
+    var node = tpl.content.firstElementChild;
+    if (!node) return;
+    var old = document.getElementById(msg.id);
+    if (old) {
+      // Keep a playing voicemail playing: replace everything but its player.
+      var oldAudio = old.querySelector("audio"), newAudio = node.querySelector("audio");
+      if (oldAudio && newAudio && !oldAudio.paused) newAudio.replaceWith(oldAudio);
+      old.replaceWith(node);
+      return;
+    }
+    if (msg.kind === "call" && msg.live) {
+      var list = document.getElementById("live-calls");
+      if (!list) return;
+      var none = document.getElementById("no-live");
+      if (none) none.remove();
+      list.prepend(node);
+    }
+  }
+  es.addEventListener("change", function (ev) {
+    try { place(JSON.parse(ev.data)); } catch (e) { /* a bad message is skipped */ }
+  });
+  es.addEventListener("open", function () { if (state) state.textContent = "Live: calls update as they change."; });
+  es.addEventListener("error", function () { if (state) state.textContent = "Reconnecting…"; });
+})();
