@@ -36,8 +36,11 @@ type Model struct {
 // Rules are the account's limits that the model enforces only when asked to: unit tests do not
 // set up numbers, and create calls faster than Twilio allows.
 type Rules struct {
-	// CreateInterval paces CreateCall and CreateParticipant: Twilio lets an account start about
-	// one call per second (its CPS), and answers a faster request 429 (20429). Zero: no limit.
+	// CreateInterval paces CreateCall and CreateParticipant: Twilio places an account's calls at
+	// one per second by default (its CPS). Twilio documents that it queues the faster requests
+	// (support article "How fast can I place or receive phone calls with Twilio?"); the model
+	// refuses them, 429 (20429), the harsher answer, which a client that paces itself as
+	// callrelay does never gets. Zero: no limit.
 	CreateInterval time.Duration
 	// CheckFrom refuses (21210) a placed call whose From is neither one of the account's
 	// numbers (SetNumbers) nor an inbound caller's number sent with that call's CallToken.
@@ -167,9 +170,6 @@ func (m *Model) emit(e Event) {
 	e.Request = m.req
 	m.onEvent(e)
 }
-
-// NewSid returns a new SID with prefix, as the model makes them (Options.NewSid).
-func (m *Model) NewSid(prefix string) string { return m.newSid(prefix) }
 
 // SetNumbers makes nums the account's phone numbers (Rules.CheckFrom), replacing the others.
 func (m *Model) SetNumbers(nums ...string) {
@@ -428,13 +428,4 @@ func (m *Model) AddRecording(r Recording) *Recording {
 	r.Created = m.now()
 	m.recordings[r.Sid] = &r
 	return &r
-}
-
-// Calls returns every call the model has, in no order.
-func (m *Model) Calls() []*Call {
-	out := make([]*Call, 0, len(m.calls))
-	for _, c := range m.calls {
-		out = append(out, c)
-	}
-	return out
 }
