@@ -203,7 +203,7 @@ func TestConferenceEndEndsCallersDialWithAnswered(t *testing.T) {
 // DialCallSid (docs/simulator.md: Twilio does not document this case).
 func TestScreenedOutLegDoesNotEndDial(t *testing.T) {
 	twiml := map[string]string{
-		"/voice": `<Response><Dial action="{base}/dial" timeout="6">` +
+		"/voice": `<Response><Dial action="{base}/dial" timeout="10">` +
 			`<Number url="{base}/screen-no">+15550001111</Number><Number url="{base}/screen-yes">+15550002222</Number>` +
 			`</Dial></Response>`,
 		"/dial":       `<Response><Hangup/></Response>`,
@@ -239,15 +239,17 @@ func TestScreenedOutLegDoesNotEndDial(t *testing.T) {
 // TestDialTimeoutEndsRingingLegsNotScreening: the <Dial> timeout ends the legs still ringing
 // (no-answer); a leg that answered and is in its screen finishes it, and is bridged.
 func TestDialTimeoutEndsRingingLegsNotScreening(t *testing.T) {
-	s := newSim(t, 10, map[string]string{
-		"/voice": `<Response><Dial action="{base}/dial" timeout="3">` +
+	// Half the usual speed: the screened leg answers well before the timeout even on a busy
+	// machine.
+	s := newSim(t, 5, map[string]string{
+		"/voice": `<Response><Dial action="{base}/dial" timeout="4">` +
 			`<Number url="{base}/screen" statusCallback="{base}/leg" statusCallbackEvent="answered completed">+15550001111</Number>` +
 			`<Number statusCallback="{base}/leg" statusCallbackEvent="answered completed">+15550002222</Number>` +
 			`</Dial></Response>`,
 		"/dial":   `<Response><Hangup/></Response>`,
-		"/screen": `<Response><Pause length="4"/></Response>`,
+		"/screen": `<Response><Pause length="5"/></Response>`,
 	})
-	res := s.run("targets:\n  \"+15550001111\": {answer_after: 2, hangup_after: 1}\n  \"+15550002222\": {}\n")
+	res := s.run("targets:\n  \"+15550001111\": {answer_after: 1, hangup_after: 1}\n  \"+15550002222\": {}\n")
 	ringing := legSid(t, s.relay, "+15550002222")
 	if end := s.relay.await(t, "/leg", "CallSid", ringing, "CallbackSource", "call-progress-events"); end.Form.Get("CallStatus") != "no-answer" {
 		t.Errorf("the ringing leg ended %s, want no-answer", end.Form.Get("CallStatus"))
@@ -686,5 +688,49 @@ func TestCallbacksReordered(t *testing.T) {
 	}
 	if reordered == 0 {
 		t.Error("every leg's callbacks arrived in order: want some out of order")
+	}
+}
+
+// TestHoldPlaysHoldUrlToHeldParticipant: holding a participant (UpdateParticipant Hold=true
+// with a HoldUrl) sends participant-hold, fetches the HoldUrl for the held one, whom the
+// others no longer hear; resuming sends participant-unhold and they talk again.
+func TestHoldPlaysHoldUrlToHeldParticipant(t *testing.T) {
+	s := newSim(t, 10, map[string]string{
+		"/voice": `<Response><Dial><Conference statusCallback="{base}/conf" statusCallbackEvent="start join hold">room</Conference></Dial></Response>`,
+		"/hold":  `<Response><Play loop="0">https://relay.example.com/music.mp3</Play></Response>`,
+	})
+	wait := s.play("targets: {\"+15550001111\": {answer_after: 1}}\n")
+	caller := s.relay.await(t, "/voice").Form.Get("CallSid")
+	conf := s.relay.await(t, "/conf", "StatusCallbackEvent", "participant-join").Form.Get("ConferenceSid")
+	if status, body := s.rest(http.MethodPost, "/Conferences/"+conf+"/Participants.json",
+		form("From", number, "To", "+15550001111", "Label", "callee", "EndConferenceOnExit", "true")); status != http.StatusCreated {
+		t.Fatalf("CreateParticipant: %d %v", status, body)
+	}
+	s.relay.await(t, "/conf", "StatusCallbackEvent", "conference-start")
+	participant := "/Conferences/" + conf + "/Participants/" + caller + ".json"
+	if status, body := s.rest(http.MethodPost, participant, form("Hold", "true", "HoldUrl", s.relay.srv.URL+"/hold", "HoldMethod", "POST")); status != http.StatusOK || body["hold"] != true {
+		t.Fatalf("hold: %d %v", status, body)
+	}
+	if held := s.relay.await(t, "/hold"); held.Form.Get("CallSid") != caller {
+		t.Errorf("HoldUrl fetched for %s, want the held caller %s", held.Form.Get("CallSid"), caller)
+	}
+	if ev := s.relay.await(t, "/conf", "StatusCallbackEvent", "participant-hold"); ev.Form.Get("CallSid") != caller || ev.Form.Get("Hold") != "true" {
+		t.Errorf("participant-hold %v, want the caller, Hold=true", ev.Form)
+	}
+	if status, body := s.rest(http.MethodPost, participant, form("Hold", "false")); status != http.StatusOK || body["hold"] != false {
+		t.Fatalf("resume: %d %v", status, body)
+	}
+	if ev := s.relay.await(t, "/conf", "StatusCallbackEvent", "participant-unhold"); ev.Form.Get("Hold") != "false" {
+		t.Errorf("participant-unhold %v, want Hold=false", ev.Form)
+	}
+	s.hangUp(caller)
+	res := wait()
+	for party, want := range map[string][]string{
+		"caller":       {"talking (conference)", "hold music (holdUrl /hold)", "talking (conference)"},
+		"+15550001111": {"talking (conference)", "silence (caller on hold)", "talking (conference)"},
+	} {
+		if got := res.Heard[party]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s heard %q, want %q", party, got, want)
+		}
 	}
 }
