@@ -402,21 +402,24 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !handled {
 		status, answer = f.model.serve(op, req)
 	}
-	f.answered(req, status, answer)
+	tell := f.answeredLocked(req, status, answer)
+	f.mu.Unlock()
+	tell()
 	writeJSON(w, status, answer)
 }
 
-// answered records a request's answer and tells the OnAnswer hooks. f.mu is held; it unlocks
-// it.
-func (f *Fake) answered(req *Request, status int, answer any) {
+// answeredLocked records a request's answer, and returns what tells the OnAnswer hooks of it,
+// to be called once f.mu is released.
+func (f *Fake) answeredLocked(req *Request, status int, answer any) (tell func()) {
 	req.Status = status
 	if e, ok := answer.(twilioError); ok {
 		req.Code, req.Message = e.Code, e.Message
 	}
 	c, hooks := req.clone(), slices.Clone(f.answerHooks)
-	f.mu.Unlock()
-	for _, h := range hooks {
-		h(c)
+	return func() {
+		for _, h := range hooks {
+			h(c)
+		}
 	}
 }
 
@@ -438,7 +441,9 @@ func (f *Fake) refuse(w http.ResponseWriter, req *Request, status, code int, mes
 	f.mu.Lock()
 	f.requests = append(f.requests, req)
 	f.violations = append(f.violations, vs...)
-	f.answered(req, status, e)
+	tell := f.answeredLocked(req, status, e)
+	f.mu.Unlock()
+	tell()
 	writeJSON(w, status, e)
 }
 

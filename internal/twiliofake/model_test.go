@@ -231,3 +231,31 @@ func TestRules(t *testing.T) {
 		t.Errorf("%d violations: a refusal by the rules is Twilio's answer, not a malformed request", n)
 	}
 }
+
+// TestOnAnswer: the OnAnswer hooks hear of every request once answered, refused ones too,
+// with the status and Twilio's error code and message.
+func TestOnAnswer(t *testing.T) {
+	f, api := start(t)
+	f.ExpectViolations()
+	var mu sync.Mutex
+	var got []string
+	f.OnAnswer(func(r Request) {
+		mu.Lock()
+		got = append(got, fmt.Sprintf("%s %d %d %s", r.Operation, r.Status, r.Code, r.Message))
+		mu.Unlock()
+	})
+	f.AddParticipant(confA, callA, "caller")
+	_, _ = api.UpdateParticipant(confA, "caller", (&openapi.UpdateParticipantParams{}).SetHold(true))
+	_, _ = api.UpdateParticipant(confA, "nobody", (&openapi.UpdateParticipantParams{}).SetHold(true))
+	_, _ = api.UpdateParticipant(confA, "caller", (&openapi.UpdateParticipantParams{}).SetHold(true).SetHoldMethod("PUT"))
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		"UpdateParticipant 200 0 ",
+		"UpdateParticipant 404 20404 The requested resource /2010-04-01/Accounts/" + f.AccountSID + "/Conferences/" + confA + "/Participants/nobody.json was not found",
+		`UpdateParticipant 400 20001 HoldMethod: must be one of "GET", "POST"`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("OnAnswer heard\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
