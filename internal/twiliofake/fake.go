@@ -1,10 +1,21 @@
-// Package twiliofake is a fake of Twilio's REST API (2010-04-01) for tests and a local
-// simulator. It refuses exactly what Twilio's OpenAPI spec (third_party/twilio/twilio-openapi)
-// says Twilio would refuse, read from the spec rather than written out per field, so a
-// test that passes against the fake sends requests Twilio accepts. It keeps a little state
-// (calls, conferences and their participants, queues and their members) for the operations
-// callrelay uses, records every request, and answers the others that exist in the spec with
-// 501 after validating them.
+// Package twiliofake is Twilio's REST API (2010-04-01) for tests and for the simulator: the
+// project's one model of Twilio's REST state.
+//
+// A Fake is two things. Its front (fake.go, spec.go, validate.go) authenticates every request
+// and refuses exactly what Twilio's OpenAPI spec (third_party/twilio/twilio-openapi) says
+// Twilio would refuse, read from the spec rather than written out per field, so a test that
+// passes against the fake sends requests Twilio accepts; it records every request and can be
+// told to fail some (Fail). Behind it, its Model (model.go, rest.go) keeps the state of calls,
+// conferences and their participants, queues and their members and recordings, for the
+// operations callrelay uses, with Twilio's rules (404 for what does not exist, 21220 for a
+// call not in progress, 16026 for a label in use, what ends a conference, and, when Rules ask,
+// the account's pace and From numbers); it answers the spec's other operations with 501.
+//
+// Unit tests set the state up and read it through the Fake's helpers (testapi.go: AddCall,
+// SetCallStatus, AddParticipant, Participant, …) and play Twilio's webhooks themselves.
+// internal/twiliosim plays them instead: it shares the Fake's lock (Options.Mu), drives the
+// same Model as calls ring, answer, join and hang up, and hears of every change, whoever made
+// it, through Options.OnEvent (events.go), which it turns into webhooks and TwiML.
 //
 // Start gives a test a fake on a local port that fails the test, at cleanup, for every request
 // Twilio would have refused.
@@ -62,6 +73,11 @@ const (
 	// CodeLabelInUse (400): a participant Label already used by an active participant of the
 	// conference.
 	CodeLabelInUse = 16026
+	// CodeTooManyRequests (429) "Too Many Requests": a call placed faster than the account's
+	// pace (Rules.CreateInterval).
+	CodeTooManyRequests = 20429
+	// CodeFromNotVerified (400) "'From' phone number not verified" (Rules.CheckFrom).
+	CodeFromNotVerified = 21210
 )
 
 // maxBody bounds a request body; Twilio's largest form bodies are far smaller.
@@ -76,11 +92,14 @@ type Options struct {
 	NewSid func(prefix string) string
 	// Now is the fake's clock (recorded times, date fields); nil: time.Now.
 	Now func() time.Time
-	// Handler, when set, answers every request that passed authentication and validation
-	// instead of the fake's own state (a Failure queued by Fail still comes first). It runs
-	// outside the fake's lock: a simulator keeps its own state and answers with ErrorBody on
-	// refusal. It returns the status and a JSON-encodable body (nil: no body).
-	Handler func(Request) (status int, body any)
+	// Rules switches on the account's limits (pace, From numbers); the zero value has none.
+	Rules Rules
+	// Mu guards the fake: its request log and its Model. nil: a lock of its own. A simulator
+	// passes the lock that guards its own state, so that one lock covers both and it can drive
+	// the Model (Fake.Model) while holding it.
+	Mu *sync.Mutex
+	// OnEvent, when set, is told of every change to the Model, with Mu held (see Event).
+	OnEvent func(Event)
 }
 
 // Failure is a Twilio error Fail makes the fake answer instead of handling a request.
@@ -99,6 +118,8 @@ type Request struct {
 	PathParams map[string]string // the template's parameters, e.g. "CallSid"
 	Form       url.Values        // the body for operations that take one, else the query
 	Status     int               // the status answered; 0 while the request is being handled
+	Code       int               // the Twilio error code answered; 0 when it succeeded
+	Message    string            // the Twilio error message answered
 	At         time.Time         // when it arrived, by Options.Now
 }
 
@@ -108,22 +129,17 @@ type Fake struct {
 	AccountSID string
 	AuthToken  string
 
-	spec    *Spec
-	newSid  func(prefix string) string
-	now     func() time.Time
-	handler func(Request) (int, any)
+	spec *Spec
+	now  func() time.Time
 
-	mu               sync.Mutex
+	mu               *sync.Mutex
+	model            *Model
 	requests         []*Request
 	violations       []Violation
 	expectViolations bool
 	failures         map[string][]*Failure
 	hooks            []func(Request)
-	calls            map[string]*call
-	conferences      map[string]*conference
-	queues           map[string]*queue
-	queueOrder       []*queue              // creation order, for ListQueue
-	recordings       map[string]*recording // recordings.go; nil until AddRecording
+	answerHooks      []func(Request)
 }
 
 var (
@@ -136,16 +152,12 @@ var (
 // file) or the credentials are ones twilio-go would refuse.
 func New(opts Options) (*Fake, error) {
 	f := &Fake{
-		AccountSID:  opts.AccountSID,
-		AuthToken:   opts.AuthToken,
-		spec:        opts.Spec,
-		newSid:      opts.NewSid,
-		now:         opts.Now,
-		handler:     opts.Handler,
-		failures:    map[string][]*Failure{},
-		calls:       map[string]*call{},
-		conferences: map[string]*conference{},
-		queues:      map[string]*queue{},
+		AccountSID: opts.AccountSID,
+		AuthToken:  opts.AuthToken,
+		spec:       opts.Spec,
+		now:        opts.Now,
+		mu:         opts.Mu,
+		failures:   map[string][]*Failure{},
 	}
 	if f.AccountSID == "" {
 		f.AccountSID = DefaultAccountSID
@@ -166,14 +178,22 @@ func New(opts Options) (*Fake, error) {
 		}
 		f.spec = s
 	}
-	if f.newSid == nil {
-		f.newSid = randomSid
+	newSid := opts.NewSid
+	if newSid == nil {
+		newSid = randomSid
 	}
 	if f.now == nil {
 		f.now = time.Now
 	}
+	if f.mu == nil {
+		f.mu = new(sync.Mutex)
+	}
+	f.model = newModel(f.AccountSID, f.now, newSid, opts.OnEvent, opts.Rules)
 	return f, nil
 }
+
+// Model is the fake's state, for a simulator that drives it: only with Options.Mu held.
+func (f *Fake) Model() *Model { return f.model }
 
 // TB is the part of testing.TB that Start needs; *testing.T and *testing.B have it. Start takes
 // this rather than testing.TB so that binaries using the fake (cmd/callsim) do not link the
@@ -276,6 +296,14 @@ func (f *Fake) OnRequest(fn func(Request)) {
 	f.mu.Unlock()
 }
 
+// OnAnswer adds a hook called with each request once it is answered (Status, Code and Message
+// set; refused ones too), outside the fake's lock.
+func (f *Fake) OnAnswer(fn func(Request)) {
+	f.mu.Lock()
+	f.answerHooks = append(f.answerHooks, fn)
+	f.mu.Unlock()
+}
+
 func (r *Request) clone() Request {
 	c := *r
 	c.PathParams = maps.Clone(r.PathParams)
@@ -371,17 +399,28 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	f.mu.Lock()
 	status, answer, handled := f.injected(op)
-	if !handled && f.handler == nil {
-		status, answer = f.answer(op, req)
+	if !handled {
+		status, answer = f.model.serve(op, req)
 	}
+	tell := f.answeredLocked(req, status, answer)
 	f.mu.Unlock()
-	if !handled && f.handler != nil {
-		status, answer = f.handler(req.clone())
-	}
-	f.mu.Lock()
-	req.Status = status
-	f.mu.Unlock()
+	tell()
 	writeJSON(w, status, answer)
+}
+
+// answeredLocked records a request's answer, and returns what tells the OnAnswer hooks of it,
+// to be called once f.mu is released.
+func (f *Fake) answeredLocked(req *Request, status int, answer any) (tell func()) {
+	req.Status = status
+	if e, ok := answer.(twilioError); ok {
+		req.Code, req.Message = e.Code, e.Message
+	}
+	c, hooks := req.clone(), slices.Clone(f.answerHooks)
+	return func() {
+		for _, h := range hooks {
+			h(c)
+		}
+	}
 }
 
 // refuse records a refused request and its violations, and answers Twilio's error: code and
@@ -395,15 +434,16 @@ func (f *Fake) refuse(w http.ResponseWriter, req *Request, status, code int, mes
 			message += v.message()
 		}
 	}
-	f.mu.Lock()
-	req.Status = status
-	f.requests = append(f.requests, req)
-	f.violations = append(f.violations, vs...)
-	f.mu.Unlock()
 	e := errorBody(status, code, message)
 	if code == CodeAuthenticate {
 		e.Detail = "Your AccountSid or AuthToken was incorrect."
 	}
+	f.mu.Lock()
+	f.requests = append(f.requests, req)
+	f.violations = append(f.violations, vs...)
+	tell := f.answeredLocked(req, status, e)
+	f.mu.Unlock()
+	tell()
 	writeJSON(w, status, e)
 }
 
@@ -495,22 +535,6 @@ func (f *Fake) injected(op *Operation) (int, any, bool) {
 		f.failures[op.ID] = q[1:]
 	}
 	return e.Status, errorBody(e.Status, e.Code, e.Message), true
-}
-
-// ErrorBody is Twilio's JSON error answer, for a Handler refusing a request.
-func ErrorBody(status, code int, message string) any { return errorBody(status, code, message) }
-
-// NotFoundMessage is Twilio's message for a 404 (CodeNotFound) on path.
-func NotFoundMessage(path string) string { return notFoundMessage(path) }
-
-// answer handles a valid request with the fake's own state. f.mu is held.
-func (f *Fake) answer(op *Operation, req *Request) (int, any) {
-	h := handlers[op.ID]
-	if h == nil {
-		return http.StatusNotImplemented, errorBody(http.StatusNotImplemented, CodeNotImplemented,
-			fmt.Sprintf("twiliofake does not implement %s (%s %s)", op.ID, op.Method, op.Path))
-	}
-	return h(f, req)
 }
 
 func notFoundMessage(path string) string {

@@ -8,7 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/callrelay/callrelay/internal/twiliofake"
 )
 
 // Call directions, as Twilio's Direction parameter.
@@ -18,19 +19,18 @@ const (
 	outboundDial = "outbound-dial"
 )
 
-// call is one simulated call leg. Its fields after construction are guarded by Sim.mu.
+// call is the engine's side of one call leg of the model: what runs it. Its fields after
+// construction, and the model's record, are guarded by Sim.mu.
 type call struct {
-	s                       *Sim
-	sid, from, to           string
-	direction, parentSid    string
-	party                   string // timeline name: "caller" or the target's key
-	token                   string // the inbound call's CallToken
-	behavior                Behavior
-	sip                     bool
-	status                  string
-	seq                     int // call-progress SequenceNumber
-	cb                      statusCallback
-	created, answered, done time.Time
+	s        *Sim
+	sid      string
+	rec      *twiliofake.Call // the model's call: from, to, direction, status, times
+	party    string           // timeline name: "caller" or the target's key
+	behavior Behavior
+	sip      bool
+	seq      int // call-progress SequenceNumber
+	cb       statusCallback
+	extra    url.Values // parameters for the status callback of the change being made (progressLocked)
 
 	life      context.Context // ends when the call does
 	kill      context.CancelFunc
@@ -46,8 +46,8 @@ type call struct {
 	pressed     bool
 
 	bridge *bridge      // the two-party connection it is in, if any
-	member *member      // its place in a queue, if any
-	part   *participant // its place in a conference, if any
+	member *member      // its place in a queue, if any (the model's Member says whether it still is)
+	part   *participant // its place in a conference, joined or being dialed in, if any
 }
 
 // statusCallback is where a call's progress events go.
@@ -70,6 +70,7 @@ func newStatusCallback(rawURL, method, events string) statusCallback {
 // fetch is a TwiML request to make next.
 type fetch struct {
 	url, method string
+	twiml       string     // TwiML sent inline (UpdateCall's Twiml), run without a request
 	params      url.Values // extra parameters (DialCallStatus, RecordingUrl, …)
 	what        string
 }
@@ -86,37 +87,41 @@ func isFinal(status string) bool {
 	return false
 }
 
-// newCall registers a call. s.mu is held.
-func (s *Sim) newCallLocked(sid, from, to, direction, party string) *call {
-	c := &call{s: s, sid: sid, from: from, to: to, direction: direction, party: party, status: "queued", created: s.clock.Now()}
+// newCallLocked runs a call of the model. s.mu is held.
+func (s *Sim) newCallLocked(rec *twiliofake.Call, party string) *call {
+	c := &call{s: s, sid: rec.Sid, rec: rec, party: party}
 	c.life, c.kill = context.WithCancel(context.Background())
-	s.calls[sid] = c
+	s.calls[rec.Sid] = c
 	return c
 }
 
-// params are the parameters Twilio sends with every request about a call.
+// params are the parameters Twilio sends with every request about a call. s.mu is held.
 func (c *call) params() url.Values {
+	r := c.rec
 	v := url.Values{}
 	v.Set("AccountSid", c.s.cfg.AccountSID)
 	v.Set("ApiVersion", "2010-04-01")
 	v.Set("CallSid", c.sid)
-	v.Set("CallStatus", c.status)
-	v.Set("Direction", c.direction)
-	v.Set("From", c.from)
-	v.Set("To", c.to)
-	v.Set("Caller", c.from)
-	v.Set("Called", c.to)
-	if c.parentSid != "" {
-		v.Set("ParentCallSid", c.parentSid)
+	v.Set("CallStatus", r.Status)
+	v.Set("Direction", r.Direction)
+	v.Set("From", r.From)
+	v.Set("To", r.To)
+	v.Set("Caller", r.From)
+	v.Set("Called", r.To)
+	if r.ParentSid != "" {
+		v.Set("ParentCallSid", r.ParentSid)
 	}
-	if c.token != "" {
-		v.Set("CallToken", c.token)
+	if r.Token != "" {
+		v.Set("CallToken", r.Token)
 	}
 	return v
 }
 
 // alive reports whether the call has not ended. s.mu is held.
-func (c *call) aliveLocked() bool { return !isFinal(c.status) }
+func (c *call) aliveLocked() bool { return !c.rec.Ended() }
+
+// answered reports whether the call has been answered. s.mu is held.
+func (c *call) answered() bool { return c.rec.Answered() }
 
 func (c *call) alive() bool {
 	c.s.mu.Lock()
@@ -124,37 +129,70 @@ func (c *call) alive() bool {
 	return c.aliveLocked()
 }
 
-// progress moves the call to status and sends the status callback event that goes with it,
-// as Twilio does: "initiated", "ringing", "answered" (with CallStatus=in-progress) and
-// "completed" (with the final status). s.mu is held.
+// progressLocked moves the call to status in the model, with extra parameters for its status
+// callback (SipResponseCode). The model tells onEvent, and statusChangedLocked does what
+// Twilio does then; "initiated" is a callback of its own, not a status of the Call resource
+// (the model keeps the call queued). s.mu is held.
 func (c *call) progressLocked(status string, extra url.Values) {
 	if !c.aliveLocked() {
 		return
 	}
-	now := c.s.clock.Now()
-	c.status = status
-	event := status
-	switch status {
-	case "in-progress":
-		event = "answered"
-		c.answered = now
-	case "completed", "busy", "failed", "no-answer", "canceled":
-		event = "completed"
-		c.done = now
+	if status == "initiated" {
+		c.s.logLocked(c.party, "initiated")
+		c.statusCallbackLocked("initiated", extra)
+		return
+	}
+	c.extra = extra
+	c.s.model.SetCallStatus(c.rec, status)
+	c.extra = nil
+}
+
+// statusChangedLocked is what Twilio does when the call's status changes, whoever changed it
+// (the engine, or callrelay's UpdateCall): it sends the status callback event that goes with
+// it ("ringing", "answered" with CallStatus=in-progress, "completed" with the final status),
+// and a call that ended stops its TwiML and leaves its bridge. The model takes it out of its
+// conference and queue. s.mu is held.
+func (c *call) statusChangedLocked(e twiliofake.Event) {
+	status := c.rec.Status
+	if r := e.Request; r != nil && r.Operation == "UpdateCall" && r.PathParams["Sid"] == c.sid {
+		c.s.logLocked(c.party, "ended by the REST API (UpdateCall Status=%s)", r.Form.Get("Status"))
 	}
 	c.s.logLocked(c.party, "%s", describeStatus(status))
+	event := status
+	switch {
+	case status == twiliofake.StatusInProgress:
+		event = "answered"
+	case isFinal(status):
+		event = "completed"
+	}
+	c.statusCallbackLocked(event, c.extra)
+	if isFinal(status) {
+		c.kill()
+		if c.bridge != nil {
+			c.s.endBridgeLocked(c.bridge, c, "hangup")
+		}
+	}
+}
+
+// statusCallbackLocked sends a call progress event to the call's status callback if it asks
+// for it: SequenceNumber counts the events sent for this call. s.mu is held.
+func (c *call) statusCallbackLocked(event string, extra url.Values) {
 	if c.cb.url == "" || !c.cb.events[event] {
 		return
 	}
+	now := c.s.clock.Now()
 	p := c.params()
+	if event == "initiated" {
+		p.Set("CallStatus", "initiated")
+	}
 	p.Set("CallbackSource", "call-progress-events")
 	p.Set("SequenceNumber", strconv.Itoa(c.seq))
 	p.Set("Timestamp", twilioTime(now))
 	c.seq++
 	if event == "completed" {
 		d := 0
-		if !c.answered.IsZero() {
-			d = int(now.Sub(c.answered).Seconds())
+		if c.answered() {
+			d = int(c.rec.End.Sub(c.rec.Start).Seconds())
 		}
 		p.Set("CallDuration", strconv.Itoa(d))
 		p.Set("Duration", strconv.Itoa((d+59)/60))
@@ -175,8 +213,8 @@ func describeStatus(status string) string {
 	return status
 }
 
-// end ends the call with a final status: it leaves its bridge, queue or conference, and its
-// TwiML stops. s.mu is held.
+// endLocked ends the call with a final status: its TwiML stops, and it leaves its bridge,
+// queue or conference (statusChangedLocked, the model). s.mu is held.
 func (c *call) endLocked(status, why string, extra url.Values) {
 	if !c.aliveLocked() {
 		return
@@ -185,43 +223,31 @@ func (c *call) endLocked(status, why string, extra url.Values) {
 		c.s.logLocked(c.party, "%s", why)
 	}
 	c.progressLocked(status, extra)
-	c.kill()
-	if c.bridge != nil {
-		c.s.endBridgeLocked(c.bridge, c, "hangup")
-	}
-	if c.member != nil {
-		c.s.leaveQueueLocked(c.member)
-	}
-	if c.part != nil {
-		c.s.leaveConferenceLocked(c.part, "participant_hung_up")
-	}
 }
 
 // hangup ends the call as a hang-up by its party (or by Twilio for ops).
 func (c *call) hangup(why string) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	status := "completed"
-	if c.answered.IsZero() && c.direction != inbound {
-		status = "canceled"
+	status := twiliofake.StatusCompleted
+	if !c.answered() && c.rec.Direction != inbound {
+		status = twiliofake.StatusCanceled
 	}
 	c.endLocked(status, why, nil)
 }
 
-// redirectLocked makes the call fetch new TwiML: it leaves its bridge, queue or conference
-// and the TwiML running now is interrupted (Twilio's UpdateCall Url). A call without TwiML
-// (a dialed leg) starts running it. s.mu is held.
+// redirectLocked makes the call fetch new TwiML (Twilio's UpdateCall Url, or UpdateMember):
+// the TwiML running now is interrupted and the call leaves its bridge (the model then takes it
+// out of its queue or conference). A call without TwiML (a dialed leg) starts running it.
+// s.mu is held.
 func (c *call) redirectLocked(f fetch) {
-	c.s.logLocked(c.party, "redirected to %s", path(f.url))
+	if f.twiml != "" {
+		c.s.logLocked(c.party, "redirected to TwiML sent inline")
+	} else {
+		c.s.logLocked(c.party, "redirected to %s", path(f.url))
+	}
 	if c.bridge != nil {
 		c.s.endBridgeLocked(c.bridge, c, "redirect")
-	}
-	if c.member != nil {
-		c.member.redirected = true
-		c.s.leaveQueueLocked(c.member)
-	}
-	if c.part != nil {
-		c.s.leaveConferenceLocked(c.part, "participant_updated_via_api")
 	}
 	if !c.executing {
 		c.executing = true
@@ -296,6 +322,13 @@ func (c *call) document(ctx context.Context, f fetch) (*fetch, error) {
 // Twilio would report as error 11200 (HTTP) or 12100/12200 (document): the caller hears an
 // application error and the call ends.
 func (c *call) fetchTwiML(ctx context.Context, f fetch) (*node, error) {
+	if f.twiml != "" {
+		doc, err := parseTwiML([]byte(f.twiml))
+		if err != nil {
+			return nil, fmt.Errorf("%s: invalid TwiML (Twilio error 12100/12200): %v\n%s", f.what, err, f.twiml)
+		}
+		return doc, nil
+	}
 	c.s.mu.Lock()
 	p := c.params()
 	c.s.mu.Unlock()
@@ -321,8 +354,12 @@ func (c *call) fetchTwiML(ctx context.Context, f fetch) (*node, error) {
 }
 
 // ignore posts a request whose TwiML Twilio ignores (a modified parent's Dial action, an
-// Enqueue action after a redirect): it is still checked to be valid.
+// Enqueue action after a redirect): it is still checked to be valid. A verb without an action
+// posts nothing.
 func (c *call) ignore(f fetch) {
+	if f.url == "" {
+		return
+	}
 	c.s.mu.Lock()
 	p := c.params()
 	c.s.mu.Unlock()

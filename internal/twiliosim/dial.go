@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/callrelay/callrelay/internal/twiliofake"
 )
 
 // bridge is two calls talking: a ran the <Dial> that made it, b was dialed or dequeued.
@@ -99,7 +101,7 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 	var legs []*call
 	s.mu.Lock()
 	if from == "" {
-		from = c.from
+		from = c.rec.From
 	}
 	for _, n := range nouns {
 		switch n.XMLName.Local {
@@ -110,8 +112,8 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 		}
 		addr := address(n)
 		key, b := sc.behavior(addr)
-		leg := s.newCallLocked(s.sidLocked("CA"), from, addr, outboundDial, key)
-		leg.parentSid, leg.behavior, leg.sip = c.sid, b, n.XMLName.Local == "Sip"
+		leg := s.newCallLocked(s.model.NewCall(twiliofake.Call{From: from, To: addr, Direction: outboundDial, ParentSid: c.sid}), key)
+		leg.behavior, leg.sip = b, n.XMLName.Local == "Sip"
 		leg.cb = newStatusCallback(n.attr("statusCallback"), methodOf(n, "statusCallbackMethod"), n.attr("statusCallbackEvent"))
 		if u := n.attr("url"); u != "" {
 			leg.screen = fetch{url: u, method: methodOf(n, "method"), what: "screen (noun url)"}
@@ -189,7 +191,7 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 			stopRinging()
 			s.mu.Lock()
 			for _, l := range legs {
-				if l.answered.IsZero() {
+				if !l.answered() {
 					l.endLocked("no-answer", "", nil)
 				}
 			}
@@ -261,7 +263,7 @@ func (c *call) dialTargets(ctx context.Context, v node, nouns []node, action fet
 
 // endStatus is the final status of a leg Twilio hangs up: completed once it has answered.
 func endStatus(l *call, unanswered string) string {
-	if !l.answered.IsZero() {
+	if l.answered() {
 		return "completed"
 	}
 	return unanswered

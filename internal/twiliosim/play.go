@@ -30,12 +30,14 @@ func (s *Sim) Run(ctx context.Context, sc *Scenario, expectWait time.Duration) (
 	}
 	r := &run{sc: sc, heard: map[string][]string{}, start: s.clock.Elapsed()}
 	s.run = r
+	s.model.SetNumbers(sc.Number) // the account's number: callrelay may place calls from it
 	s.mu.Unlock()
 	firstRequest := len(s.fake.Requests())
 	firstViolation := len(s.fake.Violations())
 	defer func() {
 		s.mu.Lock()
 		s.run = nil
+		s.model.SetNumbers()
 		s.mu.Unlock()
 	}()
 
@@ -47,8 +49,9 @@ func (s *Sim) Run(ctx context.Context, sc *Scenario, expectWait time.Duration) (
 	}
 
 	s.mu.Lock()
-	caller := s.newCallLocked(s.sidLocked("CA"), sc.From, sc.Number, inbound, "caller")
-	caller.status, caller.token, caller.executing = "ringing", s.sidLocked("TK"), true
+	caller := s.newCallLocked(s.model.NewCall(twiliofake.Call{From: sc.From, To: sc.Number, Direction: inbound,
+		Status: twiliofake.StatusRinging, Token: s.sidLocked("TK")}), "caller")
+	caller.executing = true
 	if sc.StatusCallback == nil || *sc.StatusCallback {
 		caller.cb = newStatusCallback(s.cfg.BaseURL+"/twilio/call-status", http.MethodPost, "completed")
 	}
@@ -105,7 +108,7 @@ func (s *Sim) liveCalls() string {
 	var live []string
 	for _, c := range s.calls {
 		if c.aliveLocked() {
-			live = append(live, c.party+" ("+c.status+")")
+			live = append(live, c.party+" ("+c.rec.Status+")")
 		}
 	}
 	sort.Strings(live)

@@ -8,14 +8,17 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/callrelay/callrelay/internal/twiliofake"
 )
 
-// recording is a voicemail the simulated caller left; its media is served on the REST API.
+// recording is a voicemail the simulated caller left: the model's recording, with its URL and
+// what the caller said. Its media is served on the REST API while the model has it.
 type recording struct {
-	sid, callSid, url string
-	duration          int
-	words             string
-	started           time.Time
+	sid, url string
+	duration int
+	words    string
+	started  time.Time
 }
 
 // Twilio's transcriber only takes recordings longer than 2 s and shorter than 120 s.
@@ -33,11 +36,9 @@ const (
 func (s *Sim) newRecording(c *call, duration int, words string, started time.Time) *recording {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sid := s.sidLocked("RE")
-	r := &recording{sid: sid, callSid: c.sid, duration: duration, words: words, started: started,
-		url: s.cfg.APIURL + "/2010-04-01/Accounts/" + s.cfg.AccountSID + "/Recordings/" + sid}
-	s.recordings[sid] = r
-	return r
+	rec := s.model.AddRecording(twiliofake.Recording{CallSid: c.sid, Duration: duration, Start: started})
+	return &recording{sid: rec.Sid, duration: duration, words: words, started: started,
+		url: s.cfg.APIURL + "/2010-04-01/Accounts/" + s.cfg.AccountSID + "/Recordings/" + rec.Sid}
 }
 
 // afterRecording sends what follows a recording: the recording status callback once the file
@@ -100,7 +101,11 @@ func (s *Sim) serveMedia(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	s.mu.Lock()
-	rec := s.recordings[m[2]]
+	var duration int
+	rec := s.model.Recording(m[2])
+	if rec != nil {
+		duration = rec.Duration
+	}
 	s.mu.Unlock()
 	if user, pass, ok := r.BasicAuth(); !ok || user != s.cfg.AccountSID || pass != s.cfg.AuthToken || m[1] != s.cfg.AccountSID {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)
@@ -114,10 +119,10 @@ func (s *Sim) serveMedia(w http.ResponseWriter, r *http.Request) bool {
 	var data []byte
 	if m[3] == ".mp3" {
 		w.Header().Set("Content-Type", "audio/mpeg")
-		data = silentMP3(rec.duration)
+		data = silentMP3(duration)
 	} else {
 		w.Header().Set("Content-Type", "audio/x-wav")
-		data = toneWAV(rec.duration)
+		data = toneWAV(duration)
 	}
 	s.log("twilio", "GET %s (recording media, %d bytes)", r.URL.Path, len(data))
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))

@@ -2,34 +2,31 @@ package twiliosim
 
 import (
 	"context"
+	"fmt"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/callrelay/callrelay/internal/twiliofake"
 )
 
-// conference is a Twilio conference room. Guarded by Sim.mu.
+// conference is the engine's side of a conference of the model: where its events go, and
+// how many it has sent. Guarded by Sim.mu.
 type conference struct {
-	sid, name string
-	seq       int // SequenceNumber of its events: counted per conference
-	cb        statusCallback
-	started   bool
-	ended     bool
-	parts     []*participant // joined, in join order
-	labels    map[string]bool
+	rec *twiliofake.Conference
+	seq int // SequenceNumber of its events: counted per conference
+	cb  statusCallback
 }
 
-// participant is a call in a conference (or on its way: a participant being rung).
+// participant is the engine's side of a call in a conference, or on its way (a participant
+// being dialed): what it hears while it waits, and left, closed when it leaves the room.
 type participant struct {
-	call                    *call
-	conf                    *conference
-	label                   string
-	startOnEnter, endOnExit bool
-	hold                    bool
-	joined                  bool
-	waitURL, waitMethod     string
-	left                    chan struct{}
+	rec                 *twiliofake.Participant // the model's, once it has one
+	call                *call
+	conf                *conference
+	waitURL, waitMethod string
+	left                chan struct{}
 }
 
 // conferenceEvents maps statusCallbackEvent words to the events they ask for.
@@ -39,34 +36,39 @@ var conferenceEvents = map[string][]string{
 	"mute": {"participant-mute", "participant-unmute"}, "modify": {"participant-modify"},
 }
 
-func (s *Sim) conferenceLocked(name string, n node) *conference {
-	if conf := s.confByName[name]; conf != nil {
-		return conf
-	}
-	conf := &conference{sid: s.sidLocked("CF"), name: name, labels: map[string]bool{}}
-	cb := statusCallback{url: n.attr("statusCallback"), method: methodOf(n, "statusCallbackMethod"), events: map[string]bool{}}
-	for _, w := range strings.Fields(n.attr("statusCallbackEvent")) {
+func conferenceCallback(rawURL, method, events string) statusCallback {
+	cb := statusCallback{url: rawURL, method: method, events: map[string]bool{}}
+	for _, w := range strings.Fields(strings.ReplaceAll(events, ",", " ")) {
 		for _, e := range conferenceEvents[w] {
 			cb.events[e] = true
 		}
 	}
-	conf.cb = cb
-	s.conferences[conf.sid], s.confByName[name] = conf, conf
-	s.logLocked("twilio", "conference %s (%s) created", name, conf.sid)
+	return cb
+}
+
+// conferenceLocked returns the engine's side of a conference of the model, making it (with
+// cb) the first time.
+func (s *Sim) conferenceLocked(rec *twiliofake.Conference, cb statusCallback) *conference {
+	if conf := s.conferences[rec.Sid]; conf != nil {
+		return conf
+	}
+	conf := &conference{rec: rec, cb: cb}
+	s.conferences[rec.Sid] = conf
+	s.logLocked("twilio", "conference %s (%s) created", rec.FriendlyName, rec.Sid)
 	return conf
 }
 
 // eventLocked sends a conference event to the conference's statusCallback, numbered per
-// conference.
-func (s *Sim) eventLocked(conf *conference, event string, p *participant, extra url.Values) {
+// conference; p is the participant it is about, if any.
+func (s *Sim) eventLocked(conf *conference, event string, p *twiliofake.Participant, extra url.Values) {
 	if conf.cb.url == "" || !conf.cb.events[event] {
 		conf.seq++ // Twilio numbers every event, sent or not
 		return
 	}
 	v := url.Values{
 		"AccountSid":          {s.cfg.AccountSID},
-		"ConferenceSid":       {conf.sid},
-		"FriendlyName":        {conf.name},
+		"ConferenceSid":       {conf.rec.Sid},
+		"FriendlyName":        {conf.rec.FriendlyName},
 		"StatusCallbackEvent": {event},
 		"SequenceNumber":      {strconv.Itoa(conf.seq)},
 		"Timestamp":           {twilioTime(s.clock.Now())},
@@ -74,16 +76,16 @@ func (s *Sim) eventLocked(conf *conference, event string, p *participant, extra 
 	conf.seq++
 	party := "twilio"
 	if p != nil {
-		party = p.call.party
-		v.Set("CallSid", p.call.sid)
-		if p.label != "" {
-			v.Set("ParticipantLabel", p.label)
+		party = s.partyLocked(p.Call)
+		v.Set("CallSid", p.Call.Sid)
+		if p.Label != "" {
+			v.Set("ParticipantLabel", p.Label)
 		}
-		v.Set("Hold", strconv.FormatBool(p.hold))
-		v.Set("Muted", "false")
-		v.Set("Coaching", "false")
-		v.Set("EndConferenceOnExit", strconv.FormatBool(p.endOnExit))
-		v.Set("StartConferenceOnEnter", strconv.FormatBool(p.startOnEnter))
+		v.Set("Hold", strconv.FormatBool(p.Hold))
+		v.Set("Muted", strconv.FormatBool(p.Muted))
+		v.Set("Coaching", strconv.FormatBool(p.Coaching))
+		v.Set("EndConferenceOnExit", strconv.FormatBool(p.EndConferenceOnExit))
+		v.Set("StartConferenceOnEnter", strconv.FormatBool(p.StartConferenceOnEnter))
 	}
 	for k, vs := range extra {
 		v[k] = vs
@@ -91,73 +93,108 @@ func (s *Sim) eventLocked(conf *conference, event string, p *participant, extra 
 	s.callbackLocked(webhook{method: conf.cb.method, url: conf.cb.url, params: v, what: event, party: party})
 }
 
-// joinLocked puts an answered participant in its conference; the conference starts when a
-// participant with startConferenceOnEnter joins and two are there.
-func (s *Sim) joinLocked(p *participant) {
-	conf := p.conf
-	p.joined = true
-	conf.parts = append(conf.parts, p)
-	p.call.part = p
-	s.logLocked(p.call.party, "joins conference %s", conf.name)
-	s.eventLocked(conf, "participant-join", p, nil)
-	if !conf.started && len(conf.parts) >= 2 && slices.ContainsFunc(conf.parts, func(q *participant) bool { return q.startOnEnter }) {
-		conf.started = true
-		s.eventLocked(conf, "conference-start", nil, nil)
-		for _, q := range conf.parts {
-			s.hearLocked(q.call.party, "talking (conference)")
-		}
-		return
+// partyLocked is a call's name on the timeline.
+func (s *Sim) partyLocked(rec *twiliofake.Call) string {
+	if c := s.calls[rec.Sid]; c != nil {
+		return c.party
 	}
-	if conf.started {
-		s.hearLocked(p.call.party, "talking (conference)")
-	} else if p.waitURL != "" {
-		s.waitMusicLocked(p.call.life, p.call, p.waitURL, p.waitMethod, "conference waitUrl", false)
-	}
+	return rec.Sid
 }
 
-// leaveConferenceLocked takes a participant out; one with endConferenceOnExit, or the last
-// one, ends the conference.
-func (s *Sim) leaveConferenceLocked(p *participant, reason string) {
-	conf := p.conf
-	p.call.part = nil
-	if !p.joined {
-		return
+// joinedLocked: a participant is in the room (the model's EventParticipantJoined). It hears
+// the conference if it has started, else the wait music.
+func (s *Sim) joinedLocked(e twiliofake.Event) {
+	c := s.calls[e.Call.Sid]
+	conf := s.conferenceLocked(e.Conference, statusCallback{})
+	p := c.part
+	if p == nil || (p.rec != nil && p.rec != e.Participant) {
+		p = &participant{call: c, conf: conf, left: make(chan struct{})}
+		c.part = p
 	}
-	i := slices.Index(conf.parts, p)
-	if i < 0 {
-		return
-	}
-	conf.parts = slices.Delete(conf.parts, i, i+1)
-	delete(conf.labels, p.label)
-	s.eventLocked(conf, "participant-leave", p, url.Values{"ReasonParticipantLeft": {reason}})
-	close(p.left)
+	p.rec = e.Participant
+	s.logLocked(c.party, "joins conference %s", conf.rec.FriendlyName)
+	s.eventLocked(conf, "participant-join", e.Participant, nil)
 	switch {
-	case p.endOnExit:
-		s.endConferenceLocked(conf, "participant-with-end-conference-on-exit-left", p.call.sid)
-	case len(conf.parts) == 0:
-		s.endConferenceLocked(conf, "last-participant-left", p.call.sid)
+	case conf.rec.Started:
+		s.hearLocked(c.party, "talking (conference)")
+	case p.waitURL != "":
+		s.waitMusicLocked(c.life, c, p.waitURL, p.waitMethod, "conference waitUrl", false)
 	}
 }
 
-// endConferenceLocked ends a conference: the callers' <Dial> ends (DialCallStatus=answered),
-// and participants added by the REST API, which have no TwiML after it, hang up.
-func (s *Sim) endConferenceLocked(conf *conference, reason, endingSid string) {
-	if conf.ended {
-		return
-	}
-	conf.ended = true
-	delete(s.confByName, conf.name)
-	for _, p := range slices.Clone(conf.parts) {
-		conf.parts = slices.DeleteFunc(conf.parts, func(q *participant) bool { return q == p })
-		p.call.part = nil
-		s.eventLocked(conf, "participant-leave", p, url.Values{"ReasonParticipantLeft": {"conference_ended"}})
-		close(p.left)
-		if !p.call.executing {
-			p.call.endLocked("completed", "hung up: the conference ended", nil)
+// startedLocked: the conference started with a participant's join (who hears it already);
+// the others stop waiting.
+func (s *Sim) startedLocked(e twiliofake.Event) {
+	s.eventLocked(s.conferenceLocked(e.Conference, statusCallback{}), "conference-start", nil, nil)
+	for _, p := range e.Conference.Participants {
+		if p.Joined && p != e.Participant {
+			s.hearLocked(s.partyLocked(p.Call), "talking (conference)")
 		}
 	}
-	s.eventLocked(conf, "conference-end", nil, url.Values{"ReasonConferenceEnded": {reason}, "CallSidEndingConference": {endingSid}})
-	s.logLocked("twilio", "conference %s ended (%s)", conf.name, reason)
+}
+
+// leftLocked: a participant left the room. Whatever waited on it goes on (its <Dial> ends); a
+// participant the REST API added has no TwiML after the conference, and hangs up when the
+// conference ends. One that was being dialed never was in the room: nothing to tell.
+func (s *Sim) leftLocked(e twiliofake.Event) {
+	if !e.Participant.Joined {
+		return
+	}
+	c := s.calls[e.Call.Sid]
+	p := c.part
+	c.part = nil
+	s.eventLocked(s.conferenceLocked(e.Conference, statusCallback{}), "participant-leave", e.Participant,
+		url.Values{"ReasonParticipantLeft": {e.Reason}})
+	if p != nil {
+		close(p.left)
+	}
+	if e.Reason == twiliofake.LeftConferenceEnded && !c.executing {
+		c.endLocked(twiliofake.StatusCompleted, "hung up: the conference ended", nil)
+	}
+}
+
+// endedLocked: the conference is over (its participants have left).
+func (s *Sim) endedLocked(e twiliofake.Event) {
+	conf := s.conferenceLocked(e.Conference, statusCallback{})
+	extra := url.Values{"ReasonConferenceEnded": {e.Reason}}
+	if e.Conference.EndingCallSid != "" {
+		extra.Set("CallSidEndingConference", e.Conference.EndingCallSid)
+	}
+	s.eventLocked(conf, "conference-end", nil, extra)
+	s.logLocked("twilio", "conference %s ended (%s)", conf.rec.FriendlyName, e.Reason)
+}
+
+// holdLocked: callrelay held or resumed a participant (UpdateParticipant Hold). The held one
+// hears the HoldUrl (or Twilio's music), the others silence; resumed, all talk again.
+func (s *Sim) holdLocked(e twiliofake.Event) {
+	mp := e.Participant
+	c := s.calls[mp.Call.Sid]
+	if !mp.Joined || c == nil {
+		return
+	}
+	conf := s.conferenceLocked(e.Conference, statusCallback{})
+	if mp.Hold {
+		s.logLocked("twilio", "hold %s", c.party)
+		s.eventLocked(conf, "participant-hold", mp, nil)
+		if mp.HoldURL != "" {
+			s.waitMusicLocked(c.life, c, mp.HoldURL, methodOr(mp.HoldMethod), "holdUrl", false)
+		} else {
+			s.hearLocked(c.party, "hold music (Twilio's default)")
+		}
+		for _, q := range e.Conference.Participants {
+			if q != mp && q.Joined && !q.Hold {
+				s.hearLocked(s.partyLocked(q.Call), "silence ("+c.party+" on hold)")
+			}
+		}
+		return
+	}
+	s.logLocked("twilio", "resume %s", c.party)
+	s.eventLocked(conf, "participant-unhold", mp, nil)
+	for _, q := range e.Conference.Participants {
+		if q.Joined && !q.Hold {
+			s.hearLocked(s.partyLocked(q.Call), "talking (conference)")
+		}
+	}
 }
 
 // dialConference puts the caller in a conference until it ends, the caller is redirected or
@@ -165,12 +202,14 @@ func (s *Sim) endConferenceLocked(conf *conference, reason, endingSid string) {
 func (c *call) dialConference(ctx context.Context, n node, action fetch) (*fetch, error) {
 	s := c.s
 	s.mu.Lock()
-	conf := s.conferenceLocked(n.text(), n)
-	p := &participant{call: c, conf: conf, label: n.attr("participantLabel"),
-		startOnEnter: n.attr("startConferenceOnEnter") != "false", endOnExit: n.attr("endConferenceOnExit") == "true",
-		waitURL: n.attr("waitUrl"), waitMethod: methodOf(n, "waitMethod"), left: make(chan struct{})}
+	rec := s.model.ActiveConference(n.text())
+	if rec == nil {
+		rec = s.model.NewConference("", n.text())
+	}
+	conf := s.conferenceLocked(rec, conferenceCallback(n.attr("statusCallback"), methodOf(n, "statusCallbackMethod"), n.attr("statusCallbackEvent")))
+	p := &participant{call: c, conf: conf, waitURL: n.attr("waitUrl"), waitMethod: methodOf(n, "waitMethod"), left: make(chan struct{})}
 	c.answerInboundLocked()
-	if c.direction == outboundAPI {
+	if c.rec.Direction == outboundAPI {
 		// A call callrelay placed, joining after its screen: the callee, talking from now.
 		if s.run != nil && s.run.callee == "" {
 			s.run.callee = c.party
@@ -179,14 +218,19 @@ func (c *call) dialConference(ctx context.Context, n node, action fetch) (*fetch
 			s.later(time.Duration(h*float64(time.Second)), func() { c.hangup("hangs up") })
 		}
 	}
-	s.joinLocked(p)
+	c.part = p
+	_, err := s.model.Join(rec, c.rec, twiliofake.JoinOptions{Label: n.attr("participantLabel"),
+		StartConferenceOnEnter: n.attr("startConferenceOnEnter") != "false", EndConferenceOnExit: n.attr("endConferenceOnExit") == "true"})
 	s.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("<Dial><Conference>: %w", err)
+	}
 
 	select {
 	case <-p.left:
 	case <-ctx.Done():
 	}
-	p2 := url.Values{"DialCallStatus": {"answered"}, "ConferenceSid": {conf.sid}}
+	p2 := url.Values{"DialCallStatus": {"answered"}, "ConferenceSid": {rec.Sid}}
 	if ctx.Err() != nil {
 		c.ignore(withParams(action, p2)) // a modified parent still posts its Dial action
 		return nil, ctx.Err()
@@ -194,33 +238,34 @@ func (c *call) dialConference(ctx context.Context, n node, action fetch) (*fetch
 	return c.after(action, p2)
 }
 
-// queue is a Twilio call queue. Guarded by Sim.mu.
+// queue is the engine's side of a queue of the model: arrived is closed (and replaced) when
+// a member joins. Guarded by Sim.mu.
 type queue struct {
-	sid, name string
-	members   []*member
-	arrived   chan struct{} // closed (and replaced) when a member joins
+	rec     *twiliofake.Queue
+	arrived chan struct{}
 }
 
+// member is the engine's side of a call waiting in a queue: dequeued gets the bridge a
+// <Dial><Queue> made.
 type member struct {
-	call       *call
-	q          *queue
-	joined     time.Time
-	dequeued   chan *bridge
-	redirected bool
+	rec      *twiliofake.Member
+	joined   time.Time
+	dequeued chan *bridge
 }
 
+// queueLocked returns the engine's side of the queue of this name, making both sides as
+// <Enqueue> and <Dial><Queue> do when there is none.
 func (s *Sim) queueLocked(name string) *queue {
-	if q := s.queueByName[name]; q != nil {
+	rec := s.model.QueueNamed(name)
+	if rec == nil {
+		rec = s.model.NewQueue("", name)
+	}
+	if q := s.queues[rec.Sid]; q != nil {
 		return q
 	}
-	q := &queue{sid: s.sidLocked("QU"), name: name, arrived: make(chan struct{})}
-	s.queues[q.sid], s.queueByName[name] = q, q
+	q := &queue{rec: rec, arrived: make(chan struct{})}
+	s.queues[rec.Sid] = q
 	return q
-}
-
-func (s *Sim) leaveQueueLocked(m *member) {
-	m.call.member = nil
-	m.q.members = slices.DeleteFunc(m.q.members, func(x *member) bool { return x == m })
 }
 
 // enqueue waits in a queue, hearing its waitUrl, until dequeued by a <Dial><Queue>,
@@ -230,12 +275,11 @@ func (c *call) enqueue(ctx context.Context, v node) (*fetch, error) {
 	action := fetch{url: v.attr("action"), method: methodOf(v, "method"), what: "enqueue action"}
 	s.mu.Lock()
 	q := s.queueLocked(v.text())
-	m := &member{call: c, q: q, joined: s.clock.Now(), dequeued: make(chan *bridge, 1)}
-	q.members = append(q.members, m)
+	m := &member{rec: s.model.Enqueue(q.rec, c.rec), joined: s.clock.Now(), dequeued: make(chan *bridge, 1)}
 	c.member = m
 	close(q.arrived)
 	q.arrived = make(chan struct{})
-	s.logLocked(c.party, "waits in queue %s (%s)", q.name, q.sid)
+	s.logLocked(c.party, "waits in queue %s (%s)", q.rec.FriendlyName, q.rec.Sid)
 	waitCtx, stopWait := context.WithCancel(ctx)
 	if u := v.attr("waitUrl"); u != "" {
 		s.waitMusicLocked(waitCtx, c, u, methodOf(v, "waitUrlMethod"), "queue waitUrl", true)
@@ -244,7 +288,7 @@ func (c *call) enqueue(ctx context.Context, v node) (*fetch, error) {
 	defer stopWait()
 
 	result := func(r string) url.Values {
-		return url.Values{"QueueResult": {r}, "QueueSid": {q.sid},
+		return url.Values{"QueueResult": {r}, "QueueSid": {q.rec.Sid},
 			"QueueTime": {strconv.Itoa(int(s.clock.Now().Sub(m.joined).Seconds()))}}
 	}
 	var br *bridge
@@ -278,17 +322,20 @@ func (c *call) dialQueue(ctx context.Context, n node, action fetch, timeout time
 	deadline := time.NewTimer(s.clock.Real(timeout))
 	defer deadline.Stop()
 	var br *bridge
-	var m *member
+	var caller *call
+	var queueSid string
 	for br == nil {
 		s.mu.Lock()
 		q := s.queueLocked(n.text())
-		if len(q.members) > 0 && c.aliveLocked() {
-			m = q.members[0]
-			s.leaveQueueLocked(m)
+		queueSid = q.rec.Sid
+		if len(q.rec.Members) > 0 && c.aliveLocked() {
+			m := q.rec.Members[0]
+			s.model.Dequeue(m)
+			caller = s.calls[m.Call.Sid]
 			c.answerInboundLocked()
-			br = s.bridgeLocked(c, m.call)
-			m.dequeued <- br
-			s.logLocked(c.party, "dequeues %s from %s", m.call.party, q.name)
+			br = s.bridgeLocked(c, caller)
+			caller.member.dequeued <- br
+			s.logLocked(c.party, "dequeues %s from %s", caller.party, q.rec.FriendlyName)
 			s.mu.Unlock()
 			break
 		}
@@ -297,7 +344,7 @@ func (c *call) dialQueue(ctx context.Context, n node, action fetch, timeout time
 		select {
 		case <-arrived:
 		case <-deadline.C:
-			return c.after(action, url.Values{"DialCallStatus": {"no-answer"}, "QueueSid": {q.sid}})
+			return c.after(action, url.Values{"DialCallStatus": {"no-answer"}, "QueueSid": {q.rec.Sid}})
 		case <-ctx.Done():
 			c.ignore(withParams(action, url.Values{"DialCallStatus": {"canceled"}}))
 			return nil, ctx.Err()
@@ -309,8 +356,8 @@ func (c *call) dialQueue(ctx context.Context, n node, action fetch, timeout time
 	}
 	s.mu.Lock()
 	s.endBridgeLocked(br, c, "hangup")
-	p := dialParams("completed", m.call.sid, br, s.clock.Now())
-	p.Set("QueueSid", m.q.sid)
+	p := dialParams("completed", caller.sid, br, s.clock.Now())
+	p.Set("QueueSid", queueSid)
 	leaver := br.leaver
 	s.mu.Unlock()
 	if leaver == c {

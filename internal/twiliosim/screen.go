@@ -23,6 +23,19 @@ const (
 	greeting   = 8 * time.Second // a carrier's voicemail greeting, up to its beep
 )
 
+// amdResult is what answering-machine detection (machineDetection mode) says of who answered,
+// and how long it takes: human after 2 s; a carrier voicemail machine_start after 3 s
+// (Enable), or machine_end_beep at its beep (DetectMessageEnd).
+func amdResult(mode string, b Behavior) (answeredBy string, after time.Duration) {
+	switch {
+	case !b.CarrierVoicemail:
+		return "human", amdHuman
+	case mode == "DetectMessageEnd":
+		return "machine_end_beep", greeting
+	}
+	return "machine_start", amdMachine
+}
+
 // runScreen runs a dialed leg's screen (its noun's url) as Twilio does: after the leg answered
 // and before it is bridged, with the leg's parameters (and AnsweredBy with machine detection).
 // Say, Play, Pause, Gather and Redirect run; <Hangup> ends the leg only; a document that ends
@@ -36,13 +49,7 @@ func (leg *call) runScreen(out chan<- outcome) {
 		s.log(leg.party, "carrier voicemail answers: plays its greeting, then a beep")
 	}
 	if leg.amd != "" {
-		by, wait := "human", amdHuman
-		if b.CarrierVoicemail {
-			by, wait = "machine_start", amdMachine
-			if leg.amd == "DetectMessageEnd" {
-				by, wait = "machine_end_beep", greeting
-			}
-		}
+		by, wait := amdResult(leg.amd, b)
 		if s.clock.Sleep(ctx, wait) != nil {
 			out <- outcome{leg: leg, status: screenedOutcome}
 			return
@@ -116,14 +123,14 @@ func (c *call) press() (key string, at time.Time, ok bool) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
 	b := c.behavior
-	if (c.direction != outboundDial && c.direction != outboundAPI) || b.CarrierVoicemail || b.Press == "" || c.pressed || c.answered.IsZero() {
+	if (c.rec.Direction != outboundDial && c.rec.Direction != outboundAPI) || b.CarrierVoicemail || b.Press == "" || c.pressed || !c.answered() {
 		return "", time.Time{}, false
 	}
 	after := 2 * time.Second
 	if b.PressAfter != nil {
 		after = time.Duration(*b.PressAfter * float64(time.Second))
 	}
-	return b.Press, c.answered.Add(after), true
+	return b.Press, c.rec.Start.Add(after), true
 }
 
 // gatherPress runs a <Gather> whose listener presses a key (or hangs up) before it times

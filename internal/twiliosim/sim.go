@@ -3,17 +3,28 @@
 // auth token exactly as Twilio does, follows the TwiML it gets back (Say, Play, Pause, Gather,
 // Dial with Number, Sip, Client, Conference and Queue, Record, Enqueue, Redirect, Hangup,
 // Reject), sends the status callbacks and conference events each verb asks for, and is the
-// REST API callrelay talks to (participants, calls, queues, recordings' media), refusing what
-// Twilio's OpenAPI spec says Twilio would refuse (internal/twiliofake validates every request).
+// REST API callrelay talks to (participants, calls, queues, recordings and their media).
+//
+// It is a call engine on top of internal/twiliofake, not a second model of Twilio. The REST
+// state (calls and their statuses, conferences and participants, queues and members,
+// recordings) and Twilio's rules about it live in one place, the twiliofake.Model of the
+// Sim's Fake, which also checks every REST request against Twilio's OpenAPI spec. The Sim
+// shares the Fake's lock (Sim.mu is Options.Mu) and keeps only what a running call needs: the
+// TwiML it is executing, what its person does (Behavior), where its webhooks go, the bridges
+// of <Dial>. It changes the model as the calls go (a leg rings, answers, joins, hangs up) and
+// reacts to every change of it in one place, onEvent (events.go): a status callback per call
+// status, conference events per join, leave and hold, a call placed by CreateParticipant
+// starting to ring, a redirected call running its new TwiML. So a change callrelay makes by
+// REST and one a simulated person makes go through the same code.
 //
 // What the simulated people do comes from a Scenario; what happened is a Timeline, checked
-// against the scenario's expectations. Twilio's habits are simulated on purpose: the answered
-// event carries CallStatus=in-progress, SequenceNumber counts per call (conference events per
-// conference), a modified parent still posts its Dial action (whose TwiML is ignored), a
-// conference ends its Dial with DialCallStatus=answered, no transcribeCallback comes outside
-// 2–120 s, a Dial whose child was redirected reports no DialCallDuration, participants are
-// created at about one per second (faster ones get 429), and callbacks can be delivered twice
-// or out of order.
+// against the scenario's expectations. Twilio's habits are simulated on purpose (each has a
+// test in habits_test.go; docs/simulator.md lists them): the answered event carries
+// CallStatus=in-progress, SequenceNumber counts per call (conference events per conference), a
+// modified parent still posts its Dial action (whose TwiML is ignored), a conference ends its
+// Dial with DialCallStatus=answered, no transcribeCallback comes outside 2–120 s, a Dial whose
+// child was redirected reports no DialCallDuration, participants are created at about one per
+// second (faster ones get 429), and callbacks can be delivered twice or out of order.
 package twiliosim
 
 import (
@@ -63,16 +74,14 @@ type Sim struct {
 	fake   *twiliofake.Fake
 	work   tracker
 
+	// mu guards the model (the Fake's lock: Options.Mu) and everything below.
 	mu          sync.Mutex
+	model       *twiliofake.Model
 	rnd         *mrand.Rand
-	calls       map[string]*call
-	conferences map[string]*conference // by SID
-	confByName  map[string]*conference // active ones by friendly name
-	queues      map[string]*queue      // by SID
-	queueByName map[string]*queue
-	recordings  map[string]*recording
-	run         *run // the scenario being played
-	lastCreate  time.Time
+	calls       map[string]*call       // the calls the engine runs, by SID
+	conferences map[string]*conference // the engine's side of the model's conferences, by SID
+	queues      map[string]*queue      // the engine's side of the model's queues, by SID
+	run         *run                   // the scenario being played
 }
 
 // New returns a Sim. It fails when Twilio's OpenAPI spec cannot be loaded.
@@ -92,19 +101,25 @@ func New(cfg Config) (*Sim, error) {
 	cfg.APIURL = strings.TrimRight(cfg.APIURL, "/")
 	s := &Sim{
 		cfg: cfg, clock: cfg.Clock, client: cfg.Client, rnd: cfg.Rand,
-		calls: map[string]*call{}, conferences: map[string]*conference{}, confByName: map[string]*conference{},
-		queues: map[string]*queue{}, queueByName: map[string]*queue{}, recordings: map[string]*recording{},
+		calls: map[string]*call{}, conferences: map[string]*conference{}, queues: map[string]*queue{},
 	}
 	fake, err := twiliofake.New(twiliofake.Options{
 		AccountSID: cfg.AccountSID, AuthToken: cfg.AuthToken, Spec: cfg.Spec,
-		Now: s.clock.Now, Handler: s.handleREST,
+		Now: s.clock.Now, NewSid: s.sidLocked, Mu: &s.mu, OnEvent: s.onEvent,
+		Rules: twiliofake.Rules{CreateInterval: createInterval, CheckFrom: true},
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.fake = fake
+	s.fake, s.model = fake, fake.Model()
+	fake.OnAnswer(s.logREST)
 	return s, nil
 }
+
+// createInterval is how often Twilio lets an account place a call (about one per second by
+// default: CreateCall and CreateParticipant alike); faster requests are refused with 429, in
+// simulated time, with a little tolerance for jitter.
+const createInterval = 800 * time.Millisecond
 
 // ServeHTTP is Twilio's REST API: recordings' media here, everything else validated against
 // the spec by twiliofake and then handled by the simulation.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/callrelay/callrelay/internal/twiliofake"
 )
 
 // node is a TwiML element: its attributes, text and children.
@@ -131,7 +133,7 @@ func (c *call) verb(ctx context.Context, v node) (*fetch, error) {
 func (c *call) answerUnless(v node) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
-	if c.direction != inbound || c.status != "ringing" {
+	if c.rec.Direction != inbound || c.rec.Status != twiliofake.StatusRinging {
 		return
 	}
 	if v.XMLName.Local == "Reject" || (v.XMLName.Local == "Dial" && v.attr("answerOnBridge") == "true") {
@@ -142,7 +144,7 @@ func (c *call) answerUnless(v node) {
 
 // answerInboundLocked answers the inbound call if it still rings (answerOnBridge). s.mu is held.
 func (c *call) answerInboundLocked() {
-	if c.direction == inbound && c.status == "ringing" {
+	if c.rec.Direction == inbound && c.rec.Status == twiliofake.StatusRinging {
 		c.progressLocked("in-progress", nil)
 	}
 }
@@ -229,7 +231,7 @@ func (c *call) reject(v node) {
 	if v.attr("reason") == "busy" {
 		why = "rejected as busy"
 	}
-	if !c.answered.IsZero() {
+	if c.answered() {
 		why += " after answering (the call was billed: <Reject> was not the first verb)"
 		c.s.noteLocked("reject after answer")
 		status = "completed"
