@@ -22,6 +22,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/hold"
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
@@ -68,6 +69,7 @@ type App struct {
 	now    func() time.Time
 	queue  *river.Client[pgx.Tx]
 	conf   *conference.Service
+	holds  *hold.Service
 	spool  *spool.Spool      // nil when CALLRELAY_SPOOL_DIR is empty
 	store  *recordings.Store // nil when CALLRELAY_RECORDINGS_URL is empty
 	replay *spool.Replayer
@@ -106,7 +108,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	if err != nil {
 		return nil, err
 	}
-	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
+	urls := twiml.NewBuilder(cfg.PublicURL.URL)
+	conf := conference.New(db, rest, urls, log)
+	holds := hold.New(db, rest, urls, cfg.HoldMusicURL.String(), log)
 	// The queue runs on the database's clock unless a test gave one (see QueueOptions.Now). It
 	// works the voicemail emails, the missed-call checks and events, the conference jobs
 	// (dialling the owner, the deadline) and the recordings' copies and expiry.
@@ -134,8 +138,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 		log.Warn("CALLRELAY_SPOOL_DIR is empty: callbacks that arrive while the database is down are refused (503)")
 	}
 	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links,
-		Conference: conf, Spool: sp, Now: now, Recordings: recs.Store, PurgeRecording: recs.Purge})
-	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp, store: recs.Store}
+		Conference: conf, Hold: holds, Spool: sp, Now: now, Recordings: recs.Store, PurgeRecording: recs.Purge})
+	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, holds: holds, spool: sp, store: recs.Store}
 	if sp != nil {
 		token := cfg.TwilioAuthToken.Value()
 		a.replay = &spool.Replayer{Spool: sp, Handler: handler, PublicURL: cfg.PublicURL.URL, Log: log,
@@ -178,6 +182,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if err := a.conf.Shutdown(ctx); err != nil {
 		a.log.Warn("conference work", slog.String("error", err.Error()))
+	}
+	if err := a.holds.Shutdown(ctx); err != nil {
+		a.log.Warn("hold work", slog.String("error", err.Error()))
 	}
 	if err := a.queue.Stop(ctx); err != nil {
 		return fmt.Errorf("job queue stop: %w", err)
