@@ -172,21 +172,21 @@ func (db *DB) RecordHoldOutcome(ctx context.Context, in callrelay.HoldIntent, a 
 	var failure error
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		now := db.now()
-		var acted *string
-		err := tx.QueryRow(ctx, `DELETE FROM hold_intents WHERE call_sid = $1 AND id = $2 RETURNING acted`, req.CallSid, in.ID).Scan(&acted)
-		lost := errors.Is(err, pgx.ErrNoRows)
-		if err != nil && !lost {
-			return err
-		}
 		var mode, status string
 		var calleeEnded bool
-		err = tx.QueryRow(ctx, `
+		err := tx.QueryRow(ctx, `
 			SELECT mode, status, EXISTS (SELECT 1 FROM legs l WHERE l.call_sid = c.callee_call_sid AND l.status IN `+terminalSQL+`)
 			FROM calls c WHERE call_sid = $1 FOR UPDATE`, req.CallSid).Scan(&mode, &status, &calleeEnded)
 		if errors.Is(err, pgx.ErrNoRows) {
 			failure = callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", req.CallSid)
 			return nil
 		} else if err != nil {
+			return err
+		}
+		var acted *string
+		err = tx.QueryRow(ctx, `DELETE FROM hold_intents WHERE call_sid = $1 AND id = $2 RETURNING acted`, req.CallSid, in.ID).Scan(&acted)
+		lost := errors.Is(err, pgx.ErrNoRows)
+		if err != nil && !lost {
 			return err
 		}
 		direct := mode == callrelay.ModeDirect
@@ -300,7 +300,9 @@ func (db *DB) AwaitHoldOutcome(ctx context.Context, callSid string, until time.T
 // statement's snapshot had an intent whose outcome was recorded before the mark, so that its
 // hold state is the one before that outcome: run it again.
 //
-// Locks: the intent's row, then the call's, in one transaction, as RecordHoldOutcome takes them.
+// Locks: whoever locks both a call's row and its intent's, in one transaction, locks the call's
+// first (RecordHoldIntent, RecordHoldOutcome, HeldCallState), so that none waits for another in
+// a cycle.
 const (
 	pendingHoldCTE = `i AS (
 		UPDATE hold_intents SET acted = coalesce(acted, $3)
@@ -329,6 +331,7 @@ func (db *DB) HeldCallState(ctx context.Context, callSid, route, queueParty, que
 		var pending, stale bool
 		found := false
 		b := &pgx.Batch{}
+		b.Queue(`UPDATE calls SET `+column+` = $2 WHERE call_sid = $1 AND $2 <> '' AND `+column+` IS DISTINCT FROM $2`, callSid, queueSid)
 		b.Queue(`WITH `+pendingHoldCTE+`
 			SELECT c.status, `+pendingHoldColumns+`, c.held_since IS NOT NULL FROM calls c WHERE c.call_sid = $1`,
 			callSid, db.now(), route).QueryRow(func(row pgx.Row) error {
@@ -339,7 +342,6 @@ func (db *DB) HeldCallState(ctx context.Context, callSid, route, queueParty, que
 			found = err == nil
 			return err
 		})
-		b.Queue(`UPDATE calls SET `+column+` = $2 WHERE call_sid = $1 AND $2 <> '' AND `+column+` IS DISTINCT FROM $2`, callSid, queueSid)
 		if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
 			return callrelay.HeldCall{}, fmt.Errorf("held call %s: %w", callSid, err)
 		}
