@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 	"github.com/callrelay/callrelay/twiml/twimltest"
 )
 

@@ -31,8 +31,8 @@ import (
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/spool"
 	"github.com/callrelay/callrelay/internal/twilioapi"
+	"github.com/callrelay/callrelay/internal/twiml"
 	"github.com/callrelay/callrelay/internal/voicemail"
-	"github.com/callrelay/callrelay/twiml"
 )
 
 // Options are the settings that are not configuration: production leaves them zero; tests

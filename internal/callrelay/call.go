@@ -76,3 +76,63 @@ type CallFilter struct {
 	Status string
 	Limit  int
 }
+
+// InboundCall is what Twilio tells of a new call to a masked number.
+type InboundCall struct {
+	CallSid   string
+	Number    string // To: the masked number
+	From      string
+	CallToken string // lets a conference participant show the caller's number
+	// CallerName is Twilio's CallerName (with caller-name lookup), already cleaned and bounded
+	// (phone.Clean); empty when Twilio sent none.
+	CallerName string
+}
+
+// DialOutcome is what Twilio posts to a <Dial>'s action when the dial ends.
+type DialOutcome struct {
+	CallSid         string // the caller's call
+	Attempt         int    // which <Dial> of the call ended (from the action URL)
+	DialCallStatus  string
+	DialCallSid     string // absent when no leg was created or answered
+	DurationSeconds *int   // absent after a redirect of the child
+	SipResponseCode *int
+	SipCallID       string
+	SipHeaders      map[string]string
+	CallerStatus    string // the caller's own CallStatus
+}
+
+// LegProgress is a status callback for a forwarded leg (statusCallback of a <Dial> noun).
+type LegProgress struct {
+	CallSid         string // the leg
+	ParentCallSid   string // the caller's call
+	Status          string // Twilio's CallStatus: initiated, ringing, in-progress, completed, ...
+	Sequence        int    // SequenceNumber; -1 when absent
+	At              time.Time
+	Target          string
+	TargetIndex     *int
+	SipResponseCode *int
+	DurationSeconds *int
+}
+
+// LegResult is what RecordLegProgress found.
+type LegResult struct {
+	Known         bool   // the parent call exists
+	Mode          string // the call's mode
+	Callee        string // the leg that answered first (the callee), "" while none has
+	ConferenceSid string // "" outside conference mode
+	Held          bool   // direct mode: the call has been through a hold or has one pending (its Dial no longer ends it), and has not ended
+	Screened      bool   // the leg's target is screened: it becomes the callee when it accepts
+}
+
+// StartedCall is what StartCall recorded for a new call.
+type StartedCall struct {
+	// Routing is the call's routing: the number's, with its schedule and caller policies
+	// applied (Decide). PlanInbound(Routing) is the call's answer.
+	Routing Routing
+	// Number is the number's routing as stored, for the routing cache; nil for a repeated
+	// webhook, which answers from the call's routing.
+	Number *Routing
+	// Reason and Rule are the decision, as on the inbound timeline entry ("" without a
+	// schedule or policy, or for a repeated webhook).
+	Reason, Rule string
+}

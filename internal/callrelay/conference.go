@@ -3,6 +3,7 @@ package callrelay
 import (
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Parties of a call, for hold and the timeline.
@@ -85,4 +86,100 @@ type CallState struct {
 	Hold HoldState
 	// Legs are the call's dialed legs and their screens (direct mode), for AttemptAnswered.
 	Legs []LegScreen
+}
+
+// RingOwner is the job that dials the owner's targets into a conference-mode call's
+// conference (internal/conference works it). It is written in the transaction that records the
+// caller's participant-join, so that the owner is dialled even if this process dies right after
+// answering the callback: any replica, or the next start, picks it up.
+type RingOwner struct {
+	CallSid string `json:"call_sid"`
+}
+
+// Kind is River's name of the job.
+func (RingOwner) Kind() string { return "conference-ring" }
+
+// ConferenceDeadline is the job that watches a conference-mode call (internal/conference works
+// it): it dials the owner if the ring job has not a while after the join, and sends the caller
+// to voicemail when, later, no leg rings or has answered. It is written when the voice webhook
+// sends the caller to the conference, so that it exists even if Twilio's participant-join
+// never arrives.
+type ConferenceDeadline struct {
+	CallSid string `json:"call_sid"`
+}
+
+// Kind is River's name of the job.
+func (ConferenceDeadline) Kind() string { return "conference-deadline" }
+
+// ConferenceEvent is one of Twilio's conference status callbacks.
+type ConferenceEvent struct {
+	CallSid        string // the caller's CallSid: the conference's FriendlyName
+	ConferenceSid  string
+	Event          string // StatusCallbackEvent: conference-start, participant-join, …
+	Participant    string // the participant's CallSid (participant events)
+	Label          string // ParticipantLabel
+	Sequence       int    // SequenceNumber, counted per conference; -1 when absent
+	At             time.Time
+	Hold           bool   // Hold: the participant is held
+	ReasonLeft     string // ReasonParticipantLeft
+	ReasonEnded    string // ReasonConferenceEnded
+	EndingCallSid  string // CallSidEndingConference
+	StatusCallback string // the route, for the timeline
+}
+
+// ConferenceResult says what a conference event changed and what must follow.
+type ConferenceResult struct {
+	Known bool // the call exists
+	New   bool // the event was not seen before
+	// Ring: the caller has just joined a call that is still ringing: dial the owner.
+	Ring bool
+	// Ended: a party hung up and so the call ended now; LiveLegs are still ringing or
+	// connected and must be ended.
+	Ended    bool
+	LiveLegs []LiveLeg
+}
+
+// LiveLeg is a forwarded leg that has not ended.
+type LiveLeg struct {
+	CallSid       string
+	Answered      bool
+	ConferenceSid string // "" in direct mode
+}
+
+// ConferenceWatch is what a conference-mode call's deadline is decided from.
+type ConferenceWatch struct {
+	Known bool
+	// Waiting: the call is a conference-mode call still ringing, nobody has answered (no
+	// callee, no leg answered) and the caller has not gone.
+	Waiting   bool
+	Routing   Routing
+	StartedAt time.Time  // the voice webhook
+	JoinedAt  *time.Time // the caller's participant-join; nil when none has arrived
+	Claimed   int        // targets claimed for dialling (ClaimTarget)
+	// LastRing is when the newest leg that still rings (not ended, not answered) was created;
+	// nil when none rings.
+	LastRing *time.Time
+}
+
+// RingTarget is a target claimed for dialing into a call's conference.
+type RingTarget struct {
+	Index         int
+	Target        Target
+	Routing       Routing
+	ConferenceSid string
+	Number        string // the masked number
+	From          string // the caller
+	CallToken     string
+}
+
+// RingResult is how adding a claimed target to the conference went.
+type RingResult struct {
+	Index  int
+	Target string // as shown on legs
+	Label  string
+	Leg    string // the participant's CallSid; "" when Twilio refused
+	Err    error  // Twilio's refusal
+	// Screen is the target's screen when it was called with its screen (CreateCall) rather
+	// than added as a participant: its leg counts as answered only once it accepts.
+	Screen string
 }

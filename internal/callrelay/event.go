@@ -56,3 +56,12 @@ type VoicemailEventData struct {
 	TranscriptStatus string    `json:"transcript_status"`
 	Transcript       *string   `json:"transcript"`
 }
+
+// StoredEvent is an event as stored: its body is the exact bytes every delivery signs and sends.
+type StoredEvent struct {
+	ID        string
+	Type      string
+	CallSid   string
+	Body      []byte
+	CreatedAt time.Time
+}

@@ -99,3 +99,16 @@ func (v VoicemailSettings) validateRecordings() error {
 	}
 	return nil
 }
+
+// RecordingTask is what the copy and purge jobs need of a voicemail.
+type RecordingTask struct {
+	VoicemailID  int64
+	CallSid      string
+	RecordingSid string
+	RecordingURL string
+	// Format and DeleteAtTwilio are the number's settings as the call started.
+	Format         string
+	DeleteAtTwilio bool
+	Audio          StoredAudio
+	PurgedAt       *time.Time
+}

@@ -643,3 +643,10 @@ func (t Target) validateSIP(field string, stray func(...string) error) error {
 	}
 	return nil
 }
+
+// NumberPage selects a page of GET /api/numbers: the numbers after After (a number, "" from
+// the first), at most Limit of them (0: DefaultListLimit; capped at MaxListLimit).
+type NumberPage struct {
+	After string
+	Limit int
+}

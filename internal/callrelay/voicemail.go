@@ -115,3 +115,22 @@ func (NotifyTranscript) Kind() string { return "notify_transcript" }
 // Follow-up statuses beyond the Notify* ones: skipped when the voicemail's email carried the
 // transcript after all, or never went.
 const FollowUpSkipped = "skipped"
+
+// Recording is a recording-status callback.
+type Recording struct {
+	CallSid         string
+	RecordingSid    string
+	RecordingURL    string
+	Status          string // completed, absent, failed
+	DurationSeconds int
+	StartedAt       *time.Time
+}
+
+// Transcription is a transcribeCallback.
+type Transcription struct {
+	CallSid          string
+	RecordingSid     string
+	TranscriptionSid string
+	Status           string // completed or failed
+	Text             string
+}

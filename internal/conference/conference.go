@@ -22,7 +22,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/twilioapi"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // REST is the part of Twilio's REST API the conference flow uses (*twilioapi.Client).
@@ -98,7 +98,7 @@ func (s *Service) background(f func(ctx context.Context)) {
 
 // ConferenceEvent applies a conference status callback: the caller joining starts the ringing;
 // a party hanging up ends the legs still ringing.
-func (s *Service) ConferenceEvent(ctx context.Context, ev postgres.ConferenceEvent) (postgres.ConferenceResult, error) {
+func (s *Service) ConferenceEvent(ctx context.Context, ev callrelay.ConferenceEvent) (callrelay.ConferenceResult, error) {
 	res, err := s.db.RecordConferenceEvent(ctx, ev)
 	if err != nil {
 		return res, err
@@ -117,7 +117,7 @@ func (s *Service) ConferenceEvent(ctx context.Context, ev postgres.ConferenceEve
 // leg to answer is kept and the others are ended; a leg that ends unanswered lets the next
 // target ring, or, when it was the last, sends the caller to voicemail. (A direct-mode leg is
 // only recorded: what its end does to a held call is hold.Service.LegProgress.)
-func (s *Service) LegProgress(ctx context.Context, p postgres.LegProgress) (postgres.LegResult, error) {
+func (s *Service) LegProgress(ctx context.Context, p callrelay.LegProgress) (callrelay.LegResult, error) {
 	res, err := s.db.RecordLegProgress(ctx, p)
 	if err != nil || !res.Known || res.Mode == callrelay.ModeDirect {
 		return res, err
@@ -136,8 +136,8 @@ func (s *Service) LegProgress(ctx context.Context, p postgres.LegProgress) (post
 		// Its screen runs now; it joins (or is ended) when it accepts (Accepted) or not.
 	case p.Status == callrelay.StatusInProgress:
 		// Answered too late: someone else has the call, or it went to voicemail.
-		loser := postgres.LiveLeg{CallSid: p.CallSid, Answered: true, ConferenceSid: res.ConferenceSid}
-		s.background(func(ctx context.Context) { s.endLegs(ctx, p.ParentCallSid, []postgres.LiveLeg{loser}) })
+		loser := callrelay.LiveLeg{CallSid: p.CallSid, Answered: true, ConferenceSid: res.ConferenceSid}
+		s.background(func(ctx context.Context) { s.endLegs(ctx, p.ParentCallSid, []callrelay.LiveLeg{loser}) })
 	case callrelay.IsTerminal(p.Status):
 		// The next target (ringing in turn), or voicemail. Lost with this process, the
 		// call's deadline job sends the caller to voicemail instead.
@@ -150,8 +150,8 @@ func (s *Service) LegProgress(ctx context.Context, p postgres.LegProgress) (post
 // (both have EndConferenceOnExit), and Twilio hangs up the participants in it, which have no
 // TwiML left: only the legs still ringing are callrelay's to end. Ending the others too would
 // race Twilio and fail (found by the simulator: 404 and 21220 at the end of every call).
-func ringing(legs []postgres.LiveLeg) []postgres.LiveLeg {
-	var out []postgres.LiveLeg
+func ringing(legs []callrelay.LiveLeg) []callrelay.LiveLeg {
+	var out []callrelay.LiveLeg
 	for _, l := range legs {
 		if !l.Answered {
 			out = append(out, l)
@@ -160,8 +160,8 @@ func ringing(legs []postgres.LiveLeg) []postgres.LiveLeg {
 	return out
 }
 
-func others(legs []postgres.LiveLeg, keep string) []postgres.LiveLeg {
-	var out []postgres.LiveLeg
+func others(legs []callrelay.LiveLeg, keep string) []callrelay.LiveLeg {
+	var out []callrelay.LiveLeg
 	for _, l := range legs {
 		if l.CallSid != keep {
 			out = append(out, l)
@@ -185,7 +185,7 @@ func (s *Service) ring(ctx context.Context, callSid string) error {
 		if !ok {
 			break
 		}
-		d := postgres.DialResult{Index: t.Index, Target: t.Target.String(), Label: callrelay.CalleeLabel(t.Index)}
+		d := callrelay.RingResult{Index: t.Index, Target: t.Target.String(), Label: callrelay.CalleeLabel(t.Index)}
 		if t.Routing.ScreensTarget(t.Index) {
 			// A participant cannot run TwiML before it joins: a screened target is called
 			// with its screen as the call's Url, which joins the conference on acceptance.
@@ -209,7 +209,7 @@ func (s *Service) ring(ctx context.Context, callSid string) error {
 			}
 		}
 		if d.Leg != "" && err == nil && !wanted {
-			s.endLegs(ctx, callSid, []postgres.LiveLeg{{CallSid: d.Leg, ConferenceSid: t.ConferenceSid}})
+			s.endLegs(ctx, callSid, []callrelay.LiveLeg{{CallSid: d.Leg, ConferenceSid: t.ConferenceSid}})
 		}
 	}
 	return s.toVoicemail(context.WithoutCancel(ctx), callSid, false, "nobody answered")
@@ -217,7 +217,7 @@ func (s *Service) ring(ctx context.Context, callSid string) error {
 
 // createParticipant adds a target, trying again when Twilio is busy (429) or failing (5xx, a
 // timeout) rather than refusing: the caller goes to voicemail only if it keeps failing.
-func (s *Service) createParticipant(ctx context.Context, t postgres.RingTarget, callSid string) (string, error) {
+func (s *Service) createParticipant(ctx context.Context, t callrelay.RingTarget, callSid string) (string, error) {
 	var leg string
 	err := s.retry(ctx, func() (err error) {
 		leg, err = s.rest.CreateParticipant(ctx, t.ConferenceSid, s.participant(t, callSid))
@@ -228,7 +228,7 @@ func (s *Service) createParticipant(ctx context.Context, t postgres.RingTarget, 
 
 // createCall places a screened target's call (see ring), with the same retries as
 // createParticipant.
-func (s *Service) createCall(ctx context.Context, t postgres.RingTarget, callSid string) (string, error) {
+func (s *Service) createCall(ctx context.Context, t callrelay.RingTarget, callSid string) (string, error) {
 	p := s.participant(t, callSid)
 	c := twilioapi.Call{
 		From: p.From, CallToken: p.CallToken, To: p.To,
@@ -282,7 +282,7 @@ func (s *Service) retry(ctx context.Context, f func() error) error {
 // participant is the CreateParticipant request for a claimed target. The callee sees the
 // caller's number only with the inbound call's CallToken: Twilio refuses any other From that is
 // not the account's.
-func (s *Service) participant(t postgres.RingTarget, callSid string) twilioapi.Participant {
+func (s *Service) participant(t callrelay.RingTarget, callSid string) twilioapi.Participant {
 	p := twilioapi.Participant{
 		From:           t.Number,
 		To:             t.Target.ParticipantTo(),
@@ -324,7 +324,7 @@ func (s *Service) toVoicemail(ctx context.Context, callSid string, giveUp bool, 
 // endLegs hangs up legs the call no longer wants. A leg that has answered may already be in
 // the conference, where its leaving would end the conference (EndConferenceOnExit): it is
 // told not to first.
-func (s *Service) endLegs(ctx context.Context, callSid string, legs []postgres.LiveLeg) {
+func (s *Service) endLegs(ctx context.Context, callSid string, legs []callrelay.LiveLeg) {
 	for _, l := range legs {
 		log := s.log.With(slog.String("call_sid", callSid), slog.String("leg", l.CallSid))
 		if !l.Answered {
@@ -357,7 +357,7 @@ func (s *Service) CallerEnded(callSid string) {
 			s.log.Error("call status: legs to end", slog.String("call_sid", callSid), slog.String("error", err.Error()))
 			return
 		}
-		var conf []postgres.LiveLeg
+		var conf []callrelay.LiveLeg
 		for _, l := range ringing(live) {
 			if l.ConferenceSid != "" {
 				conf = append(conf, l)

@@ -93,7 +93,7 @@ func sayTime(text string) time.Duration {
 // leg ringing or answered: RingBudget after the caller joined or, with no join recorded, after
 // the voice webhook and the greeting; never before the newest leg still ringing has had its
 // timeout and legGrace.
-func Deadline(w postgres.ConferenceWatch) time.Time {
+func Deadline(w callrelay.ConferenceWatch) time.Time {
 	start := w.StartedAt.Add(sayTime(w.Routing.Greeting))
 	if w.JoinedAt != nil {
 		start = *w.JoinedAt
@@ -159,11 +159,11 @@ func (s *Service) Register(cfg *river.Config) error {
 // them when ringing at once, the first when in turn), or sends the caller to voicemail when
 // none can be. The claims in Postgres make it idempotent.
 type ringWorker struct {
-	river.WorkerDefaults[postgres.RingOwner]
+	river.WorkerDefaults[callrelay.RingOwner]
 	s *Service
 }
 
-func (w *ringWorker) Work(ctx context.Context, job *river.Job[postgres.RingOwner]) error {
+func (w *ringWorker) Work(ctx context.Context, job *river.Job[callrelay.RingOwner]) error {
 	callSid := job.Args.CallSid
 	if err := w.s.ring(ctx, callSid); err != nil {
 		if job.Attempt < job.MaxAttempts {
@@ -175,22 +175,22 @@ func (w *ringWorker) Work(ctx context.Context, job *river.Job[postgres.RingOwner
 	return nil
 }
 
-func (w *ringWorker) NextRetry(*river.Job[postgres.RingOwner]) time.Time {
+func (w *ringWorker) NextRetry(*river.Job[callrelay.RingOwner]) time.Time {
 	return w.s.db.Now().Add(ringRetry)
 }
 
-func (w *ringWorker) Timeout(*river.Job[postgres.RingOwner]) time.Duration { return ringJobTimeout }
+func (w *ringWorker) Timeout(*river.Job[callrelay.RingOwner]) time.Duration { return ringJobTimeout }
 
 // deadlineWorker works postgres.ConferenceDeadline (see the top of this file): it does
 // nothing once someone answered or the call ended, dials the owner if the ring job did not,
 // sends the caller to voicemail at the deadline, and otherwise looks again later (snoozes).
 // ClaimTarget and StopRinging decide once, whichever replica runs.
 type deadlineWorker struct {
-	river.WorkerDefaults[postgres.ConferenceDeadline]
+	river.WorkerDefaults[callrelay.ConferenceDeadline]
 	s *Service
 }
 
-func (w *deadlineWorker) Work(ctx context.Context, job *river.Job[postgres.ConferenceDeadline]) error {
+func (w *deadlineWorker) Work(ctx context.Context, job *river.Job[callrelay.ConferenceDeadline]) error {
 	wait, err := w.s.watch(ctx, job.Args.CallSid)
 	if err != nil {
 		return err
@@ -201,12 +201,12 @@ func (w *deadlineWorker) Work(ctx context.Context, job *river.Job[postgres.Confe
 	return nil
 }
 
-func (w *deadlineWorker) NextRetry(job *river.Job[postgres.ConferenceDeadline]) time.Time {
+func (w *deadlineWorker) NextRetry(job *river.Job[callrelay.ConferenceDeadline]) time.Time {
 	return w.s.db.Now().Add(time.Duration(min(job.Attempt, 30)) * time.Second)
 }
 
 // Timeout: a look may dial the owner, as a ring job does.
-func (w *deadlineWorker) Timeout(*river.Job[postgres.ConferenceDeadline]) time.Duration {
+func (w *deadlineWorker) Timeout(*river.Job[callrelay.ConferenceDeadline]) time.Duration {
 	return ringJobTimeout
 }
 

@@ -20,7 +20,7 @@ import (
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/twiliofake"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 func mustRouting(t *testing.T, js string) callrelay.Routing {
@@ -67,18 +67,18 @@ func TestDeadline(t *testing.T) {
 	at := func(d time.Duration) *time.Time { t := start.Add(d); return &t }
 	for _, tc := range []struct {
 		name string
-		w    postgres.ConferenceWatch
+		w    callrelay.ConferenceWatch
 		want time.Time
 	}{
 		// No join: the greeting (100 characters, at most 10 s) first.
-		{"NoJoin", postgres.ConferenceWatch{Routing: r, StartedAt: start}, start.Add(10*time.Second + budget)},
-		{"Joined", postgres.ConferenceWatch{Routing: r, StartedAt: start, JoinedAt: at(7 * time.Second)}, start.Add(7*time.Second + budget)},
+		{"NoJoin", callrelay.ConferenceWatch{Routing: r, StartedAt: start}, start.Add(10*time.Second + budget)},
+		{"Joined", callrelay.ConferenceWatch{Routing: r, StartedAt: start, JoinedAt: at(7 * time.Second)}, start.Add(7*time.Second + budget)},
 		// A leg that rings earlier changes nothing; one created late gets its timeout + 15 s.
-		{"LegEarly", postgres.ConferenceWatch{Routing: r, StartedAt: start, JoinedAt: at(0), LastRing: at(time.Second)}, start.Add(budget)},
-		{"LegLate", postgres.ConferenceWatch{Routing: r, StartedAt: start, JoinedAt: at(0), LastRing: at(30 * time.Second)}, start.Add(55 * time.Second)},
+		{"LegEarly", callrelay.ConferenceWatch{Routing: r, StartedAt: start, JoinedAt: at(0), LastRing: at(time.Second)}, start.Add(budget)},
+		{"LegLate", callrelay.ConferenceWatch{Routing: r, StartedAt: start, JoinedAt: at(0), LastRing: at(30 * time.Second)}, start.Add(55 * time.Second)},
 		// Screened: 30 s more for the budget (71 s) and for a late leg, which may be in its screen.
-		{"Screened", postgres.ConferenceWatch{Routing: screened, StartedAt: start, JoinedAt: at(0)}, start.Add(71 * time.Second)},
-		{"ScreenedLegLate", postgres.ConferenceWatch{Routing: screened, StartedAt: start, JoinedAt: at(0), LastRing: at(60 * time.Second)}, start.Add(115 * time.Second)},
+		{"Screened", callrelay.ConferenceWatch{Routing: screened, StartedAt: start, JoinedAt: at(0)}, start.Add(71 * time.Second)},
+		{"ScreenedLegLate", callrelay.ConferenceWatch{Routing: screened, StartedAt: start, JoinedAt: at(0), LastRing: at(60 * time.Second)}, start.Add(115 * time.Second)},
 	} {
 		if got := conference.Deadline(tc.w); !got.Equal(tc.want) {
 			t.Errorf("%s: Deadline = %v after the start, want %v", tc.name, got.Sub(start), tc.want.Sub(start))
@@ -143,7 +143,7 @@ func startCall(t *testing.T, db *postgres.DB, fake *twiliofake.Fake, caller, con
 	if _, _, err := db.PutNumber(ctx, masked, r); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: caller, Number: masked, From: callerNum}); err != nil {
+	if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: caller, Number: masked, From: callerNum}); err != nil {
 		t.Fatal(err)
 	}
 	fake.AddParticipant(conf, caller, "caller")
@@ -152,7 +152,7 @@ func startCall(t *testing.T, db *postgres.DB, fake *twiliofake.Fake, caller, con
 
 func join(t *testing.T, svc *conference.Service, caller, conf string, at time.Time) {
 	t.Helper()
-	res, err := svc.ConferenceEvent(context.Background(), postgres.ConferenceEvent{CallSid: caller, ConferenceSid: conf,
+	res, err := svc.ConferenceEvent(context.Background(), callrelay.ConferenceEvent{CallSid: caller, ConferenceSid: conf,
 		Event: callrelay.ParticipantJoin, Participant: caller, Label: "caller", Sequence: 1, At: at})
 	if err != nil || !res.Ring {
 		t.Fatalf("join: %+v, %v; want ring", res, err)
@@ -170,12 +170,12 @@ func TestRingJob_DialsEachTargetOnce(t *testing.T) {
 	startCall(t, a.db, fake, caller, conf, `{"owner_email":"dana@example.com","mode":"conference","targets":[
 		{"type":"phone","to":"+15550001111","screen":"off"},{"type":"phone","to":"+15550002222","screen":"off"},{"type":"client","identity":"dana"}]}`)
 	join(t, a.svc, caller, conf, clocktest.Now())
-	if _, err := b.queue.Insert(context.Background(), postgres.RingOwner{CallSid: caller},
+	if _, err := b.queue.Insert(context.Background(), callrelay.RingOwner{CallSid: caller},
 		&river.InsertOpts{Queue: postgres.ConferenceQueue}); err != nil {
 		t.Fatal(err)
 	}
-	awaitJob(t, postgres.RingOwner{}.Kind(), river.EventKindJobCompleted, a, b)
-	awaitJob(t, postgres.RingOwner{}.Kind(), river.EventKindJobCompleted, a, b)
+	awaitJob(t, callrelay.RingOwner{}.Kind(), river.EventKindJobCompleted, a, b)
+	awaitJob(t, callrelay.RingOwner{}.Kind(), river.EventKindJobCompleted, a, b)
 	labels := map[string]int{}
 	for _, r := range fake.RequestsFor("CreateParticipant") {
 		labels[r.Form.Get("Label")]++
@@ -213,7 +213,7 @@ func TestDeadlineJob_WaitsThenLeavesAnAnsweredCall(t *testing.T) {
 	if _, err := rp.queue.JobRetry(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	ev := awaitJob(t, postgres.ConferenceDeadline{}.Kind(), river.EventKindJobSnoozed, rp)
+	ev := awaitJob(t, callrelay.ConferenceDeadline{}.Kind(), river.EventKindJobSnoozed, rp)
 	if d := ev.Job.ScheduledAt.Sub(clock.Now()); d <= 0 || d > conference.RingBackupAfter {
 		t.Errorf("snoozed for %v, want up to %v", d, conference.RingBackupAfter)
 	}
@@ -223,7 +223,7 @@ func TestDeadlineJob_WaitsThenLeavesAnAnsweredCall(t *testing.T) {
 
 	// The owner answers; long after the deadline, the job leaves the call alone.
 	join(t, rp.svc, caller, conf, clock.Now())
-	awaitJob(t, postgres.RingOwner{}.Kind(), river.EventKindJobCompleted, rp)
+	awaitJob(t, callrelay.RingOwner{}.Kind(), river.EventKindJobCompleted, rp)
 	creates := fake.RequestsFor("CreateParticipant")
 	if len(creates) != 1 {
 		t.Fatalf("%d CreateParticipant, want 1", len(creates))
@@ -233,7 +233,7 @@ func TestDeadlineJob_WaitsThenLeavesAnAnsweredCall(t *testing.T) {
 		leg, _ = e.Detail["leg"].(string)
 	}
 	fake.SetCallStatus(leg, "in-progress")
-	if _, err := rp.svc.LegProgress(ctx, postgres.LegProgress{CallSid: leg, ParentCallSid: caller,
+	if _, err := rp.svc.LegProgress(ctx, callrelay.LegProgress{CallSid: leg, ParentCallSid: caller,
 		Status: callrelay.StatusInProgress, Sequence: 1, At: clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestDeadlineJob_WaitsThenLeavesAnAnsweredCall(t *testing.T) {
 	if _, err := rp.queue.JobRetry(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	awaitJob(t, postgres.ConferenceDeadline{}.Kind(), river.EventKindJobCompleted, rp)
+	awaitJob(t, callrelay.ConferenceDeadline{}.Kind(), river.EventKindJobCompleted, rp)
 	for _, u := range fake.RequestsFor("UpdateCall") {
 		if u.PathParams["Sid"] == caller {
 			t.Errorf("UpdateCall of the answered caller %v after the deadline, want none", u.Form)

@@ -17,7 +17,7 @@ import (
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/twiliofake"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 const (
@@ -123,7 +123,7 @@ func (u *upstream) callerJoins(t *testing.T) time.Duration {
 	if _, _, err := u.db.PutNumber(ctx, masked, r); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.db.StartCall(ctx, postgres.InboundCall{CallSid: u.caller, Number: masked, From: callerNum, CallToken: "calltoken"}); err != nil {
+	if _, err := u.db.StartCall(ctx, callrelay.InboundCall{CallSid: u.caller, Number: masked, From: callerNum, CallToken: "calltoken"}); err != nil {
 		t.Fatal(err)
 	}
 	u.fake.AddParticipant(u.conf, u.caller, "caller")
@@ -134,7 +134,7 @@ func (u *upstream) callerJoins(t *testing.T) time.Duration {
 func (u *upstream) event(t *testing.T, event string, seq int) time.Duration {
 	t.Helper()
 	start := time.Now()
-	res, err := u.svc.ConferenceEvent(context.Background(), postgres.ConferenceEvent{
+	res, err := u.svc.ConferenceEvent(context.Background(), callrelay.ConferenceEvent{
 		CallSid: u.caller, ConferenceSid: u.conf, Event: event, Participant: u.caller, Label: "caller",
 		Sequence: seq, At: time.Now(),
 	})

@@ -139,7 +139,7 @@ func (d *Deliverer) Work(ctx context.Context, job *river.Job[callrelay.DeliverEv
 }
 
 // post sends one signed request and succeeds on a 2xx answer.
-func (d *Deliverer) post(ctx context.Context, endpoint string, e *postgres.Event) error {
+func (d *Deliverer) post(ctx context.Context, endpoint string, e *callrelay.StoredEvent) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(e.Body))
 	if err != nil {
 		return fmt.Errorf("event request: %w", err)

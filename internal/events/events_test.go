@@ -184,11 +184,11 @@ func (h *harness) answeredCall(t *testing.T, sid, routing string) {
 	if _, _, err := h.db.PutNumber(ctx, "+15551230000", rt); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.db.StartCall(ctx, postgres.InboundCall{CallSid: sid, Number: "+15551230000", From: "+15559870000"}); err != nil {
+	if _, err := h.db.StartCall(ctx, callrelay.InboundCall{CallSid: sid, Number: "+15551230000", From: "+15559870000"}); err != nil {
 		t.Fatal(err)
 	}
 	leg := "CA" + strings.Repeat("b", 32)
-	if _, err := h.db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: leg, ParentCallSid: sid, Status: "in-progress",
+	if _, err := h.db.RecordLegProgress(ctx, callrelay.LegProgress{CallSid: leg, ParentCallSid: sid, Status: "in-progress",
 		Sequence: 1, At: clocktest.Now(), Target: "+15550001111"}); err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/twilioapi"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // REST is the part of Twilio's REST API hold uses (*twilioapi.Client).
@@ -154,7 +154,7 @@ func (s *Service) CallerEnded(callSid, status string) {
 
 // LegProgress finishes a held direct-mode call whose callee's leg has ended (p, as the store
 // recorded it: res): nothing else will hang up the caller.
-func (s *Service) LegProgress(p postgres.LegProgress, res postgres.LegResult) {
+func (s *Service) LegProgress(p callrelay.LegProgress, res callrelay.LegResult) {
 	if res.Mode == callrelay.ModeDirect && res.Held && callrelay.IsTerminal(p.Status) {
 		s.FinishHeld(p.ParentCallSid, p.CallSid, "callee's leg "+p.Status, "")
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/twiliofake"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 const (
@@ -73,10 +73,10 @@ func newDirect(t *testing.T) *direct {
 	if _, _, err := d.db.PutNumber(ctx, masked, r); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.db.StartCall(ctx, postgres.InboundCall{CallSid: caller, Number: masked, From: "+15559870000"}); err != nil {
+	if _, err := d.db.StartCall(ctx, callrelay.InboundCall{CallSid: caller, Number: masked, From: "+15559870000"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: callee, ParentCallSid: caller, Status: "in-progress",
+	if _, err := d.db.RecordLegProgress(ctx, callrelay.LegProgress{CallSid: callee, ParentCallSid: caller, Status: "in-progress",
 		Sequence: 2, At: d.now, TargetIndex: new(int)}); err != nil {
 		t.Fatal(err)
 	}

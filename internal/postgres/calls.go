@@ -15,17 +15,6 @@ import (
 // terminalSQL lists the statuses a call or leg never leaves, for SQL.
 const terminalSQL = `('completed', 'busy', 'failed', 'no-answer', 'canceled')`
 
-// InboundCall is what Twilio tells of a new call to a masked number.
-type InboundCall struct {
-	CallSid   string
-	Number    string // To: the masked number
-	From      string
-	CallToken string // lets a conference participant show the caller's number
-	// CallerName is Twilio's CallerName (with caller-name lookup), already cleaned and bounded
-	// (phone.Clean); empty when Twilio sent none.
-	CallerName string
-}
-
 // CallRouting returns the routing a call started with, or ENOTFOUND.
 func (db *DB) CallRouting(ctx context.Context, callSid string) (callrelay.Routing, error) {
 	var routing []byte
@@ -42,24 +31,11 @@ func (db *DB) CallRouting(ctx context.Context, callSid string) (callrelay.Routin
 	return r, nil
 }
 
-// DialOutcome is what Twilio posts to a <Dial>'s action when the dial ends.
-type DialOutcome struct {
-	CallSid         string // the caller's call
-	Attempt         int    // which <Dial> of the call ended (from the action URL)
-	DialCallStatus  string
-	DialCallSid     string // absent when no leg was created or answered
-	DurationSeconds *int   // absent after a redirect of the child
-	SipResponseCode *int
-	SipCallID       string
-	SipHeaders      map[string]string
-	CallerStatus    string // the caller's own CallStatus
-}
-
 // RecordDialOutcome applies the end of a <Dial>: it asks decide for the next step with the
 // routing the call started with and the call's status, stores the outcome on the timeline and the leg, and moves the
 // call to the plan's status. A repeated callback for the same attempt decides the same plan and
 // changes nothing. It returns ENOTFOUND for an unknown call.
-func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(r callrelay.Routing, c callrelay.CallState) callrelay.Plan) (callrelay.Routing, callrelay.Plan, error) {
+func (db *DB) RecordDialOutcome(ctx context.Context, o callrelay.DialOutcome, decide func(r callrelay.Routing, c callrelay.CallState) callrelay.Plan) (callrelay.Routing, callrelay.Plan, error) {
 	var routing []byte
 	var c callrelay.CallState
 	// A hold may be pending: its intent gives the hold state it asks for (the redirect it sent
@@ -170,35 +146,12 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o DialOutcome, decide func(
 	return r, plan, nil
 }
 
-// LegProgress is a status callback for a forwarded leg (statusCallback of a <Dial> noun).
-type LegProgress struct {
-	CallSid         string // the leg
-	ParentCallSid   string // the caller's call
-	Status          string // Twilio's CallStatus: initiated, ringing, in-progress, completed, ...
-	Sequence        int    // SequenceNumber; -1 when absent
-	At              time.Time
-	Target          string
-	TargetIndex     *int
-	SipResponseCode *int
-	DurationSeconds *int
-}
-
-// LegResult is what RecordLegProgress found.
-type LegResult struct {
-	Known         bool   // the parent call exists
-	Mode          string // the call's mode
-	Callee        string // the leg that answered first (the callee), "" while none has
-	ConferenceSid string // "" outside conference mode
-	Held          bool   // direct mode: the call has been through a hold or has one pending (its Dial no longer ends it), and has not ended
-	Screened      bool   // the leg's target is screened: it becomes the callee when it accepts
-}
-
 // RecordLegProgress applies a leg's status callback. It is idempotent and ordered: a status is
 // applied only when its SequenceNumber is newer than the last applied one, and a leg never
 // leaves a terminal status. Times are merged whatever the order (an answered callback arriving
 // after completed still records when the leg was answered). The first leg to answer a ringing
 // call becomes its callee. A leg of an unknown call is ignored.
-func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, error) {
+func (db *DB) RecordLegProgress(ctx context.Context, p callrelay.LegProgress) (callrelay.LegResult, error) {
 	var answeredAt, endedAt *time.Time
 	if p.Status == callrelay.StatusInProgress {
 		answeredAt = &p.At
@@ -210,7 +163,7 @@ func (db *DB) RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, 
 	if p.SipResponseCode != nil {
 		detail["sip_response_code"] = *p.SipResponseCode
 	}
-	var res LegResult
+	var res callrelay.LegResult
 	err := db.pool.QueryRow(ctx, `
 		WITH parent AS (
 			SELECT call_sid, mode, callee_call_sid, conference_sid,

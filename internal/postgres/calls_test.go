@@ -26,7 +26,7 @@ func TestGetCall_TimelineInOrderOfEvents(t *testing.T) {
 	start := now
 	leg := func(status string, seq int, at time.Time) {
 		t.Helper()
-		p := postgres.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_p", Status: status, Sequence: seq,
+		p := callrelay.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_p", Status: status, Sequence: seq,
 			At: at, Target: "+15550001111", TargetIndex: intp(0)}
 		if res, err := db.RecordLegProgress(ctx, p); err != nil || !res.Known {
 			t.Fatalf("leg %s: known=%v err=%v", status, res.Known, err)
@@ -36,7 +36,7 @@ func TestGetCall_TimelineInOrderOfEvents(t *testing.T) {
 	now = now.Add(200 * time.Millisecond)
 	leg("ringing", 1, twilioTimestamp())
 	now = now.Add(20 * time.Second)
-	o := postgres.DialOutcome{CallSid: "CA_p", DialCallStatus: "no-answer", DialCallSid: "CA_leg", CallerStatus: "in-progress"}
+	o := callrelay.DialOutcome{CallSid: "CA_p", DialCallStatus: "no-answer", DialCallSid: "CA_leg", CallerStatus: "in-progress"}
 	if _, _, err := db.RecordDialOutcome(ctx, o, func(r callrelay.Routing, _ callrelay.CallState) callrelay.Plan {
 		return callrelay.PlanDialOutcome(r, o.Attempt, o.DialCallStatus, o.CallerStatus)
 	}); err != nil {

@@ -12,29 +12,6 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 )
 
-// RingOwner is the job that dials the owner's targets into a conference-mode call's
-// conference (internal/conference works it). It is written in the transaction that records the
-// caller's participant-join, so that the owner is dialled even if this process dies right after
-// answering the callback: any replica, or the next start, picks it up.
-type RingOwner struct {
-	CallSid string `json:"call_sid"`
-}
-
-// Kind is River's name of the job.
-func (RingOwner) Kind() string { return "conference-ring" }
-
-// ConferenceDeadline is the job that watches a conference-mode call (internal/conference works
-// it): it dials the owner if the ring job has not a while after the join, and sends the caller
-// to voicemail when, later, no leg rings or has answered. It is written when the voice webhook
-// sends the caller to the conference, so that it exists even if Twilio's participant-join
-// never arrives.
-type ConferenceDeadline struct {
-	CallSid string `json:"call_sid"`
-}
-
-// Kind is River's name of the job.
-func (ConferenceDeadline) Kind() string { return "conference-deadline" }
-
 // ConferenceQueue is the River queue of the conference jobs: a caller waiting for the owner
 // must not wait behind voicemail emails (whose attempts take up to two minutes each).
 const ConferenceQueue = "conference"
@@ -46,48 +23,13 @@ const (
 	deadlineMaxAttempts = 25
 )
 
-// ConferenceEvent is one of Twilio's conference status callbacks.
-type ConferenceEvent struct {
-	CallSid        string // the caller's CallSid: the conference's FriendlyName
-	ConferenceSid  string
-	Event          string // StatusCallbackEvent: conference-start, participant-join, …
-	Participant    string // the participant's CallSid (participant events)
-	Label          string // ParticipantLabel
-	Sequence       int    // SequenceNumber, counted per conference; -1 when absent
-	At             time.Time
-	Hold           bool   // Hold: the participant is held
-	ReasonLeft     string // ReasonParticipantLeft
-	ReasonEnded    string // ReasonConferenceEnded
-	EndingCallSid  string // CallSidEndingConference
-	StatusCallback string // the route, for the timeline
-}
-
-// ConferenceResult says what a conference event changed and what must follow.
-type ConferenceResult struct {
-	Known bool // the call exists
-	New   bool // the event was not seen before
-	// Ring: the caller has just joined a call that is still ringing: dial the owner.
-	Ring bool
-	// Ended: a party hung up and so the call ended now; LiveLegs are still ringing or
-	// connected and must be ended.
-	Ended    bool
-	LiveLegs []LiveLeg
-}
-
-// LiveLeg is a forwarded leg that has not ended.
-type LiveLeg struct {
-	CallSid       string
-	Answered      bool
-	ConferenceSid string // "" in direct mode
-}
-
 // RecordConferenceEvent applies a conference event. Events are deduplicated, and a
 // participant's hold state follows the newest SequenceNumber; joined and left times are merged
 // whatever the order. A participant leaving because callrelay moved its call
 // (participant_updated_via_api) is not a hang-up; the caller or the callee hanging up ends the
 // call (the other leaves with the conference, which ends when either does).
-func (db *DB) RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (ConferenceResult, error) {
-	var res ConferenceResult
+func (db *DB) RecordConferenceEvent(ctx context.Context, ev callrelay.ConferenceEvent) (callrelay.ConferenceResult, error) {
+	var res callrelay.ConferenceResult
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var status string
 		var callee *string
@@ -172,7 +114,7 @@ func (db *DB) RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (Co
 		case ev.Event == callrelay.ParticipantJoin && party == callrelay.PartyCaller:
 			res.Ring = firstJoin && status == callrelay.StatusRinging && callee == nil
 			if res.Ring {
-				return db.insertJob(ctx, tx, RingOwner{CallSid: ev.CallSid}, &river.InsertOpts{Queue: ConferenceQueue, MaxAttempts: ringMaxAttempts})
+				return db.insertJob(ctx, tx, callrelay.RingOwner{CallSid: ev.CallSid}, &river.InsertOpts{Queue: ConferenceQueue, MaxAttempts: ringMaxAttempts})
 			}
 		case ev.Event == callrelay.ParticipantLeave && ev.ReasonLeft != callrelay.LeftViaAPI &&
 			(party == callrelay.PartyCaller || callee != nil && *callee == ev.Participant):
@@ -224,7 +166,7 @@ func (db *DB) insertJob(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts
 // repeated voice webhook enqueues nothing more (the job is unique per call).
 func (db *DB) WatchConference(ctx context.Context, callSid string, firstCheck time.Duration) error {
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		return db.insertJob(ctx, tx, ConferenceDeadline{CallSid: callSid}, &river.InsertOpts{
+		return db.insertJob(ctx, tx, callrelay.ConferenceDeadline{CallSid: callSid}, &river.InsertOpts{
 			Queue:       ConferenceQueue,
 			ScheduledAt: db.Now().Add(firstCheck),
 			MaxAttempts: deadlineMaxAttempts,
@@ -237,21 +179,6 @@ func (db *DB) WatchConference(ctx context.Context, callSid string, firstCheck ti
 	return nil
 }
 
-// ConferenceWatch is what a conference-mode call's deadline is decided from.
-type ConferenceWatch struct {
-	Known bool
-	// Waiting: the call is a conference-mode call still ringing, nobody has answered (no
-	// callee, no leg answered) and the caller has not gone.
-	Waiting   bool
-	Routing   callrelay.Routing
-	StartedAt time.Time  // the voice webhook
-	JoinedAt  *time.Time // the caller's participant-join; nil when none has arrived
-	Claimed   int        // targets claimed for dialling (ClaimTarget)
-	// LastRing is when the newest leg that still rings (not ended, not answered) was created;
-	// nil when none rings.
-	LastRing *time.Time
-}
-
 // tookCallSQL is true for a leg l that someone took: it answered (completed means answered,
 // whether or not its answered callback came yet) and, when it was screened, accepted. A
 // screened leg that answered is still ringing while its screen runs, and was no answer when
@@ -260,8 +187,8 @@ const tookCallSQL = `(CASE WHEN l.screen IS NULL THEN l.answered_at IS NOT NULL 
 	ELSE l.accepted_at IS NOT NULL END)`
 
 // WatchConferenceCall reads a conference-mode call for its deadline.
-func (db *DB) WatchConferenceCall(ctx context.Context, callSid string) (ConferenceWatch, error) {
-	var w ConferenceWatch
+func (db *DB) WatchConferenceCall(ctx context.Context, callSid string) (callrelay.ConferenceWatch, error) {
+	var w callrelay.ConferenceWatch
 	var routing []byte
 	err := db.pool.QueryRow(ctx, `
 		SELECT c.mode = 'conference' AND c.status = 'ringing' AND c.callee_call_sid IS NULL
@@ -286,7 +213,7 @@ func (db *DB) WatchConferenceCall(ctx context.Context, callSid string) (Conferen
 }
 
 // liveLegs returns the legs of a call that have not ended.
-func liveLegs(ctx context.Context, q querier, callSid string) ([]LiveLeg, error) {
+func liveLegs(ctx context.Context, q querier, callSid string) ([]callrelay.LiveLeg, error) {
 	rows, err := q.Query(ctx, `
 		SELECT l.call_sid, l.answered_at IS NOT NULL, coalesce(c.conference_sid, '')
 		FROM legs l JOIN calls c ON c.call_sid = l.parent_call_sid
@@ -294,11 +221,11 @@ func liveLegs(ctx context.Context, q querier, callSid string) ([]LiveLeg, error)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[LiveLeg])
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[callrelay.LiveLeg])
 }
 
 // LiveLegs returns the legs of a call that have not ended.
-func (db *DB) LiveLegs(ctx context.Context, callSid string) ([]LiveLeg, error) {
+func (db *DB) LiveLegs(ctx context.Context, callSid string) ([]callrelay.LiveLeg, error) {
 	legs, err := liveLegs(ctx, db.pool, callSid)
 	if err != nil {
 		return nil, fmt.Errorf("live legs of %s: %w", callSid, err)
@@ -306,23 +233,12 @@ func (db *DB) LiveLegs(ctx context.Context, callSid string) ([]LiveLeg, error) {
 	return legs, nil
 }
 
-// RingTarget is a target claimed for dialing into a call's conference.
-type RingTarget struct {
-	Index         int
-	Target        callrelay.Target
-	Routing       callrelay.Routing
-	ConferenceSid string
-	Number        string // the masked number
-	From          string // the caller
-	CallToken     string
-}
-
 // ClaimTarget claims the next target of a conference-mode call to dial, and reports false when
 // there is none to dial now: the call is no longer ringing, someone answered, every target is
 // claimed, or (ringing in turn) a target is still being dialed or still rings. Each target is
 // claimed once, whichever replica asks.
-func (db *DB) ClaimTarget(ctx context.Context, callSid string) (RingTarget, bool, error) {
-	var t RingTarget
+func (db *DB) ClaimTarget(ctx context.Context, callSid string) (callrelay.RingTarget, bool, error) {
+	var t callrelay.RingTarget
 	var routing []byte
 	var conferenceSid *string
 	err := db.pool.QueryRow(ctx, `
@@ -349,23 +265,11 @@ func (db *DB) ClaimTarget(ctx context.Context, callSid string) (RingTarget, bool
 	return t, true, nil
 }
 
-// DialResult is how adding a claimed target to the conference went.
-type DialResult struct {
-	Index  int
-	Target string // as shown on legs
-	Label  string
-	Leg    string // the participant's CallSid; "" when Twilio refused
-	Err    error  // Twilio's refusal
-	// Screen is the target's screen when it was called with its screen (CreateCall) rather
-	// than added as a participant: its leg counts as answered only once it accepts.
-	Screen string
-}
-
 // FinishTarget records the end of a claimed target's CreateParticipant: the leg (its status
 // callbacks may have arrived first) or Twilio's refusal, on the timeline either way. It reports
 // whether the call still wants the leg: false when someone answered or the call stopped ringing
 // while the participant was being created.
-func (db *DB) FinishTarget(ctx context.Context, callSid string, d DialResult) (bool, error) {
+func (db *DB) FinishTarget(ctx context.Context, callSid string, d callrelay.RingResult) (bool, error) {
 	now := db.now()
 	detail := map[string]any{"target": d.Target, "label": d.Label}
 	outcome := "created"
@@ -420,9 +324,9 @@ func (db *DB) FinishTarget(ctx context.Context, callSid string, d DialResult) (b
 // only once every target has been dialed and has ended unanswered; with giveUp true (Twilio
 // unreachable) at once, and the legs still ringing are returned to be ended. A call that is no
 // longer ringing or that someone answered is left alone.
-func (db *DB) StopRinging(ctx context.Context, callSid string, giveUp bool, reason string) (bool, []LiveLeg, error) {
+func (db *DB) StopRinging(ctx context.Context, callSid string, giveUp bool, reason string) (bool, []callrelay.LiveLeg, error) {
 	var moved bool
-	var live []LiveLeg
+	var live []callrelay.LiveLeg
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		now := db.now()
 		var status string

@@ -79,7 +79,7 @@ func TestConferenceJobs(t *testing.T) {
 	t.Run("RingJobWithTheJoin", func(t *testing.T) {
 		db, _ := newDB(t)
 		startConferenceCall(t, db, callrelay.RingSimultaneous, 2)
-		if n := len(confJobs(t, db, postgres.RingOwner{}.Kind())); n != 0 {
+		if n := len(confJobs(t, db, callrelay.RingOwner{}.Kind())); n != 0 {
 			t.Fatalf("%d ring jobs before the caller joined, want 0", n)
 		}
 		record(t, db, confEvent(callrelay.ConferenceStart, "", 1))
@@ -89,7 +89,7 @@ func TestConferenceJobs(t *testing.T) {
 		}
 		record(t, db, join)                                                // Twilio's retry
 		record(t, db, confEvent(callrelay.ParticipantJoin, confCaller, 3)) // a second join
-		jobs := confJobs(t, db, postgres.RingOwner{}.Kind())
+		jobs := confJobs(t, db, callrelay.RingOwner{}.Kind())
 		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "available" || jobs[0].Queue != postgres.ConferenceQueue {
 			t.Fatalf("ring jobs = %+v, want one available for %s in the conference queue", jobs, confCaller)
 		}
@@ -113,7 +113,7 @@ func TestConferenceJobs(t *testing.T) {
 		if res := record(t, db, join); !res.Ring {
 			t.Errorf("the join applied again: %+v, want ring", res)
 		}
-		if n := len(confJobs(t, db, postgres.RingOwner{}.Kind())); n != 1 {
+		if n := len(confJobs(t, db, callrelay.RingOwner{}.Kind())); n != 1 {
 			t.Errorf("%d ring jobs, want 1", n)
 		}
 	})
@@ -126,7 +126,7 @@ func TestConferenceJobs(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		jobs := confJobs(t, db, postgres.ConferenceDeadline{}.Kind())
+		jobs := confJobs(t, db, callrelay.ConferenceDeadline{}.Kind())
 		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "scheduled" || jobs[0].Queue != postgres.ConferenceQueue ||
 			!jobs[0].ScheduledAt.Equal(t0.Add(40*time.Second)) {
 			t.Fatalf("deadline jobs = %+v, want one scheduled at %v (the store's clock + 40s)", jobs, t0.Add(40*time.Second))
@@ -177,7 +177,7 @@ func TestConferenceJobs(t *testing.T) {
 			if err != nil || !ok {
 				t.Fatalf("ClaimTarget = %v, %v", ok, err)
 			}
-			if _, err := db.FinishTarget(ctx, confCaller, postgres.DialResult{Index: rt.Index, Target: rt.Target.String(),
+			if _, err := db.FinishTarget(ctx, confCaller, callrelay.RingResult{Index: rt.Index, Target: rt.Target.String(),
 				Label: callrelay.CalleeLabel(rt.Index), Leg: "CAscreened", Screen: callrelay.ScreenPress}); err != nil {
 				t.Fatal(err)
 			}
@@ -195,7 +195,7 @@ func TestConferenceJobs(t *testing.T) {
 			if accept {
 				outcome = postgres.ScreenAccepted
 			}
-			if _, err := db.RecordScreen(ctx, postgres.ScreenEvent{CallSid: "CAscreened", ParentCallSid: confCaller,
+			if _, err := db.RecordScreen(ctx, callrelay.ScreenEvent{CallSid: "CAscreened", ParentCallSid: confCaller,
 				TargetIndex: 0, Screen: callrelay.ScreenPress, Outcome: outcome, Digits: "2", At: t0}); err != nil {
 				t.Fatal(err)
 			}

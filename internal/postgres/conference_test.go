@@ -32,17 +32,17 @@ func startConferenceCall(t *testing.T, db *postgres.DB, ring string, n int) {
 	if _, _, err := db.PutNumber(ctx, "+15551230000", r); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: confCaller, Number: "+15551230000", From: "+15559870000", CallToken: "tok"}); err != nil {
+	if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: confCaller, Number: "+15551230000", From: "+15559870000", CallToken: "tok"}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func confEvent(event, participant string, seq int) postgres.ConferenceEvent {
-	return postgres.ConferenceEvent{CallSid: confCaller, ConferenceSid: confSid, Event: event, Participant: participant,
+func confEvent(event, participant string, seq int) callrelay.ConferenceEvent {
+	return callrelay.ConferenceEvent{CallSid: confCaller, ConferenceSid: confSid, Event: event, Participant: participant,
 		Sequence: seq, At: t0.Add(time.Duration(seq) * time.Second)}
 }
 
-func record(t *testing.T, db *postgres.DB, ev postgres.ConferenceEvent) postgres.ConferenceResult {
+func record(t *testing.T, db *postgres.DB, ev callrelay.ConferenceEvent) callrelay.ConferenceResult {
 	t.Helper()
 	res, err := db.RecordConferenceEvent(context.Background(), ev)
 	if err != nil {
@@ -132,7 +132,7 @@ func TestRecordConferenceEvent(t *testing.T) {
 		ctx := context.Background()
 		startConferenceCall(t, db, callrelay.RingSimultaneous, 1)
 		// Leave (seq 4) arrives before join (2) and hold (3): the participant stays left.
-		for _, ev := range []postgres.ConferenceEvent{
+		for _, ev := range []callrelay.ConferenceEvent{
 			confEvent(callrelay.ParticipantLeave, "CAleg1", 4),
 			confEvent(callrelay.ParticipantJoin, "CAleg1", 2),
 			confEvent(callrelay.ParticipantHold, "CAleg1", 3),
@@ -165,23 +165,23 @@ func TestRecordConferenceEvent(t *testing.T) {
 }
 
 // claimAndCreate claims the next target and records its leg as created.
-func claimAndCreate(t *testing.T, db *postgres.DB, leg string) postgres.RingTarget {
+func claimAndCreate(t *testing.T, db *postgres.DB, leg string) callrelay.RingTarget {
 	t.Helper()
 	ctx := context.Background()
 	rt, ok, err := db.ClaimTarget(ctx, confCaller)
 	if err != nil || !ok {
 		t.Fatalf("ClaimTarget = %v, %v; want a target", ok, err)
 	}
-	if _, err := db.FinishTarget(ctx, confCaller, postgres.DialResult{Index: rt.Index, Target: rt.Target.String(),
+	if _, err := db.FinishTarget(ctx, confCaller, callrelay.RingResult{Index: rt.Index, Target: rt.Target.String(),
 		Label: callrelay.CalleeLabel(rt.Index), Leg: leg}); err != nil {
 		t.Fatal(err)
 	}
 	return rt
 }
 
-func legStatus(t *testing.T, db *postgres.DB, leg, status string, seq int) postgres.LegResult {
+func legStatus(t *testing.T, db *postgres.DB, leg, status string, seq int) callrelay.LegResult {
 	t.Helper()
-	res, err := db.RecordLegProgress(context.Background(), postgres.LegProgress{CallSid: leg, ParentCallSid: confCaller,
+	res, err := db.RecordLegProgress(context.Background(), callrelay.LegProgress{CallSid: leg, ParentCallSid: confCaller,
 		Status: status, Sequence: seq, At: t0})
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +339,7 @@ func TestRecordLegProgress_ConcurrentDuplicateAnswer(t *testing.T) {
 		record(t, db, confEvent(callrelay.ParticipantJoin, confCaller, 1))
 		leg := fmt.Sprintf("CA%032x", 0xabc0+i)
 		claimAndCreate(t, db, leg)
-		results := make([]postgres.LegResult, 8)
+		results := make([]callrelay.LegResult, 8)
 		var wg sync.WaitGroup
 		for j := range results {
 			wg.Go(func() { results[j] = legStatus(t, db, leg, callrelay.StatusInProgress, 2) })

@@ -100,7 +100,7 @@ func TestStartCall_Decision(t *testing.T) {
 	t.Run("one at a time", func(t *testing.T) {
 		for i, c := range calls {
 			sid := fmt.Sprintf("CA_one%d", i)
-			res, err := db.StartInbound(ctx, postgres.InboundCall{CallSid: sid, Number: c.number, From: c.from})
+			res, err := db.StartInbound(ctx, callrelay.InboundCall{CallSid: sid, Number: c.number, From: c.from})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,7 +110,7 @@ func TestStartCall_Decision(t *testing.T) {
 			check(t, db, sid, c.want)
 		}
 		// A repeated webhook answers from the call's routing, without deciding again.
-		res, err := db.StartInbound(ctx, postgres.InboundCall{CallSid: "CA_one0", Number: holiday, From: "+15557770000"})
+		res, err := db.StartInbound(ctx, callrelay.InboundCall{CallSid: "CA_one0", Number: holiday, From: "+15557770000"})
 		if err != nil || res.Number != nil || callrelay.PlanInbound(res.Routing).Action != callrelay.ActVoicemail {
 			t.Errorf("repeated webhook: %+v, %v", res, err)
 		}
@@ -122,9 +122,9 @@ func TestStartCall_Decision(t *testing.T) {
 			if store == "cold" {
 				s = newStore() // remembers no routing: every call takes the second statement
 			}
-			var ins []postgres.InboundCall
+			var ins []callrelay.InboundCall
 			for i, c := range calls {
-				ins = append(ins, postgres.InboundCall{CallSid: fmt.Sprintf("CA_%s%d", store, i), Number: c.number, From: c.from})
+				ins = append(ins, callrelay.InboundCall{CallSid: fmt.Sprintf("CA_%s%d", store, i), Number: c.number, From: c.from})
 			}
 			routings, errs := s.StartBatch(ctx, ins)
 			for i, c := range calls {
@@ -140,14 +140,14 @@ func TestStartCall_Decision(t *testing.T) {
 	put(policy, `, "callers": {"block": ["+1900", "+1555"], "blocked": "voicemail"}`)
 	nowBlocked := want{callrelay.StatusVoicemail, callrelay.DecisionBlocked, "callers.block +1555 voicemail", ""}
 	t.Run("routing changed, alone", func(t *testing.T) {
-		if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA_changed1", Number: policy, From: "+15557770000"}); err != nil {
+		if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: "CA_changed1", Number: policy, From: "+15557770000"}); err != nil {
 			t.Fatal(err)
 		}
 		check(t, db, "CA_changed1", nowBlocked)
 	})
 	put(policy, `, "callers": {"block": ["+1555"], "blocked": "reject"}`)
 	t.Run("routing changed, in a batch", func(t *testing.T) {
-		routings, errs := db.StartBatch(ctx, []postgres.InboundCall{
+		routings, errs := db.StartBatch(ctx, []callrelay.InboundCall{
 			{CallSid: "CA_changed2", Number: policy, From: "+15557770000"},
 			{CallSid: "CA_changed3", Number: holiday, From: "+15557770000"},
 		})
@@ -210,7 +210,7 @@ func TestStartCall_DecisionRoundTrips(t *testing.T) {
 		t.Helper()
 		calls++
 		before := counter.n.Load()
-		if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: fmt.Sprintf("CA_rt%d", calls), Number: number, From: from}); err != nil {
+		if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: fmt.Sprintf("CA_rt%d", calls), Number: number, From: from}); err != nil {
 			t.Fatal(err)
 		}
 		return counter.n.Load() - before

@@ -9,22 +9,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 )
-
-// Event is an event as stored: its body is the exact bytes every delivery signs and sends.
-type Event struct {
-	ID        string
-	Type      string
-	CallSid   string
-	Body      []byte
-	CreatedAt time.Time
-}
 
 // emitEvent writes an event, once per dedupeKey, and in the same transaction one delivery job
 // per endpoint: the instance's (Notices.Endpoints) and the number's. Without endpoints nothing
@@ -78,8 +68,8 @@ func newEventID() string {
 }
 
 // GetEvent returns a stored event, or ENOTFOUND.
-func (db *DB) GetEvent(ctx context.Context, id string) (*Event, error) {
-	var e Event
+func (db *DB) GetEvent(ctx context.Context, id string) (*callrelay.StoredEvent, error) {
+	var e callrelay.StoredEvent
 	var body string
 	err := db.pool.QueryRow(ctx, `SELECT id, type, call_sid, body, created_at FROM events WHERE id = $1`, id).
 		Scan(&e.ID, &e.Type, &e.CallSid, &body, &e.CreatedAt)
@@ -93,7 +83,7 @@ func (db *DB) GetEvent(ctx context.Context, id string) (*Event, error) {
 }
 
 // RecordDelivery puts one delivery attempt of an event on its call's timeline.
-func (db *DB) RecordDelivery(ctx context.Context, e *Event, endpoint, outcome string, attempt int, deliverErr error) error {
+func (db *DB) RecordDelivery(ctx context.Context, e *callrelay.StoredEvent, endpoint, outcome string, attempt int, deliverErr error) error {
 	detail := map[string]any{"event_id": e.ID, "event": e.Type, "endpoint": endpoint, "attempt": attempt}
 	if deliverErr != nil {
 		detail["error"] = deliverErr.Error()

@@ -75,7 +75,7 @@ func TestEventsVoicemail(t *testing.T) {
 		}
 	}
 	for range 2 {
-		if err := db.RecordTranscription(ctx, postgres.Transcription{CallSid: sid, RecordingSid: rec,
+		if err := db.RecordTranscription(ctx, callrelay.Transcription{CallSid: sid, RecordingSid: rec,
 			TranscriptionSid: "TR" + "00000000000000000000000000000c01", Status: "completed", Text: "Call me back."}); err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func TestEventsEarlyTranscript(t *testing.T) {
 	ctx := context.Background()
 	sid, rec := "CA"+"00000000000000000000000000000c02", "RE"+"00000000000000000000000000000c02"
 	vmStartCall(t, db, sid)
-	if err := db.RecordTranscription(ctx, postgres.Transcription{CallSid: sid, RecordingSid: rec,
+	if err := db.RecordTranscription(ctx, callrelay.Transcription{CallSid: sid, RecordingSid: rec,
 		TranscriptionSid: "TR" + "00000000000000000000000000000c02", Status: "completed", Text: "Early."}); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ var StartCallSQL = map[string]string{"batch": startCallsSQL, "one": startOneSQL}
 
 // StartBatch records ins as one batch, as StartCall's batcher does when they arrive together,
 // and returns StartCall's answer for each (nil routing: ENOTFOUND).
-func (db *DB) StartBatch(ctx context.Context, ins []InboundCall) ([]*callrelay.Routing, []error) {
+func (db *DB) StartBatch(ctx context.Context, ins []callrelay.InboundCall) ([]*callrelay.Routing, []error) {
 	batch := make([]*startWait, len(ins))
 	for i, in := range ins {
 		batch[i] = &startWait{in: in, done: make(chan struct{})}

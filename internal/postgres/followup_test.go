@@ -17,7 +17,7 @@ func TestRecordRecording_CallerNameAndTimeZone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db, _, _ := newVoicemailDB(t, `{"owner_email":"dana@example.com","time_zone":"Europe/Paris","targets":[{"type":"phone","to":"+15550001111"}]}`)
-	if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA1", Number: vmNumber, From: vmCaller, CallerName: "JOHN SMITH"}); err != nil {
+	if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: "CA1", Number: vmNumber, From: vmCaller, CallerName: "JOHN SMITH"}); err != nil {
 		t.Fatal(err)
 	}
 	vmStartCall(t, db, "CA2") // no CallerName
@@ -25,7 +25,7 @@ func TestRecordRecording_CallerNameAndTimeZone(t *testing.T) {
 	var wg sync.WaitGroup
 	for i, name := range []string{"ANNA", "", "BOB"} {
 		wg.Go(func() {
-			if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CB" + string(rune('0'+i)), Number: vmNumber, From: vmCaller, CallerName: name}); err != nil {
+			if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: "CB" + string(rune('0'+i)), Number: vmNumber, From: vmCaller, CallerName: name}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -69,7 +69,7 @@ func claimSent(t *testing.T, db *postgres.DB, id int64) {
 
 func transcribe(t *testing.T, db *postgres.DB, recSid, text string) {
 	t.Helper()
-	if err := db.RecordTranscription(context.Background(), postgres.Transcription{
+	if err := db.RecordTranscription(context.Background(), callrelay.Transcription{
 		CallSid: "CA1", RecordingSid: recSid, TranscriptionSid: "TR" + recSid, Status: "completed", Text: text,
 	}); err != nil {
 		t.Fatal(err)
@@ -175,7 +175,7 @@ func TestFollowUp_NotAsked(t *testing.T) {
 
 	vm3 := newVoicemail(t, db, "CA3", "RE3")
 	claimSent(t, db, vm3.ID)
-	if err := db.RecordTranscription(ctx, postgres.Transcription{CallSid: "CA3", RecordingSid: "RE3", Status: "failed"}); err != nil {
+	if err := db.RecordTranscription(ctx, callrelay.Transcription{CallSid: "CA3", RecordingSid: "RE3", Status: "failed"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []int64{vm.ID, vm2.ID, vm3.ID} {

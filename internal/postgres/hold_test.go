@@ -18,7 +18,7 @@ const ttl = 30 * time.Second
 func connectedDirectCall(t *testing.T, db *postgres.DB) {
 	t.Helper()
 	startCall(t, db, "CA_p")
-	if _, err := db.RecordLegProgress(context.Background(), postgres.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_p",
+	if _, err := db.RecordLegProgress(context.Background(), callrelay.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_p",
 		Status: "in-progress", Sequence: 2, At: t0, Target: "+15550001111", TargetIndex: intp(0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func dialDuringHold(t *testing.T, db *postgres.DB) (callrelay.Plan, callrelay.Ho
 	t.Helper()
 	var seen callrelay.HoldState
 	_, plan, err := db.RecordDialOutcome(context.Background(),
-		postgres.DialOutcome{CallSid: "CA_p", DialCallStatus: "completed", DialCallSid: "CA_leg", CallerStatus: "in-progress"},
+		callrelay.DialOutcome{CallSid: "CA_p", DialCallStatus: "completed", DialCallSid: "CA_leg", CallerStatus: "in-progress"},
 		func(r callrelay.Routing, c callrelay.CallState) callrelay.Plan {
 			seen = c.Hold
 			if p, ok := callrelay.PlanHeldLeg(callrelay.PartyCaller, c.Hold); ok {
@@ -146,7 +146,7 @@ func TestHoldIntent(t *testing.T) {
 		if _, err := db.RecordHoldIntent(ctx, callrelay.HoldRequest{CallSid: "CA_x", Party: "caller", Hold: true}, ttl); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
 			t.Errorf("hold of an unknown call: %v, want not_found", err)
 		}
-		if _, err := db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_p",
+		if _, err := db.RecordLegProgress(ctx, callrelay.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_p",
 			Status: "in-progress", Sequence: 2, At: t0, TargetIndex: intp(0)}); err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +214,7 @@ func TestHoldOutcome_AfterAWebhook(t *testing.T) {
 			t.Errorf("Dial action saw %+v and planned %v, want the callee held and the caller waiting", seen, plan.Action)
 		}
 		// The Dial is over: a leg ending now ends the call, whatever Twilio answers.
-		if res, err := db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_p",
+		if res, err := db.RecordLegProgress(ctx, callrelay.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_p",
 			Status: "completed", Sequence: -1, At: t0}); err != nil || !res.Held {
 			t.Errorf("leg completed: held = %v, %v; want true", res.Held, err)
 		}

@@ -53,7 +53,7 @@ func TestMissedCallRinging(t *testing.T) {
 	db, advance, _ := newVoicemailDB(t, vmRouting)
 	ctx := context.Background()
 	vmStartCall(t, db, missedSid)
-	if _, err := db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: "CA" + "00000000000000000000000000000b01",
+	if _, err := db.RecordLegProgress(ctx, callrelay.LegProgress{CallSid: "CA" + "00000000000000000000000000000b01",
 		ParentCallSid: missedSid, Status: "ringing", Sequence: 1, At: t0, Target: "+15550001111"}); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestMissedCallStages(t *testing.T) {
 			if _, err := db.StartVoicemail(ctx, missedSid); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := db.RecordRecording(ctx, postgres.Recording{CallSid: missedSid,
+			if _, err := db.RecordRecording(ctx, callrelay.Recording{CallSid: missedSid,
 				RecordingSid: "RE" + "00000000000000000000000000000a02", Status: "absent"}, vmWait); err != nil {
 				t.Fatal(err)
 			}
@@ -169,7 +169,7 @@ func TestAnsweredDecidedAtOnce(t *testing.T) {
 	db, _, _ := newVoicemailDB(t, vmRouting)
 	ctx := context.Background()
 	vmStartCall(t, db, missedSid)
-	if _, err := db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: "CA" + "00000000000000000000000000000b01",
+	if _, err := db.RecordLegProgress(ctx, callrelay.LegProgress{CallSid: "CA" + "00000000000000000000000000000b01",
 		ParentCallSid: missedSid, Status: "in-progress", Sequence: 2, At: t0, Target: "+15550001111"}); err != nil {
 		t.Fatal(err)
 	}

@@ -47,17 +47,10 @@ func (db *DB) GetNumber(ctx context.Context, number string) (*callrelay.Number, 
 	return n, nil
 }
 
-// NumberPage selects a page of GET /api/numbers: the numbers after After (a number, "" from
-// the first), at most Limit of them (0: DefaultListLimit; capped at MaxListLimit).
-type NumberPage struct {
-	After string
-	Limit int
-}
-
 // ListNumbers returns a page of numbers, ordered by number, and whether more follow it. The
 // page is keyed on the number (the primary key), so it costs the same deep in the list, and a
 // number added or removed meanwhile shifts no other.
-func (db *DB) ListNumbers(ctx context.Context, p NumberPage) ([]*callrelay.Number, bool, error) {
+func (db *DB) ListNumbers(ctx context.Context, p callrelay.NumberPage) ([]*callrelay.Number, bool, error) {
 	limit := listLimit(p.Limit)
 	rows, err := db.pool.Query(ctx, `
 		SELECT number, routing, created_at, updated_at FROM numbers

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
 )
 
@@ -31,7 +32,7 @@ func TestListNumbers_Pages(t *testing.T) {
 	var got []string
 	after, pages := "", 0
 	for {
-		page, more, err := db.ListNumbers(ctx, postgres.NumberPage{After: after, Limit: 200})
+		page, more, err := db.ListNumbers(ctx, callrelay.NumberPage{After: after, Limit: 200})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,12 +55,12 @@ func TestListNumbers_Pages(t *testing.T) {
 	for _, tt := range []struct{ limit, want int }{
 		{0, postgres.DefaultListLimit}, {postgres.MaxListLimit, postgres.MaxListLimit}, {total, postgres.MaxListLimit},
 	} {
-		page, more, err := db.ListNumbers(ctx, postgres.NumberPage{Limit: tt.limit})
+		page, more, err := db.ListNumbers(ctx, callrelay.NumberPage{Limit: tt.limit})
 		if err != nil || len(page) != tt.want || !more || page[0].Number != want[0] {
 			t.Errorf("Limit %d: %d numbers, more %v, err %v; want the first %d, more", tt.limit, len(page), more, err, tt.want)
 		}
 	}
-	last, more, err := db.ListNumbers(ctx, postgres.NumberPage{After: want[total-1]})
+	last, more, err := db.ListNumbers(ctx, callrelay.NumberPage{After: want[total-1]})
 	if err != nil || len(last) != 0 || more {
 		t.Errorf("after the last number: %d numbers, more %v, err %v; want none", len(last), more, err)
 	}

@@ -68,7 +68,7 @@ func TestNumbers(t *testing.T) {
 		if got.Routing.TimeoutSeconds != 45 || got.Routing.Targets[1].Password != "s3cret" {
 			t.Errorf("got routing %+v, want the replaced one with its password stored", got.Routing)
 		}
-		list, more, err := db.ListNumbers(ctx, postgres.NumberPage{})
+		list, more, err := db.ListNumbers(ctx, callrelay.NumberPage{})
 		if err != nil || len(list) != 1 || more {
 			t.Fatalf("ListNumbers = %d numbers, %v; want 1", len(list), err)
 		}
@@ -101,7 +101,7 @@ func TestStartCall(t *testing.T) {
 		if _, _, err := db.PutNumber(ctx, "+15551230000", mustRouting(t, seqRouting)); err != nil {
 			t.Fatal(err)
 		}
-		in := postgres.InboundCall{CallSid: "CA01", Number: "+15551230000", From: "+15559870000"}
+		in := callrelay.InboundCall{CallSid: "CA01", Number: "+15551230000", From: "+15559870000"}
 		for range 2 { // Twilio may send the same webhook twice
 			r, err := db.StartCall(ctx, in)
 			if err != nil {
@@ -125,7 +125,7 @@ func TestStartCall(t *testing.T) {
 
 	t.Run("ErrNotFound", func(t *testing.T) {
 		db, _ := newDB(t)
-		_, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA02", Number: "+15550000000", From: "+15559870000"})
+		_, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: "CA02", Number: "+15550000000", From: "+15559870000"})
 		if callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
 			t.Fatalf("err = %v, want not_found", err)
 		}
@@ -143,16 +143,16 @@ func TestStartCall(t *testing.T) {
 			mustRouting(t, `{"owner_email":"a@example.com","enabled":false,"targets":[{"type":"phone","to":"+15550001111"}]}`),
 			mustRouting(t, `{"owner_email":"a@example.com","enabled":false,"voicemail":{"enabled":false},"targets":[{"type":"phone","to":"+15550001111"}]}`),
 		}
-		var batch []postgres.InboundCall
+		var batch []callrelay.InboundCall
 		for i, r := range routings {
 			number := "+1555123000" + string(rune('0'+i))
 			if _, _, err := db.PutNumber(ctx, number, r); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA1" + string(rune('0'+i)), Number: number, From: "+15559870000"}); err != nil {
+			if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: "CA1" + string(rune('0'+i)), Number: number, From: "+15559870000"}); err != nil {
 				t.Fatal(err)
 			}
-			batch = append(batch, postgres.InboundCall{CallSid: "CA2" + string(rune('0'+i)), Number: number, From: "+15559870000"})
+			batch = append(batch, callrelay.InboundCall{CallSid: "CA2" + string(rune('0'+i)), Number: number, From: "+15559870000"})
 		}
 		if _, errs := db.StartBatch(ctx, batch); errors.Join(errs...) != nil {
 			t.Fatal(errors.Join(errs...))
@@ -181,7 +181,7 @@ func startCall(t *testing.T, db *postgres.DB, sid string) {
 	if _, _, err := db.PutNumber(ctx, "+15551230000", mustRouting(t, seqRouting)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: sid, Number: "+15551230000", From: "+15559870000"}); err != nil {
+	if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: sid, Number: "+15551230000", From: "+15559870000"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -190,15 +190,15 @@ func intp(i int) *int { return &i }
 
 func TestRecordLegProgress(t *testing.T) {
 	ctx := context.Background()
-	progress := func(status string, seq int, at time.Time) postgres.LegProgress {
-		return postgres.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_parent", Status: status,
+	progress := func(status string, seq int, at time.Time) callrelay.LegProgress {
+		return callrelay.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_parent", Status: status,
 			Sequence: seq, At: at, Target: "+15550001111", TargetIndex: intp(0)}
 	}
 
 	t.Run("OK", func(t *testing.T) {
 		db, _ := newDB(t)
 		startCall(t, db, "CA_parent")
-		steps := []postgres.LegProgress{
+		steps := []callrelay.LegProgress{
 			progress("initiated", 0, t0), progress("ringing", 1, t0.Add(time.Second)),
 			progress("in-progress", 2, t0.Add(3*time.Second)), progress("completed", 3, t0.Add(60*time.Second)),
 		}
@@ -227,7 +227,7 @@ func TestRecordLegProgress(t *testing.T) {
 		db, _ := newDB(t)
 		startCall(t, db, "CA_parent")
 		// completed overtakes answered; ringing arrives last and twice.
-		for _, p := range []postgres.LegProgress{
+		for _, p := range []callrelay.LegProgress{
 			progress("initiated", 0, t0), progress("completed", 3, t0.Add(60*time.Second)),
 			progress("in-progress", 2, t0.Add(3*time.Second)), progress("ringing", 1, t0.Add(time.Second)),
 			progress("ringing", 1, t0.Add(time.Second)), progress("completed", 3, t0.Add(60*time.Second)),
@@ -261,7 +261,7 @@ func TestRecordLegProgress(t *testing.T) {
 	t.Run("LowerSequenceIgnored", func(t *testing.T) {
 		db, _ := newDB(t)
 		startCall(t, db, "CA_parent")
-		for _, p := range []postgres.LegProgress{progress("ringing", 1, t0), progress("initiated", 0, t0)} {
+		for _, p := range []callrelay.LegProgress{progress("ringing", 1, t0), progress("initiated", 0, t0)} {
 			if _, err := db.RecordLegProgress(ctx, p); err != nil {
 				t.Fatal(err)
 			}
@@ -283,7 +283,7 @@ func TestRecordLegProgress(t *testing.T) {
 
 func TestRecordDialOutcome(t *testing.T) {
 	ctx := context.Background()
-	decide := func(o postgres.DialOutcome) func(callrelay.Routing, callrelay.CallState) callrelay.Plan {
+	decide := func(o callrelay.DialOutcome) func(callrelay.Routing, callrelay.CallState) callrelay.Plan {
 		return func(r callrelay.Routing, _ callrelay.CallState) callrelay.Plan {
 			return callrelay.PlanDialOutcome(r, o.Attempt, o.DialCallStatus, o.CallerStatus)
 		}
@@ -292,7 +292,7 @@ func TestRecordDialOutcome(t *testing.T) {
 	t.Run("SequentialThenVoicemail", func(t *testing.T) {
 		db, _ := newDB(t)
 		startCall(t, db, "CA_p")
-		first := postgres.DialOutcome{CallSid: "CA_p", Attempt: 0, DialCallStatus: "no-answer", DialCallSid: "CA_c1", CallerStatus: "in-progress"}
+		first := callrelay.DialOutcome{CallSid: "CA_p", Attempt: 0, DialCallStatus: "no-answer", DialCallSid: "CA_c1", CallerStatus: "in-progress"}
 		_, plan, err := db.RecordDialOutcome(ctx, first, decide(first))
 		if err != nil {
 			t.Fatal(err)
@@ -300,7 +300,7 @@ func TestRecordDialOutcome(t *testing.T) {
 		if plan.Action != callrelay.ActForward || plan.Attempt != 1 {
 			t.Fatalf("plan = %+v, want forward attempt 1", plan)
 		}
-		second := postgres.DialOutcome{CallSid: "CA_p", Attempt: 1, DialCallStatus: "failed", DialCallSid: "CA_c2",
+		second := callrelay.DialOutcome{CallSid: "CA_p", Attempt: 1, DialCallStatus: "failed", DialCallSid: "CA_c2",
 			SipResponseCode: intp(486), SipCallID: "abc@pbx", SipHeaders: map[string]string{"X-Reason": "busy here"}, CallerStatus: "in-progress"}
 		if _, plan, err = db.RecordDialOutcome(ctx, second, decide(second)); err != nil || plan.Action != callrelay.ActVoicemail {
 			t.Fatalf("plan = %+v, %v; want voicemail", plan, err)
@@ -340,7 +340,7 @@ func TestRecordDialOutcome(t *testing.T) {
 	t.Run("Answered", func(t *testing.T) {
 		db, _ := newDB(t)
 		startCall(t, db, "CA_p")
-		o := postgres.DialOutcome{CallSid: "CA_p", DialCallStatus: "completed", DialCallSid: "CA_c1", DurationSeconds: intp(42), CallerStatus: "in-progress"}
+		o := callrelay.DialOutcome{CallSid: "CA_p", DialCallStatus: "completed", DialCallSid: "CA_c1", DurationSeconds: intp(42), CallerStatus: "in-progress"}
 		if _, plan, err := db.RecordDialOutcome(ctx, o, decide(o)); err != nil || plan.Action != callrelay.ActHangup {
 			t.Fatalf("plan = %+v, %v; want hangup", plan, err)
 		}
@@ -355,7 +355,7 @@ func TestRecordDialOutcome(t *testing.T) {
 
 	t.Run("ErrNotFound", func(t *testing.T) {
 		db, _ := newDB(t)
-		o := postgres.DialOutcome{CallSid: "CA_none", DialCallStatus: "no-answer"}
+		o := callrelay.DialOutcome{CallSid: "CA_none", DialCallStatus: "no-answer"}
 		if _, _, err := db.RecordDialOutcome(ctx, o, decide(o)); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
 			t.Errorf("err = %v, want not_found", err)
 		}
@@ -471,7 +471,7 @@ func TestStartCall_RepeatKeepsRouting(t *testing.T) {
 	if err := db.DeleteNumber(ctx, "+15551230000"); err != nil {
 		t.Fatal(err)
 	}
-	r, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA_rep", Number: "+15551230000", From: "+15559870000"})
+	r, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: "CA_rep", Number: "+15551230000", From: "+15559870000"})
 	if err != nil {
 		t.Fatalf("repeat after delete: %v, want the call's routing", err)
 	}
@@ -486,7 +486,7 @@ func TestRecordLegProgress_OtherCallsLeg(t *testing.T) {
 	db, _ := newDB(t)
 	startCall(t, db, "CA_one")
 	startCall(t, db, "CA_two")
-	leg := postgres.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_one", Status: "ringing", Sequence: 1, At: t0}
+	leg := callrelay.LegProgress{CallSid: "CA_leg", ParentCallSid: "CA_one", Status: "ringing", Sequence: 1, At: t0}
 	if _, err := db.RecordLegProgress(ctx, leg); err != nil {
 		t.Fatal(err)
 	}

@@ -36,22 +36,9 @@ func (db *DB) enqueueCopy(ctx context.Context, tx pgx.Tx, id int64) error {
 	return nil
 }
 
-// RecordingTask is what the copy and purge jobs need of a voicemail.
-type RecordingTask struct {
-	VoicemailID  int64
-	CallSid      string
-	RecordingSid string
-	RecordingURL string
-	// Format and DeleteAtTwilio are the number's settings as the call started.
-	Format         string
-	DeleteAtTwilio bool
-	Audio          callrelay.StoredAudio
-	PurgedAt       *time.Time
-}
-
 // RecordingTask returns a voicemail's recording state, or ENOTFOUND.
-func (db *DB) RecordingTask(ctx context.Context, id int64) (*RecordingTask, error) {
-	var t RecordingTask
+func (db *DB) RecordingTask(ctx context.Context, id int64) (*callrelay.RecordingTask, error) {
+	var t callrelay.RecordingTask
 	var routingJSON []byte
 	var key, contentType, sha *string
 	var size *int64

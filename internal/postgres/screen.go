@@ -24,19 +24,9 @@ const (
 	ScreenEnded = "ended"
 )
 
-// ScreenedCall is what a screen needs of the caller's call.
-type ScreenedCall struct {
-	Routing callrelay.Routing
-	Number  string // the masked number
-	From    string // the caller
-	Status  string
-	Mode    string
-	Callee  string // the leg that took the call, "" while none has
-}
-
 // ScreenCall returns the call a screened leg belongs to, or ENOTFOUND.
-func (db *DB) ScreenCall(ctx context.Context, callSid string) (ScreenedCall, error) {
-	var c ScreenedCall
+func (db *DB) ScreenCall(ctx context.Context, callSid string) (callrelay.ScreenedCall, error) {
+	var c callrelay.ScreenedCall
 	var routing []byte
 	err := db.pool.QueryRow(ctx, `SELECT routing, number, from_number, status, mode, coalesce(callee_call_sid, '') FROM calls WHERE call_sid = $1`, callSid).
 		Scan(&routing, &c.Number, &c.From, &c.Status, &c.Mode, &c.Callee)
@@ -51,25 +41,12 @@ func (db *DB) ScreenCall(ctx context.Context, callSid string) (ScreenedCall, err
 	return c, nil
 }
 
-// ScreenEvent is a step of a leg's screen.
-type ScreenEvent struct {
-	CallSid       string // the leg
-	ParentCallSid string // the caller's call
-	Target        string // the leg's To
-	TargetIndex   int
-	Screen        string // callrelay.ScreenPress or ScreenAnnounce
-	Outcome       string // ScreenOffered, ScreenAccepted, ...
-	AnsweredBy    string // Twilio's AnsweredBy, when machine detection ran
-	Digits        string // the key pressed, if any
-	At            time.Time
-}
-
 // RecordScreen records a step of a leg's screen on the leg and the call's timeline, and returns
 // the leg's outcome as stored: a final outcome (accepted, declined, unanswered, machine, ended) is
 // never replaced, so a repeated or late request answers what the first decided. An acceptance
 // makes the leg the call's callee (its hold target) and the call in-progress, in the same
 // statement. It returns ENOTFOUND when the call is unknown or the leg belongs to another call.
-func (db *DB) RecordScreen(ctx context.Context, e ScreenEvent) (string, error) {
+func (db *DB) RecordScreen(ctx context.Context, e callrelay.ScreenEvent) (string, error) {
 	var acceptedAt *time.Time
 	if e.Outcome == ScreenAccepted {
 		acceptedAt = &e.At
@@ -127,7 +104,7 @@ func (db *DB) RecordScreen(ctx context.Context, e ScreenEvent) (string, error) {
 // amdStatusCallback, or AnsweredBy on its screen request): the first one stays. A machine is
 // also the leg's screen outcome (RecordScreen). It returns ENOTFOUND when the call is unknown
 // or the leg belongs to another call.
-func (db *DB) RecordAnsweredBy(ctx context.Context, e ScreenEvent) error {
+func (db *DB) RecordAnsweredBy(ctx context.Context, e callrelay.ScreenEvent) error {
 	var parent string
 	err := db.pool.QueryRow(ctx, `
 		INSERT INTO legs (call_sid, parent_call_sid, target, target_index, status, answered_by, created_at, updated_at)

@@ -23,13 +23,13 @@ func startScreenedCall(t *testing.T, db *postgres.DB) {
 	if _, _, err := db.PutNumber(ctx, "+15551230000", mustRouting(t, screenedRouting)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA_parent", Number: "+15551230000", From: "+15559870000"}); err != nil {
+	if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: "CA_parent", Number: "+15551230000", From: "+15559870000"}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func screenEvent(leg string, target int, outcome string) postgres.ScreenEvent {
-	return postgres.ScreenEvent{CallSid: leg, ParentCallSid: "CA_parent", Target: "+15550001111", TargetIndex: target,
+func screenEvent(leg string, target int, outcome string) callrelay.ScreenEvent {
+	return callrelay.ScreenEvent{CallSid: leg, ParentCallSid: "CA_parent", Target: "+15550001111", TargetIndex: target,
 		Screen: callrelay.ScreenPress, Outcome: outcome, At: t0}
 }
 
@@ -41,7 +41,7 @@ func TestRecordScreen(t *testing.T) {
 	startScreenedCall(t, db)
 
 	// The phone answers (a carrier voicemail, say): the call still rings.
-	if _, err := db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: "CA_a", ParentCallSid: "CA_parent", Status: "in-progress",
+	if _, err := db.RecordLegProgress(ctx, callrelay.LegProgress{CallSid: "CA_a", ParentCallSid: "CA_parent", Status: "in-progress",
 		Sequence: 2, At: t0, Target: "+15550001111", TargetIndex: intp(0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestRecordScreen(t *testing.T) {
 	}
 	// The Dial action's view: b accepted, a did not.
 	var plan callrelay.Plan
-	_, plan, err = db.RecordDialOutcome(ctx, postgres.DialOutcome{CallSid: "CA_parent", DialCallStatus: "completed", DialCallSid: "CA_a", CallerStatus: "in-progress"},
+	_, plan, err = db.RecordDialOutcome(ctx, callrelay.DialOutcome{CallSid: "CA_parent", DialCallStatus: "completed", DialCallSid: "CA_a", CallerStatus: "in-progress"},
 		func(r callrelay.Routing, cs callrelay.CallState) callrelay.Plan {
 			return callrelay.PlanDial(r, callrelay.DialResult{DialCallStatus: "completed", CallerStatus: "in-progress",
 				Answered: callrelay.AttemptAnswered(r, 0, "CA_a", cs.Legs)})
@@ -99,7 +99,7 @@ func TestRecordScreen(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if _, err := db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: "CA_c", ParentCallSid: "CA_parent", Status: "completed",
+		if _, err := db.RecordLegProgress(ctx, callrelay.LegProgress{CallSid: "CA_c", ParentCallSid: "CA_parent", Status: "completed",
 			Sequence: 5, At: t0, Target: "+15550001111", TargetIndex: intp(0)}); err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func TestRecordScreen(t *testing.T) {
 		t.Errorf("accepted after the leg ended = %q, want %q", got, postgres.ScreenEnded)
 	}
 	// A leg whose screen is over keeps its outcome when it ends.
-	if _, err := db.RecordLegProgress(ctx, postgres.LegProgress{CallSid: "CA_b", ParentCallSid: "CA_parent", Status: "completed",
+	if _, err := db.RecordLegProgress(ctx, callrelay.LegProgress{CallSid: "CA_b", ParentCallSid: "CA_parent", Status: "completed",
 		Sequence: 9, At: t0, Target: "+15550001111", TargetIndex: intp(0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestRecordScreen(t *testing.T) {
 	}
 
 	// A leg of an unknown call, or one claimed by another call, records nothing.
-	if _, err := db.RecordScreen(ctx, postgres.ScreenEvent{CallSid: "CA_x", ParentCallSid: "CA_nope", TargetIndex: 0,
+	if _, err := db.RecordScreen(ctx, callrelay.ScreenEvent{CallSid: "CA_x", ParentCallSid: "CA_nope", TargetIndex: 0,
 		Screen: callrelay.ScreenPress, Outcome: postgres.ScreenAccepted, At: t0}); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
 		t.Errorf("unknown call: %v, want ENOTFOUND", err)
 	}
@@ -139,7 +139,7 @@ func TestRecordDialOutcome_screenedNotAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	var legs []callrelay.LegScreen
-	_, _, err := db.RecordDialOutcome(ctx, postgres.DialOutcome{CallSid: "CA_parent", DialCallStatus: "completed", DialCallSid: "CA_a", CallerStatus: "in-progress"},
+	_, _, err := db.RecordDialOutcome(ctx, callrelay.DialOutcome{CallSid: "CA_parent", DialCallStatus: "completed", DialCallSid: "CA_a", CallerStatus: "in-progress"},
 		func(r callrelay.Routing, cs callrelay.CallState) callrelay.Plan {
 			legs = cs.Legs
 			return callrelay.Plan{Action: callrelay.ActVoicemail}

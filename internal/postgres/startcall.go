@@ -127,24 +127,11 @@ const startOneSQL = `
 		CASE WHEN NOT EXISTS (SELECT 1 FROM ins) THEN stored END, version
 	FROM nb WHERE NOT EXISTS (SELECT 1 FROM calls WHERE call_sid = $1)`
 
-// StartedCall is what StartCall recorded for a new call.
-type StartedCall struct {
-	// Routing is the call's routing: the number's, with its schedule and caller policies
-	// applied (callrelay.Decide). callrelay.PlanInbound(Routing) is the call's answer.
-	Routing callrelay.Routing
-	// Number is the number's routing as stored, for the routing cache; nil for a repeated
-	// webhook, which answers from the call's routing.
-	Number *callrelay.Routing
-	// Reason and Rule are the decision, as on the inbound timeline entry ("" without a
-	// schedule or policy, or for a repeated webhook).
-	Reason, Rule string
-}
-
 // startWait is one StartCall waiting for its batch.
 type startWait struct {
-	in    InboundCall
+	in    callrelay.InboundCall
 	d     startDecision
-	res   StartedCall
+	res   callrelay.StartedCall
 	found bool // false: the number is not configured
 	err   error
 	done  chan struct{}
@@ -160,7 +147,7 @@ type startDecision struct {
 }
 
 // decide decides in from the remembered routing of its number, at now.
-func (db *DB) decide(in InboundCall, now time.Time) (startDecision, error) {
+func (db *DB) decide(in callrelay.InboundCall, now time.Time) (startDecision, error) {
 	e, ok := db.numbers.get(in.Number)
 	if !ok {
 		return startDecision{}, nil
@@ -185,9 +172,9 @@ func (db *DB) decide(in InboundCall, now time.Time) (startDecision, error) {
 	return sd, nil
 }
 
-func (sd startDecision) started() StartedCall {
+func (sd startDecision) started() callrelay.StartedCall {
 	number := sd.number
-	return StartedCall{Routing: sd.dec.Routing, Number: &number, Reason: sd.dec.Reason, Rule: sd.dec.Rule}
+	return callrelay.StartedCall{Routing: sd.dec.Routing, Number: &number, Reason: sd.dec.Reason, Rule: sd.dec.Rule}
 }
 
 // startBatcher coalesces concurrent StartCalls (see startCallsSQL).
@@ -200,7 +187,7 @@ type startBatcher struct {
 }
 
 // start queues in and waits for the batch that records it.
-func (b *startBatcher) start(ctx context.Context, in InboundCall) (StartedCall, bool, error) {
+func (b *startBatcher) start(ctx context.Context, in callrelay.InboundCall) (callrelay.StartedCall, bool, error) {
 	w := &startWait{in: in, done: make(chan struct{})}
 	b.mu.Lock()
 	b.pending = append(b.pending, w)
@@ -219,7 +206,7 @@ func (b *startBatcher) start(ctx context.Context, in InboundCall) (StartedCall, 
 		return w.res, w.found, w.err
 	case <-ctx.Done():
 		// The call is still recorded when its batch runs; this request just stops waiting.
-		return StartedCall{}, false, ctx.Err()
+		return callrelay.StartedCall{}, false, ctx.Err()
 	}
 }
 
@@ -342,11 +329,11 @@ const startTries = 4
 
 // one runs startOneSQL for in, decided at now; found is false for a number that is not
 // configured.
-func (b *startBatcher) one(ctx context.Context, in InboundCall, now time.Time) (res StartedCall, found bool, err error) {
+func (b *startBatcher) one(ctx context.Context, in callrelay.InboundCall, now time.Time) (res callrelay.StartedCall, found bool, err error) {
 	for range startTries {
 		d, err := b.db.decide(in, now)
 		if err != nil {
-			return StartedCall{}, false, err
+			return callrelay.StartedCall{}, false, err
 		}
 		var kind string
 		var routing []byte
@@ -355,28 +342,28 @@ func (b *startBatcher) one(ctx context.Context, in InboundCall, now time.Time) (
 			d.version, d.decided, d.detail, in.CallerName).Scan(&kind, &routing, &version)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			return StartedCall{}, false, nil
+			return callrelay.StartedCall{}, false, nil
 		case err != nil:
-			return StartedCall{}, false, err
+			return callrelay.StartedCall{}, false, err
 		case kind == "known":
 			r, err := b.db.routings.decode(routing)
-			return StartedCall{Routing: r}, err == nil, err
+			return callrelay.StartedCall{Routing: r}, err == nil, err
 		case kind == "inserted":
 			return d.started(), true, nil
 		case version == nil:
-			return StartedCall{}, false, fmt.Errorf("start call: no routing version")
+			return callrelay.StartedCall{}, false, fmt.Errorf("start call: no routing version")
 		}
 		if err := b.db.numbers.put(in.Number, *version, routing); err != nil {
-			return StartedCall{}, false, err
+			return callrelay.StartedCall{}, false, err
 		}
 	}
-	return StartedCall{}, false, fmt.Errorf("start call: number %s changed %d times while its call started", in.Number, startTries)
+	return callrelay.StartedCall{}, false, fmt.Errorf("start call: number %s changed %d times while its call started", in.Number, startTries)
 }
 
 // StartCall records a new inbound call and returns its routing (schedule and caller policies
 // applied), or ENOTFOUND for a number that is not configured (then nothing is written). See
 // StartInbound.
-func (db *DB) StartCall(ctx context.Context, in InboundCall) (callrelay.Routing, error) {
+func (db *DB) StartCall(ctx context.Context, in callrelay.InboundCall) (callrelay.Routing, error) {
 	res, err := db.StartInbound(ctx, in)
 	return res.Routing, err
 }
@@ -388,13 +375,13 @@ func (db *DB) StartCall(ctx context.Context, in InboundCall) (callrelay.Routing,
 // nothing again and returns the routing the call started with (a second statement,
 // startOneSQL, answers for it). The initial status follows callrelay.PlanInbound of the call's
 // routing (initialStatusSQL).
-func (db *DB) StartInbound(ctx context.Context, in InboundCall) (StartedCall, error) {
+func (db *DB) StartInbound(ctx context.Context, in callrelay.InboundCall) (callrelay.StartedCall, error) {
 	res, found, err := db.starts.start(ctx, in)
 	if err != nil {
-		return StartedCall{}, fmt.Errorf("start call %s: %w", in.CallSid, err)
+		return callrelay.StartedCall{}, fmt.Errorf("start call %s: %w", in.CallSid, err)
 	}
 	if !found {
-		return StartedCall{}, callrelay.Errorf(callrelay.ENOTFOUND, "Number %s is not configured.", in.Number)
+		return callrelay.StartedCall{}, callrelay.Errorf(callrelay.ENOTFOUND, "Number %s is not configured.", in.Number)
 	}
 	return res, nil
 }

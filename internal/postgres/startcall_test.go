@@ -31,7 +31,7 @@ func TestStartCall_Concurrent(t *testing.T) {
 	}
 	const calls = 300
 	type result struct {
-		in  postgres.InboundCall
+		in  callrelay.InboundCall
 		r   callrelay.Routing
 		err error
 	}
@@ -44,7 +44,7 @@ func TestStartCall_Concurrent(t *testing.T) {
 		if k%3 == 0 {
 			number = "+15550009999"
 		}
-		in := postgres.InboundCall{CallSid: fmt.Sprintf("CA%032d", k), Number: number, From: "+15559870000"}
+		in := callrelay.InboundCall{CallSid: fmt.Sprintf("CA%032d", k), Number: number, From: "+15559870000"}
 		wg.Go(func() {
 			r, err := db.StartCall(ctx, in)
 			results[i] = result{in, r, err}
@@ -94,7 +94,7 @@ func TestStartCall_Batch(t *testing.T) {
 	put("+15551230002", "sequential")
 	for _, sid := range []string{"CA_old0", "CA_old2"} {
 		number := "+1555123000" + sid[len(sid)-1:]
-		if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: sid, Number: number, From: "+15559870000"}); err != nil {
+		if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: sid, Number: number, From: "+15559870000"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -120,9 +120,9 @@ func TestStartCall_Batch(t *testing.T) {
 		{"CA_nul", "+15551230000", "+1555\x00", "error"},
 		{"CA_new4", "+15551230001", "+15559870000", "simultaneous"},
 	}
-	ins := make([]postgres.InboundCall, len(tests))
+	ins := make([]callrelay.InboundCall, len(tests))
 	for i, tt := range tests {
-		ins[i] = postgres.InboundCall{CallSid: tt.sid, Number: tt.number, From: tt.from}
+		ins[i] = callrelay.InboundCall{CallSid: tt.sid, Number: tt.number, From: tt.from}
 	}
 	const second = 8
 	routings, errs := db.StartBatch(ctx, ins[:second])

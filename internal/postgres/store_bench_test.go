@@ -75,7 +75,7 @@ func startCalls(b *testing.B, db *postgres.DB, first, n int64) []string {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < n; i = next.Add(1) - 1 {
 				sids[i] = benchSid("00", first+i)
-				in := postgres.InboundCall{CallSid: sids[i], Number: benchNumber, From: benchCaller}
+				in := callrelay.InboundCall{CallSid: sids[i], Number: benchNumber, From: benchCaller}
 				if _, err := db.StartCall(context.Background(), in); err != nil {
 					failed.Store(err)
 					return
@@ -100,7 +100,7 @@ func BenchmarkStartCall(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			n++
-			r, err := db.StartCall(ctx, postgres.InboundCall{CallSid: benchSid("01", n), Number: benchNumber, From: benchCaller})
+			r, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: benchSid("01", n), Number: benchNumber, From: benchCaller})
 			if err != nil || len(r.Targets) != 1 {
 				b.Fatalf("StartCall: %v", err)
 			}
@@ -114,7 +114,7 @@ func BenchmarkStartCall(b *testing.B) {
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				r, err := db.StartCall(ctx, postgres.InboundCall{CallSid: benchSid("02", n.Add(1)), Number: benchNumber, From: benchCaller})
+				r, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: benchSid("02", n.Add(1)), Number: benchNumber, From: benchCaller})
 				if err != nil || len(r.Targets) != 1 {
 					b.Errorf("StartCall: %v", err)
 					return
@@ -142,7 +142,7 @@ func BenchmarkRecordLegProgress(b *testing.B) {
 			parent = calls.take(b)
 			leg = "CAff" + parent[4:] // the leg: a CallSid of its own
 		}
-		p := postgres.LegProgress{CallSid: leg, ParentCallSid: parent, Status: statuses[k], Sequence: k,
+		p := callrelay.LegProgress{CallSid: leg, ParentCallSid: parent, Status: statuses[k], Sequence: k,
 			At: benchT0.Add(time.Duration(k) * time.Second), Target: benchTarget, TargetIndex: &target}
 		if k == 3 {
 			d := 42
@@ -168,7 +168,7 @@ func BenchmarkRecordDialOutcome(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sid := calls.take(b)
-		o := postgres.DialOutcome{CallSid: sid, DialCallStatus: callrelay.DialNoAnswer, DialCallSid: "CAff" + sid[4:], CallerStatus: "in-progress"}
+		o := callrelay.DialOutcome{CallSid: sid, DialCallStatus: callrelay.DialNoAnswer, DialCallSid: "CAff" + sid[4:], CallerStatus: "in-progress"}
 		_, plan, err := db.RecordDialOutcome(ctx, o, decide)
 		if err != nil || plan.Action != callrelay.ActVoicemail {
 			b.Fatalf("RecordDialOutcome: %v %v", plan.Action, err)

@@ -26,22 +26,12 @@ type Jobs interface {
 // notifyMaxAttempts is high on purpose: the worker gives up by age (about a day), not by count.
 const notifyMaxAttempts = 200
 
-// Recording is a recording-status callback.
-type Recording struct {
-	CallSid         string
-	RecordingSid    string
-	RecordingURL    string
-	Status          string // completed, absent, failed
-	DurationSeconds int
-	StartedAt       *time.Time
-}
-
 // RecordRecording applies a recording-status callback. A completed recording becomes a
 // voicemail and, in the same transaction, a job to email it: at once when no transcript will
 // come (or one already came), else after transcriptWait. Absent and failed recordings are kept
 // on the call's timeline only. A repeated callback changes nothing and returns the voicemail
 // written the first time; nil for a recording that is not a voicemail.
-func (db *DB) RecordRecording(ctx context.Context, rec Recording, transcriptWait time.Duration) (*callrelay.Voicemail, error) {
+func (db *DB) RecordRecording(ctx context.Context, rec callrelay.Recording, transcriptWait time.Duration) (*callrelay.Voicemail, error) {
 	if db.Jobs == nil {
 		return nil, errors.New("record recording: no job queue configured")
 	}
@@ -57,7 +47,7 @@ func (db *DB) RecordRecording(ctx context.Context, rec Recording, transcriptWait
 	return vm, nil
 }
 
-func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec Recording, transcriptWait time.Duration) (*callrelay.Voicemail, error) {
+func (db *DB) recordRecording(ctx context.Context, tx pgx.Tx, rec callrelay.Recording, transcriptWait time.Duration) (*callrelay.Voicemail, error) {
 	now := db.now()
 	if err := lockRecording(ctx, tx, rec.RecordingSid); err != nil {
 		return nil, err
@@ -154,20 +144,11 @@ func lockRecording(ctx context.Context, tx pgx.Tx, recordingSid string) error {
 	return err
 }
 
-// Transcription is a transcribeCallback.
-type Transcription struct {
-	CallSid          string
-	RecordingSid     string
-	TranscriptionSid string
-	Status           string // completed or failed
-	Text             string
-}
-
 // RecordTranscription stores a transcript (or its failure) on its voicemail and, if the email
 // has not gone yet, makes it due now. A transcription that arrives before its recording-status
 // is kept until the voicemail exists. A transcript that arrives once the email is being sent,
 // or has gone, is also emailed on its own: the follow-up job is written in this transaction.
-func (db *DB) RecordTranscription(ctx context.Context, t Transcription) error {
+func (db *DB) RecordTranscription(ctx context.Context, t callrelay.Transcription) error {
 	if t.Status != callrelay.TranscriptCompleted && t.Status != callrelay.TranscriptFailed {
 		return callrelay.Invalidf("TranscriptionStatus", "TranscriptionStatus %q is not completed or failed.", t.Status)
 	}

@@ -65,13 +65,13 @@ func newVoicemailDB(t *testing.T, routingJSON string) (*postgres.DB, func(time.D
 
 func vmStartCall(t *testing.T, db *postgres.DB, callSid string) {
 	t.Helper()
-	if _, err := db.StartCall(context.Background(), postgres.InboundCall{CallSid: callSid, Number: vmNumber, From: vmCaller}); err != nil {
+	if _, err := db.StartCall(context.Background(), callrelay.InboundCall{CallSid: callSid, Number: vmNumber, From: vmCaller}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func vmRecording(callSid, recSid string, seconds int) postgres.Recording {
-	return postgres.Recording{
+func vmRecording(callSid, recSid string, seconds int) callrelay.Recording {
+	return callrelay.Recording{
 		CallSid: callSid, RecordingSid: recSid, Status: "completed", DurationSeconds: seconds,
 		RecordingURL: "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/" + recSid,
 	}
@@ -198,7 +198,7 @@ func TestRecordRecording_OK(t *testing.T) {
 		if _, _, err := db.PutNumber(ctx, number, mustRouting(t, tc.routing)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: callSid, Number: number, From: vmCaller}); err != nil {
+		if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: callSid, Number: number, From: vmCaller}); err != nil {
 			t.Fatal(err)
 		}
 		t.Run(tc.name, func(t *testing.T) {
@@ -358,7 +358,7 @@ func TestRecordTranscription_OK(t *testing.T) {
 			}
 			advance(20 * time.Second)
 			before := db.Now()
-			err := db.RecordTranscription(ctx, postgres.Transcription{
+			err := db.RecordTranscription(ctx, callrelay.Transcription{
 				CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR1", Status: tc.status, Text: tc.text,
 			})
 			if err != nil {
@@ -398,7 +398,7 @@ func TestRecordTranscription_BeforeRecording(t *testing.T) {
 			t.Parallel()
 			db, advance, _ := newVoicemailDB(t, vmRouting)
 			vmStartCall(t, db, "CA1")
-			tr := postgres.Transcription{CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR1", Status: tc.status, Text: "Early bird."}
+			tr := callrelay.Transcription{CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR1", Status: tc.status, Text: "Early bird."}
 			if err := db.RecordTranscription(ctx, tr); err != nil {
 				t.Fatal(err)
 			}
@@ -450,7 +450,7 @@ func TestRecordTranscription_Duplicate(t *testing.T) {
 	ctx := context.Background()
 	db, advance, spy := newVoicemailDB(t, vmRouting)
 	vm := newVoicemail(t, db, "CA1", "RE1")
-	tr := postgres.Transcription{CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR1", Status: "completed", Text: "First."}
+	tr := callrelay.Transcription{CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR1", Status: "completed", Text: "First."}
 	if err := db.RecordTranscription(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
@@ -458,7 +458,7 @@ func TestRecordTranscription_Duplicate(t *testing.T) {
 	job := oneJob(t, db)
 
 	advance(time.Minute)
-	for _, dup := range []postgres.Transcription{
+	for _, dup := range []callrelay.Transcription{
 		tr,
 		{CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR2", Status: "completed", Text: "Second."},
 		{CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR3", Status: "failed"},
@@ -519,7 +519,7 @@ func TestRecordTranscription_AfterEmail(t *testing.T) {
 			job := oneJob(t, db)
 
 			advance(time.Hour)
-			err := db.RecordTranscription(ctx, postgres.Transcription{
+			err := db.RecordTranscription(ctx, callrelay.Transcription{
 				CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR1", Status: "completed", Text: "Too late.",
 			})
 			if err != nil {
@@ -549,7 +549,7 @@ func TestRecordTranscription_AfterEmail(t *testing.T) {
 				t.Errorf("notify_transcript jobs = %d, want %d", n, wantJobs)
 			}
 			// A repeated callback asks for nothing more.
-			if err := db.RecordTranscription(ctx, postgres.Transcription{
+			if err := db.RecordTranscription(ctx, callrelay.Transcription{
 				CallSid: "CA1", RecordingSid: "RE1", TranscriptionSid: "TR1", Status: "completed", Text: "Too late.",
 			}); err != nil {
 				t.Fatal(err)
@@ -567,7 +567,7 @@ func TestRecordTranscription_ErrInvalid(t *testing.T) {
 	db, _, _ := newVoicemailDB(t, vmRouting)
 	vm := newVoicemail(t, db, "CA1", "RE1")
 	for _, status := range []string{"", "in-progress", "COMPLETED", "absent"} {
-		err := db.RecordTranscription(ctx, postgres.Transcription{CallSid: "CA1", RecordingSid: "RE1", Status: status, Text: "x"})
+		err := db.RecordTranscription(ctx, callrelay.Transcription{CallSid: "CA1", RecordingSid: "RE1", Status: status, Text: "x"})
 		if callrelay.ErrorCode(err) != callrelay.EINVALID {
 			t.Errorf("status %q: err = %v, want invalid", status, err)
 		}
@@ -793,7 +793,7 @@ func TestListVoicemails(t *testing.T) {
 			advance(time.Minute)
 		}
 	}
-	if _, err := db.StartCall(ctx, postgres.InboundCall{CallSid: "CA9", Number: other, From: vmCaller}); err != nil {
+	if _, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: "CA9", Number: other, From: vmCaller}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.RecordRecording(ctx, vmRecording("CA9", "RE9", 30), vmWait); err != nil {
@@ -871,7 +871,7 @@ func TestRecordTranscription_ConcurrentWithRecording(t *testing.T) {
 		})
 		wg.Go(func() {
 			<-start
-			errs <- db.RecordTranscription(ctx, postgres.Transcription{
+			errs <- db.RecordTranscription(ctx, callrelay.Transcription{
 				CallSid: callSid, RecordingSid: recSid, TranscriptionSid: "TR" + recSid[2:], Status: "completed", Text: "Hello.",
 			})
 		})

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/internal/postgres"
 )
 
 // BenchmarkCopy is the copy job's work for a minute of MP3 (240,000 bytes): fetch from the
@@ -42,11 +41,11 @@ func BenchmarkCopy(b *testing.B) {
 			ids := make([]int64, b.N)
 			for i := range b.N {
 				n := 1000 + i
-				if _, err := r.db.StartCall(ctx, postgres.InboundCall{CallSid: callSid(n), Number: number, From: caller}); err != nil {
+				if _, err := r.db.StartCall(ctx, callrelay.InboundCall{CallSid: callSid(n), Number: number, From: caller}); err != nil {
 					b.Fatal(err)
 				}
 				r.fake.AddRecording(recSid(n))
-				vm, err := r.db.RecordRecording(ctx, postgres.Recording{CallSid: callSid(n), RecordingSid: recSid(n), Status: "completed",
+				vm, err := r.db.RecordRecording(ctx, callrelay.Recording{CallSid: callSid(n), RecordingSid: recSid(n), Status: "completed",
 					DurationSeconds: 60, RecordingURL: r.media.URL + "/2010-04-01/Accounts/" + r.fake.AccountSID + "/Recordings/" + recSid(n)}, time.Hour)
 				if err != nil {
 					b.Fatal(err)

@@ -174,7 +174,7 @@ func (j *Jobs) Copy(ctx context.Context, id int64, attempt int) error {
 }
 
 // copy downloads the recording into the store and reads it back to verify it.
-func (j *Jobs) copy(ctx context.Context, t *postgres.RecordingTask) (*callrelay.AudioCopy, error) {
+func (j *Jobs) copy(ctx context.Context, t *callrelay.RecordingTask) (*callrelay.AudioCopy, error) {
 	m, err := j.Media.Open(ctx, mediaURL(t.RecordingURL, t.Format))
 	if err != nil {
 		return nil, err
@@ -201,7 +201,7 @@ func (j *Jobs) copy(ctx context.Context, t *postgres.RecordingTask) (*callrelay.
 }
 
 // deleteAtTwilio deletes Twilio's copy; one already gone (404) counts as deleted.
-func (j *Jobs) deleteAtTwilio(ctx context.Context, t *postgres.RecordingTask) error {
+func (j *Jobs) deleteAtTwilio(ctx context.Context, t *callrelay.RecordingTask) error {
 	err := j.Twilio.DeleteRecording(ctx, t.RecordingSid)
 	gone := twilioapi.IsNotFound(err)
 	if err != nil && !gone {

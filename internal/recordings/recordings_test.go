@@ -166,11 +166,11 @@ func (r *rig) voicemail(n int, extra string) *callrelay.Voicemail {
 	if _, _, err := r.db.PutNumber(ctx, number, rt); err != nil {
 		r.t.Fatal(err)
 	}
-	if _, err := r.db.StartCall(ctx, postgres.InboundCall{CallSid: callSid(n), Number: number, From: caller}); err != nil {
+	if _, err := r.db.StartCall(ctx, callrelay.InboundCall{CallSid: callSid(n), Number: number, From: caller}); err != nil {
 		r.t.Fatal(err)
 	}
 	r.fake.AddRecording(recSid(n))
-	vm, err := r.db.RecordRecording(ctx, postgres.Recording{CallSid: callSid(n), RecordingSid: recSid(n), Status: "completed",
+	vm, err := r.db.RecordRecording(ctx, callrelay.Recording{CallSid: callSid(n), RecordingSid: recSid(n), Status: "completed",
 		DurationSeconds: 60, RecordingURL: r.media.URL + "/2010-04-01/Accounts/" + r.fake.AccountSID + "/Recordings/" + recSid(n)}, time.Hour)
 	if err != nil {
 		r.t.Fatal(err)
@@ -194,7 +194,7 @@ func (r *rig) await(kind string) *river.Event {
 	}
 }
 
-func (r *rig) task(id int64) *postgres.RecordingTask {
+func (r *rig) task(id int64) *callrelay.RecordingTask {
 	r.t.Helper()
 	task, err := r.db.RecordingTask(context.Background(), id)
 	if err != nil {
@@ -492,7 +492,7 @@ func TestExpire(t *testing.T) {
 	if ev := r.await("copy_recording"); ev.Kind != river.EventKindJobCompleted {
 		t.Fatalf("copy job: %s (%v)", ev.Kind, ev.Job.Errors)
 	}
-	if err := r.db.RecordTranscription(ctx, postgres.Transcription{CallSid: callSid(10), RecordingSid: recSid(10),
+	if err := r.db.RecordTranscription(ctx, callrelay.Transcription{CallSid: callSid(10), RecordingSid: recSid(10),
 		TranscriptionSid: "TR1", Status: "completed", Text: "call me back"}); err != nil {
 		t.Fatal(err)
 	}
@@ -621,7 +621,7 @@ func TestExpire_LateTranscript(t *testing.T) {
 	if _, err := r.db.ExpireVoicemail(ctx, vm.ID, postgres.ExpiredByRequest); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.db.RecordTranscription(ctx, postgres.Transcription{CallSid: callSid(14), RecordingSid: recSid(14),
+	if err := r.db.RecordTranscription(ctx, callrelay.Transcription{CallSid: callSid(14), RecordingSid: recSid(14),
 		TranscriptionSid: "TR14", Status: "completed", Text: "my card number is"}); err != nil {
 		t.Fatal(err)
 	}

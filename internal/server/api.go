@@ -106,7 +106,7 @@ func handleGetNumber(db *postgres.DB, now func() time.Time) http.Handler {
 // URL of the following page, null on the last.
 func handleListNumbers(db *postgres.DB) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p postgres.NumberPage
+		var p callrelay.NumberPage
 		var err error
 		if p.Limit, err = queryLimit(r); err != nil {
 			writeError(w, r, err)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
-	"github.com/callrelay/callrelay/internal/postgres"
 )
 
 // eventTime is a callback's Timestamp (RFC 2822, as Twilio writes it), else when it arrived.
@@ -21,7 +20,7 @@ func eventTime(s string, received time.Time) time.Time {
 func handleConferenceStatus(svc *conference.Service, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := r.PostForm
-		ev := postgres.ConferenceEvent{
+		ev := callrelay.ConferenceEvent{
 			CallSid:       f.Get("FriendlyName"), // callrelay names the conference after the caller's CallSid
 			ConferenceSid: f.Get("ConferenceSid"),
 			Event:         f.Get("StatusCallbackEvent"),

@@ -10,7 +10,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/hold"
 	"github.com/callrelay/callrelay/internal/postgres"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // Hold and resume: the ops API, the hold music, and the direct-mode hold webhooks (see package

@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/callrelay/callrelay/internal/signature"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // addRoutes maps every route of docs/design.md. chi answers no route with a redirect (Twilio drops

@@ -9,7 +9,7 @@ import (
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // Screening webhooks (docs/design.md "Screening"). Twilio runs them on a dialed leg after it
@@ -134,7 +134,7 @@ func handleScreen(db *postgres.DB, conf accepter, b *twiml.Builder, now func() t
 		case screen != callrelay.ScreenPress:
 			outcome = postgres.ScreenAccepted // announce, or machine detection alone: a person
 		}
-		stored, err := db.RecordScreen(r.Context(), postgres.ScreenEvent{
+		stored, err := db.RecordScreen(r.Context(), callrelay.ScreenEvent{
 			CallSid: leg, ParentCallSid: parent, Target: r.PostForm.Get("To"), TargetIndex: target,
 			Screen: screen, Outcome: outcome, AnsweredBy: answeredBy, At: now(),
 		})
@@ -193,7 +193,7 @@ func handleScreenResult(db *postgres.DB, conf accepter, b *twiml.Builder, now fu
 		if len(digits) > maxDigits {
 			digits = digits[:maxDigits]
 		}
-		stored, err := db.RecordScreen(r.Context(), postgres.ScreenEvent{
+		stored, err := db.RecordScreen(r.Context(), callrelay.ScreenEvent{
 			CallSid: leg, ParentCallSid: parent, Target: r.PostForm.Get("To"), TargetIndex: target,
 			Screen: callrelay.ScreenPress, Outcome: outcome, Digits: digits, At: now(),
 		})
@@ -239,7 +239,7 @@ func handleScreenAMD(db *postgres.DB, now func() time.Time, sp spooler) http.Han
 			sp.callback(w, r, twiml.PathScreenAMD)
 			return
 		}
-		e := postgres.ScreenEvent{CallSid: leg, ParentCallSid: parent, Target: f.Get("To"), TargetIndex: target,
+		e := callrelay.ScreenEvent{CallSid: leg, ParentCallSid: parent, Target: f.Get("To"), TargetIndex: target,
 			Screen: c.Routing.Targets[target].Screening(), Outcome: postgres.ScreenMachine, AnsweredBy: answeredBy, At: now()}
 		err = db.RecordAnsweredBy(r.Context(), e)
 		if err == nil && isMachine(answeredBy) {

@@ -21,7 +21,7 @@ import (
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/spool"
 	"github.com/callrelay/callrelay/internal/twilioapi"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // Routing cache for webhooks answered while the database is down (see routingCache).

@@ -30,8 +30,8 @@ import (
 	"github.com/callrelay/callrelay/internal/signature"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/twiliofake"
+	twimlpkg "github.com/callrelay/callrelay/internal/twiml"
 	"github.com/callrelay/callrelay/internal/voicemail"
-	twimlpkg "github.com/callrelay/callrelay/twiml"
 	"github.com/callrelay/callrelay/twiml/twimltest"
 )
 

@@ -14,7 +14,7 @@ import (
 	"github.com/callrelay/callrelay/internal/phone"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/spool"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // A webhook that fails inside still answers TwiML: a live caller must never meet a 500 or an
@@ -108,8 +108,8 @@ const maxCallerName = 64
 
 // inboundCall is what a voice webhook tells of a new call. CallerName (sent with caller-name
 // lookup only) is shown to the owner: cleaned of control and bidi characters and bounded.
-func inboundCall(f url.Values) postgres.InboundCall {
-	return postgres.InboundCall{CallSid: f.Get("CallSid"), Number: f.Get("To"), From: f.Get("From"),
+func inboundCall(f url.Values) callrelay.InboundCall {
+	return callrelay.InboundCall{CallSid: f.Get("CallSid"), Number: f.Get("To"), From: f.Get("From"),
 		CallToken: f.Get("CallToken"), CallerName: phone.Clean(f.Get("CallerName"), maxCallerName)}
 }
 
@@ -129,7 +129,7 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 		log := logger(r.Context())
 		f := r.PostForm
 		attempt, _ := strconv.Atoi(r.URL.Query().Get("attempt"))
-		o := postgres.DialOutcome{
+		o := callrelay.DialOutcome{
 			CallSid:         f.Get("CallSid"),
 			Attempt:         max(attempt, 0),
 			DialCallStatus:  f.Get("DialCallStatus"),
@@ -220,12 +220,12 @@ func handleCallStatus(db *postgres.DB, conf *conference.Service, holds *hold.Ser
 			if n := formInt(f.Get("SequenceNumber")); n != nil {
 				seq = *n
 			}
-			p := postgres.LegProgress{
+			p := callrelay.LegProgress{
 				CallSid: sid, ParentCallSid: parent, Status: status, Sequence: seq, At: at,
 				Target: f.Get("To"), TargetIndex: formInt(r.URL.Query().Get("target")),
 				SipResponseCode: formInt(f.Get("SipResponseCode")), DurationSeconds: formInt(f.Get("CallDuration")),
 			}
-			var res postgres.LegResult
+			var res callrelay.LegResult
 			if res, err = conf.LegProgress(r.Context(), p); err == nil && res.Known {
 				holds.LegProgress(p, res)
 			}

@@ -23,7 +23,7 @@ import (
 func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := r.PostForm
-		rec := postgres.Recording{
+		rec := callrelay.Recording{
 			CallSid:      f.Get("CallSid"),
 			RecordingSid: f.Get("RecordingSid"),
 			RecordingURL: f.Get("RecordingUrl"),
@@ -68,7 +68,7 @@ func handleRecordingStatus(db *postgres.DB, transcriptWait time.Duration, sp spo
 func handleTranscription(db *postgres.DB, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := r.PostForm
-		t := postgres.Transcription{
+		t := callrelay.Transcription{
 			CallSid:          f.Get("CallSid"),
 			RecordingSid:     f.Get("RecordingSid"),
 			TranscriptionSid: f.Get("TranscriptionSid"),

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callrelay/callrelay/internal/postgres"
+	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/signature"
 )
 
@@ -126,7 +126,7 @@ func (c *benchCallSupply) take(b *testing.B) string {
 		for range 500 {
 			c.next++
 			sid := benchCallSid(c.kind, c.next)
-			if _, err := c.s.db.StartCall(context.Background(), postgres.InboundCall{CallSid: sid, Number: masked, From: caller}); err != nil {
+			if _, err := c.s.db.StartCall(context.Background(), callrelay.InboundCall{CallSid: sid, Number: masked, From: caller}); err != nil {
 				b.Fatal(err)
 			}
 			c.sids = append(c.sids, sid)

@@ -14,7 +14,6 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/mail/mailtest"
-	"github.com/callrelay/callrelay/internal/postgres"
 )
 
 // The email as a mail client sees it, through SMTP: the sender's display name, Auto-Submitted,
@@ -27,11 +26,11 @@ func TestNotifier_EmailAsReceived(t *testing.T) {
 	if _, _, err := h.db.PutNumber(ctx, masked, mustRouting(t, `{"owner_email":"dana@example.com","time_zone":"Asia/Tokyo","targets":[{"type":"phone","to":"+15550001111"}]}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.db.StartCall(ctx, postgres.InboundCall{CallSid: "CA2", Number: masked, From: "+442079460000", CallerName: "JOHN SMITH"}); err != nil {
+	if _, err := h.db.StartCall(ctx, callrelay.InboundCall{CallSid: "CA2", Number: masked, From: "+442079460000", CallerName: "JOHN SMITH"}); err != nil {
 		t.Fatal(err)
 	}
 	recorded := clocktest.Start().Add(-2 * time.Hour)
-	vm, err := h.db.RecordRecording(ctx, postgres.Recording{
+	vm, err := h.db.RecordRecording(ctx, callrelay.Recording{
 		CallSid: "CA2", RecordingSid: "RE00000000000000000000000000000002", Status: "completed", DurationSeconds: 2,
 		RecordingURL: h.mediaURL + "/2010-04-01/Accounts/" + accountSID + "/Recordings/RE00000000000000000000000000000002",
 		StartedAt:    &recorded,
@@ -93,7 +92,7 @@ func TestNotifier_LateTranscriptFollowUp(t *testing.T) {
 	smtpSrv := mailtest.Start(t)
 	h := newHarness(t, smtpSrv.URL(), nil, serveAudio)
 	// 30 s in en-US: a transcript is expected; a wait of zero sends the email at once.
-	vm, err := h.db.RecordRecording(ctx, postgres.Recording{
+	vm, err := h.db.RecordRecording(ctx, callrelay.Recording{
 		CallSid: "CA1", RecordingSid: recSid, Status: "completed", DurationSeconds: 30,
 		RecordingURL: h.mediaURL + "/2010-04-01/Accounts/" + accountSID + "/Recordings/" + recSid,
 	}, 0)
@@ -106,7 +105,7 @@ func TestNotifier_LateTranscriptFollowUp(t *testing.T) {
 		t.Fatalf("first email is not the one without a transcript:\n%s", first.Text)
 	}
 
-	late := postgres.Transcription{CallSid: "CA1", RecordingSid: recSid, TranscriptionSid: "TR1", Status: "completed", Text: "Please call me back about <the invoice>."}
+	late := callrelay.Transcription{CallSid: "CA1", RecordingSid: recSid, TranscriptionSid: "TR1", Status: "completed", Text: "Please call me back about <the invoice>."}
 	if err := h.db.RecordTranscription(ctx, late); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +154,7 @@ func TestNotifier_LateTranscriptFollowUp_SMTPDown(t *testing.T) {
 	ctx := context.Background()
 	smtpSrv := mailtest.Start(t)
 	h := newHarness(t, smtpSrv.URL(), nil, serveAudio)
-	vm, err := h.db.RecordRecording(ctx, postgres.Recording{
+	vm, err := h.db.RecordRecording(ctx, callrelay.Recording{
 		CallSid: "CA1", RecordingSid: recSid, Status: "completed", DurationSeconds: 30,
 		RecordingURL: h.mediaURL + "/2010-04-01/Accounts/" + accountSID + "/Recordings/" + recSid,
 	}, 0)
@@ -166,7 +165,7 @@ func TestNotifier_LateTranscriptFollowUp_SMTPDown(t *testing.T) {
 	h.await(t, river.EventKindJobCompleted)
 
 	smtpSrv.Stop()
-	if err := h.db.RecordTranscription(ctx, postgres.Transcription{CallSid: "CA1", RecordingSid: recSid, TranscriptionSid: "TR1", Status: "completed", Text: "Call me."}); err != nil {
+	if err := h.db.RecordTranscription(ctx, callrelay.Transcription{CallSid: "CA1", RecordingSid: recSid, TranscriptionSid: "TR1", Status: "completed", Text: "Call me."}); err != nil {
 		t.Fatal(err)
 	}
 	failed := h.await(t, river.EventKindJobFailed)

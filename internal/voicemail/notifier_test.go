@@ -126,7 +126,7 @@ func newHarnessWith(t *testing.T, smtpURL string, now func() time.Time, serve ht
 	if _, _, err := h.db.PutNumber(ctx, masked, mustRouting(t, routing)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.db.StartCall(ctx, postgres.InboundCall{CallSid: "CA1", Number: masked, From: caller}); err != nil {
+	if _, err := h.db.StartCall(ctx, callrelay.InboundCall{CallSid: "CA1", Number: masked, From: caller}); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -144,7 +144,7 @@ func mustRouting(t *testing.T, js string) callrelay.Routing {
 // record completes a 2-second recording: no transcript will come, so its email is due now.
 func (h *harness) record(t *testing.T) *callrelay.Voicemail {
 	t.Helper()
-	vm, err := h.db.RecordRecording(context.Background(), postgres.Recording{
+	vm, err := h.db.RecordRecording(context.Background(), callrelay.Recording{
 		CallSid: "CA1", RecordingSid: recSid, Status: "completed", DurationSeconds: 2,
 		RecordingURL: h.mediaURL + "/2010-04-01/Accounts/" + accountSID + "/Recordings/" + recSid,
 	}, time.Hour)
@@ -466,7 +466,7 @@ func TestNotifier_ClaimHeldElsewhere(t *testing.T) {
 	h := newHarness(t, smtpSrv.URL(), nil, serveAudio)
 	ctx := context.Background()
 	// 30 s: a transcript is expected, so the job waits an hour and does not run by itself.
-	vm, err := h.db.RecordRecording(ctx, postgres.Recording{
+	vm, err := h.db.RecordRecording(ctx, callrelay.Recording{
 		CallSid: "CA1", RecordingSid: recSid, Status: "completed", DurationSeconds: 30,
 		RecordingURL: h.mediaURL + "/2010-04-01/Accounts/" + accountSID + "/Recordings/" + recSid,
 	}, time.Hour)

@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/signature"
-	"github.com/callrelay/callrelay/twiml"
+	"github.com/callrelay/callrelay/internal/twiml"
 )
 
 // AccountSID is the account the webhooks come from (callrelay does not check it).
