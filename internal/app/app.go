@@ -22,6 +22,7 @@ import (
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
 	"github.com/callrelay/callrelay/internal/events"
+	"github.com/callrelay/callrelay/internal/hold"
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
@@ -69,6 +70,7 @@ type App struct {
 	now    func() time.Time
 	queue  *river.Client[pgx.Tx]
 	conf   *conference.Service
+	holds  *hold.Service
 	spool  *spool.Spool      // nil when CALLRELAY_SPOOL_DIR is empty
 	store  *recordings.Store // nil when CALLRELAY_RECORDINGS_URL is empty
 	replay *spool.Replayer
@@ -122,7 +124,9 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 
 	recs := &recordings.Jobs{DB: db, Store: store, Media: media, Twilio: rest, Now: now, Log: log,
 		RetentionDays: cfg.RetentionDays, TimelineRetentionDays: cfg.TimelineRetentionDays}
-	conf := conference.New(db, rest, twiml.NewBuilder(cfg.PublicURL.URL), cfg.HoldMusicURL.String(), log)
+	urls := twiml.NewBuilder(cfg.PublicURL.URL)
+	conf := conference.New(db, rest, urls, log)
+	holds := hold.New(db, rest, urls, cfg.HoldMusicURL.String(), log)
 	notifier := voicemail.NewNotifier(db, sender, media, links, cfg.MailFrom, now, log)
 	notifier.Zone = cfg.TimeZone.Location
 	notifier.StoredAudio = recs.StoredAudio
@@ -150,8 +154,8 @@ func New(cfg config.Config, pool *pgxpool.Pool, log *slog.Logger, opts Options) 
 	}
 	streams := &server.Streams{}
 	handler := server.NewServer(server.Deps{Logger: log, Config: cfg, DB: db, Registry: reg, Media: media, Links: links,
-		Conference: conf, Spool: sp, Now: now, Recordings: store, PurgeRecording: recs.Purge, Streams: streams})
-	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, spool: sp, store: store, Streams: streams}
+		Conference: conf, Hold: holds, Spool: sp, Now: now, Recordings: store, PurgeRecording: recs.Purge, Streams: streams})
+	a := &App{Handler: handler, DB: db, log: log, now: now, queue: queue, conf: conf, holds: holds, spool: sp, store: store, Streams: streams}
 	if sp != nil {
 		a.replay = &spool.Replayer{Spool: sp, Handler: handler, Log: log, Interval: cmp.Or(opts.SpoolInterval, DefaultSpoolInterval)}
 	}
@@ -191,6 +195,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if err := a.conf.Shutdown(ctx); err != nil {
 		a.log.Warn("conference work", slog.String("error", err.Error()))
+	}
+	if err := a.holds.Shutdown(ctx); err != nil {
+		a.log.Warn("hold work", slog.String("error", err.Error()))
 	}
 	if err := a.queue.Stop(ctx); err != nil {
 		return fmt.Errorf("job queue stop: %w", err)

@@ -120,7 +120,7 @@ type LegResult struct {
 	Mode          string // the call's mode
 	Callee        string // the leg that answered first (the callee), "" while none has
 	ConferenceSid string // "" outside conference mode
-	Held          bool   // direct mode: the call has been through a hold (its Dial no longer ends it)
+	Held          bool   // direct mode: the call has been through a hold or has one pending (its Dial no longer ends it), and has not ended
 	Screened      bool   // the leg's target is screened: it becomes the callee when it accepts
 }
 

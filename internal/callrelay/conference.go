@@ -78,44 +78,14 @@ func PlanConferenceOutcome(r Routing, dialStatus, callerStatus, callStatus strin
 	return Plan{Action: ActUnavailable}
 }
 
-// Of reports whether party is held.
-func (h HoldState) Of(party string) bool {
-	if party == PartyCallee {
-		return h.Callee
-	}
-	return h.Caller
-}
-
-// Any reports whether either party is held.
-func (h HoldState) Any() bool { return h.Caller || h.Callee }
-
-// OtherParty is the caller for the callee and the callee for the caller.
-func OtherParty(party string) string {
-	if party == PartyCaller {
-		return PartyCallee
-	}
-	return PartyCaller
-}
-
 // CallState is what a webhook's decision needs to know of a stored call.
 type CallState struct {
 	Status string
-	Hold   HoldState
+	// Hold is the call's hold state; while a direct-mode hold request waits for Twilio, the
+	// state that request asks for (the redirect it sent is what ends a Dial meanwhile).
+	Hold HoldState
 	// Legs are the call's dialed legs and their screens (direct mode), for AttemptAnswered.
 	Legs []LegScreen
-}
-
-// PlanHeldLeg decides what party's leg of a direct-mode call does when the bridge it was in
-// has ended while a hold is pending: into its queue when it is the one held, waiting while the
-// other is held. ok is false when nobody is held: the bridge ended because someone hung up.
-func PlanHeldLeg(party string, h HoldState) (p Plan, ok bool) {
-	switch {
-	case h.Of(party):
-		return Plan{Action: ActEnqueue, Party: party}, true
-	case h.Of(OtherParty(party)):
-		return Plan{Action: ActHoldWait, Party: party}, true
-	}
-	return Plan{}, false
 }
 
 // RingOwner is the job that dials the owner's targets into a conference-mode call's

@@ -1,8 +1,7 @@
-// Package conference runs what callrelay does through Twilio's REST API. In conference mode:
-// it adds the owner's targets to the caller's conference when the caller joins, keeps the first
-// to answer and ends the others, sends the caller to voicemail when nobody answers, and holds
-// and resumes either party with the Conference Participant API. In direct mode (direct.go): it
-// holds and resumes either party by moving the legs between per-call queues.
+// Package conference runs conference-mode calls through Twilio's REST API: it adds the owner's
+// targets to the caller's conference when the caller joins, keeps the first to answer and ends
+// the others, and sends the caller to voicemail when nobody answers. (Holding a party, in either
+// mode, is package hold's.)
 //
 // Webhooks are answered first; the REST requests they cause run in the background (creating
 // participants is paced at about one per second), tracked so that shutdown and tests can wait
@@ -30,10 +29,8 @@ import (
 type REST interface {
 	CreateParticipant(ctx context.Context, conferenceSid string, p twilioapi.Participant) (string, error)
 	CreateCall(ctx context.Context, c twilioapi.Call) (string, error)
-	Hold(ctx context.Context, conferenceSid, callSid string, hold bool, holdURL, holdMethod string) error
 	KeepConference(ctx context.Context, conferenceSid, callSid string) error
 	Redirect(ctx context.Context, callSid, url, statusCallback string) error
-	DeleteQueue(ctx context.Context, queueSid string) error
 	EndCall(ctx context.Context, callSid, status string) error
 }
 
@@ -46,11 +43,10 @@ const taskTimeout = 2 * time.Minute
 
 // Service runs conference-mode calls. Its zero value is not usable: use New.
 type Service struct {
-	db           *postgres.DB
-	rest         REST
-	urls         *twiml.Builder
-	holdMusicURL string
-	log          *slog.Logger
+	db   *postgres.DB
+	rest REST
+	urls *twiml.Builder
+	log  *slog.Logger
 	// RedirectAttempts and RedirectBackoff: how hard adding a participant and the voicemail
 	// redirect try when Twilio fails (the caller keeps hearing the wait music meanwhile).
 	RedirectAttempts int
@@ -60,10 +56,9 @@ type Service struct {
 	rings pending // ring jobs this service caused and has not seen finish (for Wait)
 }
 
-// New returns a Service. holdMusicURL is CALLRELAY_HOLD_MUSIC_URL ("" for callrelay's own).
-func New(db *postgres.DB, rest REST, urls *twiml.Builder, holdMusicURL string, log *slog.Logger) *Service {
-	return &Service{db: db, rest: rest, urls: urls, holdMusicURL: holdMusicURL, log: log,
-		RedirectAttempts: 3, RedirectBackoff: time.Second}
+// New returns a Service.
+func New(db *postgres.DB, rest REST, urls *twiml.Builder, log *slog.Logger) *Service {
+	return &Service{db: db, rest: rest, urls: urls, log: log, RedirectAttempts: 3, RedirectBackoff: time.Second}
 }
 
 // Wait blocks until the background work started so far has finished, including the ring jobs
@@ -120,17 +115,12 @@ func (s *Service) ConferenceEvent(ctx context.Context, ev callrelay.ConferenceEv
 
 // LegProgress applies a leg's status callback and, in conference mode, acts on it: the first
 // leg to answer is kept and the others are ended; a leg that ends unanswered lets the next
-// target ring, or, when it was the last, sends the caller to voicemail.
+// target ring, or, when it was the last, sends the caller to voicemail. (A direct-mode leg is
+// only recorded: what its end does to a held call is hold.Service.LegProgress.)
 func (s *Service) LegProgress(ctx context.Context, p callrelay.LegProgress) (callrelay.LegResult, error) {
 	res, err := s.db.RecordLegProgress(ctx, p)
-	if err != nil || !res.Known {
+	if err != nil || !res.Known || res.Mode == callrelay.ModeDirect {
 		return res, err
-	}
-	if res.Mode == callrelay.ModeDirect {
-		if res.Held && callrelay.IsTerminal(p.Status) {
-			s.FinishHeld(p.ParentCallSid, p.CallSid, "callee's leg "+p.Status, "")
-		}
-		return res, nil
 	}
 	switch {
 	case p.Status == callrelay.StatusInProgress && res.Callee == p.CallSid:
@@ -357,17 +347,22 @@ func (s *Service) endLegs(ctx context.Context, callSid string, legs []callrelay.
 	}
 }
 
-// Hold holds or resumes a party of a call (see postgres.DB.Hold for the rules): in conference
-// mode with the Participant API, in direct mode by moving legs between queues (direct.go).
-func (s *Service) Hold(ctx context.Context, req postgres.HoldRequest) (*callrelay.Call, error) {
-	holdURL := s.holdMusicURL
-	if holdURL == "" {
-		holdURL = s.urls.HoldMusicURL()
-	}
-	return s.db.Hold(ctx, req, func(ctx context.Context, t postgres.HoldTarget) error {
-		if t.Mode == callrelay.ModeDirect {
-			return s.directHold(ctx, req, t)
+// CallerEnded ends, in the background, the legs still ringing of a conference-mode call whose
+// caller's own status callback says it has ended (the conference's participant-leave, on
+// another replica, may come later or not at all). Other calls have none.
+func (s *Service) CallerEnded(callSid string) {
+	s.background(func(ctx context.Context) {
+		live, err := s.db.LiveLegs(ctx, callSid)
+		if err != nil {
+			s.log.Error("call status: legs to end", slog.String("call_sid", callSid), slog.String("error", err.Error()))
+			return
 		}
-		return s.rest.Hold(ctx, t.ConferenceSid, t.CallSid, req.Hold, holdURL, twiml.HoldMethod)
+		var conf []callrelay.LiveLeg
+		for _, l := range ringing(live) {
+			if l.ConferenceSid != "" {
+				conf = append(conf, l)
+			}
+		}
+		s.endLegs(ctx, callSid, conf)
 	})
 }

@@ -101,7 +101,7 @@ func newReplica(t *testing.T, pool *pgxpool.Pool, fake *twiliofake.Fake, now fun
 	rest := twilioapi.New(twilioapi.Config{AccountSID: accountSID, AuthToken: authToken, BaseURL: base,
 		Timeout: 5 * time.Second, ParticipantInterval: -1})
 	pub, _ := url.Parse(publicURL)
-	svc := conference.New(db, rest, twiml.NewBuilder(pub), "", slog.New(slog.DiscardHandler))
+	svc := conference.New(db, rest, twiml.NewBuilder(pub), slog.New(slog.DiscardHandler))
 	queue := newQueue(t, db, svc)
 	events, cancel := queue.Subscribe(river.EventKindJobCompleted, river.EventKindJobSnoozed, river.EventKindJobFailed)
 	t.Cleanup(cancel)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
+	"github.com/callrelay/callrelay/internal/hold"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 	"github.com/callrelay/callrelay/internal/twilioapi"
@@ -38,6 +39,7 @@ const (
 type upstream struct {
 	db     *postgres.DB
 	svc    *conference.Service
+	hold   *hold.Service
 	fake   *twiliofake.Fake
 	caller string // the caller's CallSid, the conference's name
 	conf   string // the ConferenceSid
@@ -71,12 +73,14 @@ func newUpstream(t *testing.T) *upstream {
 	rest := twilioapi.New(twilioapi.Config{AccountSID: accountSID, AuthToken: authToken, BaseURL: base,
 		Timeout: twilioTimeout, ParticipantInterval: -1})
 	pub, _ := url.Parse(publicURL)
-	u.svc = conference.New(u.db, rest, twiml.NewBuilder(pub), "", slog.New(slog.DiscardHandler))
+	u.svc = conference.New(u.db, rest, twiml.NewBuilder(pub), slog.New(slog.DiscardHandler))
 	u.svc.RedirectBackoff = 20 * time.Millisecond
+	u.hold = hold.New(u.db, rest, twiml.NewBuilder(pub), "", slog.New(slog.DiscardHandler))
 	startQueue(t, u.db, u.svc)
 	// Cleanups run last first: the stall ends, then the background work, then the fake's
 	// server closes (it waits for its handlers), then the database goes.
 	t.Cleanup(u.svc.Wait)
+	t.Cleanup(u.hold.Wait)
 	t.Cleanup(func() { u.stall() })
 	return u
 }
@@ -207,8 +211,8 @@ func TestService_Ring_TwilioSlow_OK(t *testing.T) {
 
 // TestService_Hold_TwilioSlow_OK: Twilio takes a hold (UpdateParticipant) and never answers.
 // The hold fails with an upstream error once the client's timeout has passed, and changes
-// nothing but the timeline; a conference event of the same call meanwhile is applied within
-// that timeout. When Twilio answers again, a new hold works.
+// nothing but the timeline; a conference event of the same call meanwhile is applied at once,
+// without waiting for Twilio. When Twilio answers again, a new hold works.
 func TestService_Hold_TwilioSlow_OK(t *testing.T) {
 	t.Parallel()
 	u := newUpstream(t)
@@ -224,16 +228,19 @@ func TestService_Hold_TwilioSlow_OK(t *testing.T) {
 	done := make(chan result, 1)
 	go func() {
 		start := time.Now()
-		c, err := u.svc.Hold(context.Background(), postgres.HoldRequest{CallSid: u.caller, Party: callrelay.PartyCaller, Hold: true, By: "ops"})
+		c, err := u.hold.Hold(context.Background(), callrelay.HoldRequest{CallSid: u.caller, Party: callrelay.PartyCaller, Hold: true, By: "ops"})
 		done <- result{c, err, time.Since(start)}
 	}()
 	u.arrived(t, "UpdateParticipant")
-	// The hold keeps the call's row locked while Twilio is asked, and every conference event
-	// of the call locks it too: the event waits, but no longer than the client's timeout.
+	// The hold holds no lock while Twilio is asked, and a conference event of the call locks
+	// its row: the event is applied at once, well within the client's timeout.
 	waited := u.event(t, "conference-start", 2)
-	t.Logf("a conference event waited %v for the hold at Twilio (timeout %v)", waited.Round(time.Millisecond), twilioTimeout)
+	t.Logf("a conference event took %v while the hold waited for Twilio (timeout %v)", waited.Round(time.Millisecond), twilioTimeout)
 	if waited > twilioTimeout+time.Second {
 		t.Errorf("conference event took %v during a stalled hold, want at most the %v timeout", waited, twilioTimeout)
+	}
+	if waited >= twilioTimeout {
+		t.Errorf("conference event took %v during a stalled hold: it waited for Twilio (timeout %v)", waited, twilioTimeout)
 	}
 
 	res := <-done
@@ -255,7 +262,7 @@ func TestService_Hold_TwilioSlow_OK(t *testing.T) {
 
 	// Twilio answers again.
 	u.stall()
-	c, err := u.svc.Hold(context.Background(), postgres.HoldRequest{CallSid: u.caller, Party: callrelay.PartyCaller, Hold: true, By: "ops"})
+	c, err := u.hold.Hold(context.Background(), callrelay.HoldRequest{CallSid: u.caller, Party: callrelay.PartyCaller, Hold: true, By: "ops"})
 	if err != nil {
 		t.Fatalf("hold after Twilio came back: %v", err)
 	}

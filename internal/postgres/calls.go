@@ -39,32 +39,38 @@ func (db *DB) CallRouting(ctx context.Context, callSid string) (callrelay.Routin
 func (db *DB) RecordDialOutcome(ctx context.Context, o callrelay.DialOutcome, decide func(r callrelay.Routing, c callrelay.CallState) callrelay.Plan) (callrelay.Routing, callrelay.Plan, error) {
 	var routing []byte
 	var c callrelay.CallState
-	// Wait for a hold being applied (Hold holds the lock while it asks Twilio): the Dial a
-	// hold ends must see the hold. The read is the next statement, with a snapshot taken once
-	// the lock is ours; both go in one round trip, and the lock is released when they end.
-	// Not a row lock (FOR SHARE): locking the row writes it, and cost the dial-outcome webhook
-	// about a third of its rate under load.
-	b := &pgx.Batch{}
-	b.Queue(`SELECT pg_advisory_xact_lock_shared($1, hashtext($2))`, holdLock, o.CallSid)
-	b.Queue(`SELECT routing, status, hold_caller, hold_callee FROM calls WHERE call_sid = $1`, o.CallSid).
-		QueryRow(func(row pgx.Row) error { return row.Scan(&routing, &c.Status, &c.Hold.Caller, &c.Hold.Callee) })
-	// The legs' screens: a Dial Twilio reports completed was taken only if someone accepted.
-	b.Queue(`SELECT call_sid, coalesce(target_index, -1), screen IS NOT NULL, accepted_at IS NOT NULL
-		FROM legs WHERE parent_call_sid = $1`, o.CallSid).
-		Query(func(rows pgx.Rows) error {
-			var err error
-			c.Legs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (callrelay.LegScreen, error) {
-				var l callrelay.LegScreen
-				err := row.Scan(&l.CallSid, &l.TargetIndex, &l.Screened, &l.Accepted)
-				return l, err
+	// A hold may be pending: its intent gives the hold state it asks for (the redirect it sent
+	// is what ended this Dial), without waiting for Twilio's answer (pendingHoldCTE). A stale
+	// read (the hold's outcome came while it ran) is read again.
+	for range staleAttempts {
+		var pending, stale bool
+		b := &pgx.Batch{}
+		b.Queue(`WITH `+pendingHoldCTE+`
+			SELECT c.routing, c.status, `+pendingHoldColumns+` FROM calls c WHERE c.call_sid = $1`, o.CallSid, db.now(), "dial-outcome").
+			QueryRow(func(row pgx.Row) error {
+				return row.Scan(&routing, &c.Status, &c.Hold.Caller, &c.Hold.Callee, &pending, &stale)
 			})
-			return err
-		})
-	err := db.pool.SendBatch(ctx, b).Close()
-	if errors.Is(err, pgx.ErrNoRows) {
-		return callrelay.Routing{}, callrelay.Plan{}, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", o.CallSid)
-	} else if err != nil {
-		return callrelay.Routing{}, callrelay.Plan{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
+		// The legs' screens: a Dial Twilio reports completed was taken only if someone accepted.
+		b.Queue(`SELECT call_sid, coalesce(target_index, -1), screen IS NOT NULL, accepted_at IS NOT NULL
+			FROM legs WHERE parent_call_sid = $1`, o.CallSid).
+			Query(func(rows pgx.Rows) error {
+				var err error
+				c.Legs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (callrelay.LegScreen, error) {
+					var l callrelay.LegScreen
+					err := row.Scan(&l.CallSid, &l.TargetIndex, &l.Screened, &l.Accepted)
+					return l, err
+				})
+				return err
+			})
+		err := db.pool.SendBatch(ctx, b).Close()
+		if errors.Is(err, pgx.ErrNoRows) {
+			return callrelay.Routing{}, callrelay.Plan{}, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", o.CallSid)
+		} else if err != nil {
+			return callrelay.Routing{}, callrelay.Plan{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
+		}
+		if !stale {
+			break
+		}
 	}
 	r, err := db.routings.decode(routing)
 	if err != nil {
@@ -96,6 +102,7 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o callrelay.DialOutcome, de
 		legStatus = callrelay.StatusCompleted
 	}
 	status := plan.Status() // "": unchanged
+	heldPlan := plan.Action == callrelay.ActEnqueue || plan.Action == callrelay.ActHoldWait
 	// The timeline entry is the idempotency key: a repeated callback inserts no event and so
 	// updates nothing. The leg is upserted: dial-outcome may arrive before its call-status.
 	_, err = db.pool.Exec(ctx, `
@@ -111,6 +118,8 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o callrelay.DialOutcome, de
 				ended_at = CASE WHEN status NOT IN `+terminalSQL+` AND $7 IN `+terminalSQL+` THEN $2 ELSE ended_at END,
 				hold_caller = hold_caller AND $7 NOT IN `+terminalSQL+`,
 				hold_callee = hold_callee AND $7 NOT IN `+terminalSQL+`,
+				-- the caller's Dial ended by a hold: from now on callrelay ends the call
+				held_since = CASE WHEN $14 THEN held_since ELSE coalesce(held_since, $2) END,
 				updated_at = $2
 			WHERE call_sid IN (SELECT call_sid FROM ev)
 		)
@@ -131,7 +140,7 @@ func (db *DB) RecordDialOutcome(ctx context.Context, o callrelay.DialOutcome, de
 		plan.Attempt, status,
 		o.DialCallSid, legStatus, o.SipResponseCode, o.SipCallID, sipHeaders, o.DurationSeconds,
 		// A Dial ended by a hold leaves the callee's leg alive (redirected): not its end.
-		plan.Action != callrelay.ActEnqueue && plan.Action != callrelay.ActHoldWait)
+		!heldPlan)
 	if err != nil {
 		return r, plan, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}
@@ -159,7 +168,9 @@ func (db *DB) RecordLegProgress(ctx context.Context, p callrelay.LegProgress) (c
 	err := db.pool.QueryRow(ctx, `
 		WITH parent AS (
 			SELECT call_sid, mode, callee_call_sid, conference_sid,
-				hold_caller OR hold_callee OR bridge_owner IS NOT NULL AS held,
+				-- a leg that ends now ends the call: no Dial action will (FinishHeld)
+				(held_since IS NOT NULL OR EXISTS (SELECT 1 FROM hold_intents i WHERE i.call_sid = $2 AND i.expires_at > $11))
+					AND status NOT IN `+terminalSQL+` AS held,
 				-- A screened leg becomes the callee when it accepts (RecordScreen), not when it
 				-- answers: a carrier's voicemail answers too.
 				(coalesce(routing->'targets'->($4::int)->>'screen', 'off') <> 'off'

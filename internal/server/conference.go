@@ -1,16 +1,12 @@
 package server
 
 import (
-	"bytes"
-	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
-	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/twiml"
 )
 
@@ -65,64 +61,4 @@ func handleConferenceStatus(svc *conference.Service, sp spooler) http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-}
-
-// handleHoldMusic answers a held party's holdUrl and a conference's waitUrl. It reads nothing
-// but configuration and cannot fail: a waitUrl that fails keeps the conference from starting.
-func handleHoldMusic(b *twiml.Builder, musicURL string) http.Handler {
-	doc := b.HoldMusic(musicURL)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeTwiML(w, doc)
-	})
-}
-
-// holdTimeout bounds a hold request: the lock on the call, and Twilio's answer.
-const holdTimeout = 15 * time.Second
-
-// holdBody is the body of POST /api/calls/{callSid}/hold and /unhold.
-type holdBody struct {
-	Party *string `json:"party"`
-}
-
-func handleHold(svc *conference.Service, hold bool) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		party, err := readParty(r)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		// Once Twilio is asked, the answer must be recorded even if the ops client goes away.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), holdTimeout)
-		defer cancel()
-		c, err := svc.Hold(ctx, postgres.HoldRequest{
-			CallSid: r.PathValue("callSid"), Party: party, Hold: hold, By: "ops",
-			RequestID: w.Header().Get("X-Request-Id"),
-		})
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, c)
-	})
-}
-
-// readParty reads {"party":"caller"|"callee"}; an empty body means the caller.
-func readParty(r *http.Request) (string, error) {
-	body, err := readBody(r)
-	if err != nil {
-		return "", err
-	}
-	var in holdBody
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := callrelay.DecodeJSON(bytes.NewReader(body), &in); err != nil {
-			return "", err
-		}
-	}
-	if in.Party == nil {
-		return callrelay.PartyCaller, nil
-	}
-	if !callrelay.ValidParty(*in.Party) {
-		return "", callrelay.Invalidf("party", "party must be %q or %q, not %s.", callrelay.PartyCaller, callrelay.PartyCallee, strconv.Quote(*in.Party))
-	}
-	return *in.Party, nil
 }

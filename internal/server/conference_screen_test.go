@@ -72,7 +72,7 @@ func (c *confCall) placedProgress(i int, status string) {
 	if rec := c.s.twilio(strings.TrimPrefix(cb, publicURL), f); rec.Code != http.StatusNoContent {
 		c.t.Fatalf("call-status %d %s: %d %s", i, status, rec.Code, rec.Body)
 	}
-	c.s.conf.Wait()
+	c.s.wait()
 }
 
 // screen fetches target i's screen (the placed call's Url), then, when a key is asked and
@@ -83,7 +83,7 @@ func (c *confCall) screen(i int, digits string, kv ...string) (first, result *tw
 	first = joinTwiML(c.t, c.s.twilio(strings.TrimPrefix(u, publicURL), c.placedForm(i, "in-progress", kv...)))
 	g := first.Find("Gather")
 	if g == nil || digits == "-" {
-		c.s.conf.Wait()
+		c.s.wait()
 		return first, nil
 	}
 	f := c.placedForm(i, "in-progress")
@@ -91,7 +91,7 @@ func (c *confCall) screen(i int, digits string, kv ...string) (first, result *tw
 		f.Set("Digits", digits)
 	}
 	result = joinTwiML(c.t, c.s.twilio(strings.TrimPrefix(g.Attr("action"), publicURL), f))
-	c.s.conf.Wait()
+	c.s.wait()
 	return first, result
 }
 

@@ -37,12 +37,12 @@ type confCall struct {
 	legs   map[string]string // participant label → CallSid
 }
 
-func newConfCall(t *testing.T, routing string) *confCall {
+func newConfCall(t *testing.T, routing string, opts ...option) *confCall {
 	t.Helper()
 	var n atomic.Int64
 	fake := twiliofake.Start(t, twiliofake.Options{AccountSID: accountSID, AuthToken: authToken,
 		NewSid: func(prefix string) string { return fmt.Sprintf("%s%032x", prefix, 0xca11ee00+n.Add(1)) }})
-	s := newTestServer(t, withTwilio(fake))
+	s := newTestServer(t, append([]option{withTwilio(fake)}, opts...)...)
 	s.putNumber(masked, routing)
 	c := &confCall{t: t, s: s, fake: fake, legSeq: map[string]int{}, legs: map[string]string{},
 		caller: "CA" + strings.Repeat("c", 32), conf: "CF" + strings.Repeat("f", 32)}
@@ -85,7 +85,7 @@ func (c *confCall) event(event, participant, label string, extra url.Values) {
 	if rec := c.s.twilio("/twilio/conference-status", f); rec.Code != http.StatusNoContent {
 		c.t.Fatalf("conference-status %s: %d %s", event, rec.Code, rec.Body)
 	}
-	c.s.conf.Wait()
+	c.s.wait()
 	c.learnLegs()
 }
 
@@ -111,7 +111,7 @@ func (c *confCall) leg(label, status string) {
 	if rec := c.s.twilio(strings.TrimPrefix(cb.String(), publicURL), f); rec.Code != http.StatusNoContent {
 		c.t.Fatalf("call-status %s %s: %d %s", label, status, rec.Code, rec.Body)
 	}
-	c.s.conf.Wait()
+	c.s.wait()
 	c.learnLegs()
 }
 
@@ -458,7 +458,7 @@ func callerHangsUpWhileRinging(t *testing.T, first string) {
 		if rec := c.s.twilio("/twilio/call-status", gone); rec.Code != http.StatusNoContent {
 			t.Fatalf("call-status: %d", rec.Code)
 		}
-		c.s.conf.Wait()
+		c.s.wait()
 	case "dial-outcome":
 		gone.Set("DialCallStatus", "completed")
 		twiml(t, c.s.twilio("/twilio/dial-outcome?attempt=0", gone))
@@ -558,7 +558,8 @@ func TestHold_errors(t *testing.T) {
 }
 
 // TestHold_serialised sends two holds of the caller at once: the second waits for the first
-// (a lock on the call) and then finds the caller held, so Twilio gets one request.
+// (its intent, pending while Twilio is asked; no lock is held) and then finds the caller held,
+// so Twilio gets one request.
 func TestHold_serialised(t *testing.T) {
 	c := newConfCall(t, conferenceTargets)
 	c.voice()
@@ -575,12 +576,14 @@ func TestHold_serialised(t *testing.T) {
 	go func() { code, _ := c.hold("hold", "caller"); codes <- code }()
 	<-inTwilio
 	go func() { code, _ := c.hold("hold", "caller"); codes <- code }()
-	// Await the second request blocked on the call's lock, then let Twilio answer the first.
+	// Await the second request waiting for the first's outcome (LISTENing, idle, its last
+	// statement the one that found the intent pending), then let Twilio answer the first.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var waiting int
 		if err := c.s.db.Pool().QueryRow(t.Context(),
-			`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle'
+				AND query LIKE '-- awaiting a hold outcome%'`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting > 0 {
@@ -659,7 +662,7 @@ func BenchmarkHold(b *testing.B) {
 	if rec := s.twilio("/twilio/conference-status", join); rec.Code != http.StatusNoContent {
 		b.Fatalf("join: %d", rec.Code)
 	}
-	s.conf.Wait()
+	s.wait()
 	actions := [2]string{"/hold", "/unhold"}
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {

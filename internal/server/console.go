@@ -28,12 +28,6 @@ import (
 // serving (Range, 410), error codes and statuses (statusOf), the routing cache that a routing
 // change must refresh, and the hold service.
 
-// holder holds and resumes a party of a call: conference.Service today (the console does not
-// depend on how hold is carried out).
-type holder interface {
-	Hold(ctx context.Context, req postgres.HoldRequest) (*callrelay.Call, error)
-}
-
 // console is what the console's and the inbox's handlers share.
 type console struct {
 	db        *postgres.DB
@@ -71,7 +65,7 @@ func (s *Streams) Close() {
 func newConsole(d Deps, cache *routingCache) *console {
 	tmpl := newConsoleTemplates(d.Config.TimeZone.Location)
 	c := &console{
-		db: d.DB, hold: d.Conference, cache: cache, links: d.Links,
+		db: d.DB, hold: d.Hold, cache: cache, links: d.Links,
 		audio: audioSource{d.DB, d.Recordings, d.Media}, stall: d.AudioStall, purge: d.PurgeRecording,
 		tmpl: tmpl, hub: newFeedHub(d.DB, tmpl, d.Logger, d.FeedPoll),
 		opsToken: d.Config.OpsToken.Value(), publicURL: d.Config.PublicURL.URL, now: d.Now,
@@ -168,10 +162,8 @@ func (c *console) handleConsoleHold(hold bool) http.Handler {
 		if !callrelay.ValidParty(party) {
 			err = callrelay.Invalidf("party", "party must be %q or %q.", callrelay.PartyCaller, callrelay.PartyCallee)
 		} else {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), holdTimeout)
-			_, err = c.hold.Hold(ctx, postgres.HoldRequest{CallSid: sid, Party: party, Hold: hold, By: "ops (console)",
+			_, err = applyHold(r, c.hold, callrelay.HoldRequest{CallSid: sid, Party: party, Hold: hold, By: "ops (console)",
 				RequestID: w.Header().Get("X-Request-Id")})
-			cancel()
 		}
 		if err != nil {
 			if callrelay.ErrorCode(err) == callrelay.EINTERNAL {

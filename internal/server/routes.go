@@ -22,7 +22,7 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		tw.Use(twilioSignature(v, d.Config.InsecureSkipSignature, m), detach)
 		tw.Handle("POST "+twiml.PathVoice, handleVoice(d.DB, b, cache, m, sp, d.Now))
 		tw.Handle("POST "+twiml.PathDialOutcome, handleDialOutcome(d.DB, b, cache, m, sp))
-		tw.Handle("POST "+twiml.PathCallStatus, handleCallStatus(d.Conference, sp))
+		tw.Handle("POST "+twiml.PathCallStatus, handleCallStatus(d.DB, d.Conference, d.Hold, sp))
 		// Screening: documents a dialed leg runs before it is bridged (screen.go).
 		tw.Handle("POST "+twiml.PathScreen, handleScreen(d.DB, d.Conference, b, d.Now))
 		tw.Handle("POST "+twiml.PathScreenResult, handleScreenResult(d.DB, d.Conference, b, d.Now))
@@ -39,8 +39,8 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		tw.Handle("POST "+twiml.PathHoldWait, handleHoldWait(b))
 		tw.Handle("POST "+twiml.PathHoldEnqueue, handleHoldEnqueue(b))
 		tw.Handle("POST "+twiml.PathHoldResume, handleHoldResume(b))
-		tw.Handle("POST "+twiml.PathEnqueueOutcome, handleHeldLegOutcome(d.DB, d.Conference, b, "enqueue"))
-		tw.Handle("POST "+twiml.PathBridgeOutcome, handleHeldLegOutcome(d.DB, d.Conference, b, "bridge"))
+		tw.Handle("POST "+twiml.PathEnqueueOutcome, handleHeldLegOutcome(d.DB, d.Hold, b, "enqueue"))
+		tw.Handle("POST "+twiml.PathBridgeOutcome, handleHeldLegOutcome(d.DB, d.Hold, b, "bridge"))
 	})
 
 	mux.Group(func(api chi.Router) {
@@ -51,8 +51,8 @@ func addRoutes(mux chi.Router, d Deps, m *metrics, b *twiml.Builder, v *signatur
 		api.Handle("DELETE /api/numbers/{number}", handleDeleteNumber(d.DB, cache))
 		api.Handle("GET /api/calls", handleListCalls(d.DB))
 		api.Handle("GET /api/calls/{callSid}", handleGetCall(d.DB))
-		api.Handle("POST /api/calls/{callSid}/hold", handleHold(d.Conference, true))
-		api.Handle("POST /api/calls/{callSid}/unhold", handleHold(d.Conference, false))
+		api.Handle("POST /api/calls/{callSid}/hold", handleHold(d.Hold, true))
+		api.Handle("POST /api/calls/{callSid}/unhold", handleHold(d.Hold, false))
 		api.Handle("GET /api/voicemails", handleListVoicemails(d.DB))
 		api.Handle("GET /api/voicemails/{id}", handleGetVoicemail(d.DB))
 		api.Handle("GET /api/voicemails/{id}/audio", handleVoicemailAudio(d.DB, d.Media, d.Recordings, d.AudioStall))

@@ -14,6 +14,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/hold"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
 	"github.com/callrelay/callrelay/internal/recordings"
@@ -39,8 +40,10 @@ type Deps struct {
 	// AudioStall cuts an audio stream that makes no progress this long (a client that stops
 	// reading, a stalled download from Twilio); 0 means DefaultAudioStall.
 	AudioStall time.Duration
-	// Conference runs conference-mode calls and hold (REST requests to Twilio).
+	// Conference runs conference-mode calls (REST requests to Twilio).
 	Conference *conference.Service
+	// Hold holds and resumes parties, in both modes, and ends held direct-mode calls.
+	Hold *hold.Service
 	// Spool keeps callbacks that arrive while the database is down (nil: they answer 503).
 	Spool *spool.Spool
 	// Now is the clock (callrelay.SystemClock when nil).

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/hold"
 	"github.com/callrelay/callrelay/internal/mail"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
@@ -53,18 +55,26 @@ type testServer struct {
 	media   *mediaStandIn
 	links   *recording.Links
 	conf    *conference.Service // Wait() awaits the REST requests webhooks started
+	hold    *hold.Service
+}
+
+// wait awaits the REST requests that webhooks started in the background.
+func (s *testServer) wait() {
+	s.conf.Wait()
+	s.hold.Wait()
 }
 
 // setup is what options change before a test server is built.
 type setup struct {
-	cfg        config.Config
-	pool       *pgxpool.Pool // shared by two servers in replica tests
-	media      *mediaStandIn
-	startQueue bool // work voicemail jobs (send email) in this server
-	queueOpts  voicemail.QueueOptions
-	rest       string    // the Twilio REST API's base URL (a twiliofake); "": the media stand-in
-	logs       io.Writer // where the server logs (JSON, debug level); nil: discarded
-	linkKeys   []string  // the audio links' secrets, as recording.ParseSecrets returns them
+	cfg         config.Config
+	pool        *pgxpool.Pool // shared by two servers in replica tests
+	media       *mediaStandIn
+	startQueue  bool // work voicemail jobs (send email) in this server
+	queueOpts   voicemail.QueueOptions
+	rest        string        // the Twilio REST API's base URL (a twiliofake); "": the media stand-in
+	restTimeout time.Duration // the REST client's timeout; 0: 5 s
+	logs        io.Writer     // where the server logs (JSON, debug level); nil: discarded
+	linkKeys    []string      // the audio links' secrets, as recording.ParseSecrets returns them
 }
 
 type option func(*setup)
@@ -82,6 +92,9 @@ func withMedia(m *mediaStandIn) option { return func(s *setup) { s.media = m } }
 
 // withTwilio sends the REST requests (participants, calls) to a Twilio fake.
 func withTwilio(f *twiliofake.Fake) option { return func(s *setup) { s.rest = f.URL } }
+
+// withRESTTimeout sets the REST client's timeout (5 s otherwise).
+func withRESTTimeout(d time.Duration) option { return func(s *setup) { s.restTimeout = d } }
 
 func newTestServer(t testing.TB, opts ...option) *testServer {
 	t.Helper()
@@ -130,9 +143,10 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 		restURL, _ = url.Parse(st.rest)
 	}
 	rest := twilioapi.New(twilioapi.Config{AccountSID: accountSID, AuthToken: authToken, BaseURL: restURL,
-		Timeout: 5 * time.Second, ParticipantInterval: -1})
-	conf := conference.New(db, rest, twimlpkg.NewBuilder(u), st.cfg.HoldMusicURL.String(), logger)
+		Timeout: cmp.Or(st.restTimeout, 5*time.Second), ParticipantInterval: -1})
+	conf := conference.New(db, rest, twimlpkg.NewBuilder(u), logger)
 	conf.RedirectBackoff = 0
+	holds := hold.New(db, rest, twimlpkg.NewBuilder(u), st.cfg.HoldMusicURL.String(), logger)
 	// The queue works the conference jobs too (dialling the owner when the caller joins): a
 	// server that talks to a Twilio fake runs it.
 	st.queueOpts.Register = conf.Register
@@ -154,6 +168,7 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 		})
 	}
 	t.Cleanup(conf.Wait)
+	t.Cleanup(holds.Wait)
 	h := server.NewServer(server.Deps{
 		Logger:     logger,
 		Config:     st.cfg,
@@ -162,9 +177,10 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 		Media:      media,
 		Links:      links,
 		Conference: conf,
+		Hold:       holds,
 		Now:        clocktest.Fixed(t0),
 	})
-	return &testServer{t: t, handler: h, db: db, cfg: st.cfg, queue: queue, media: st.media, links: links, conf: conf}
+	return &testServer{t: t, handler: h, db: db, cfg: st.cfg, queue: queue, media: st.media, links: links, conf: conf, hold: holds}
 }
 
 // twilio posts a webhook signed exactly as Twilio signs it: the public URL, path and query.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
+	"github.com/callrelay/callrelay/internal/hold"
 	"github.com/callrelay/callrelay/internal/phone"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/spool"
@@ -194,7 +195,11 @@ func sipHeaders(f map[string][]string) map[string]string {
 	return h
 }
 
-func handleCallStatus(conf *conference.Service, sp spooler) http.Handler {
+// handleCallStatus applies a call's status callback: a leg's progress (conference.LegProgress,
+// then hold.LegProgress: a held call's callee hanging up), or the caller's own status. A caller
+// whose call has ended leaves nothing else to end its call's other legs: a held direct-mode
+// call's callee, a conference-mode call's legs still ringing.
+func handleCallStatus(db *postgres.DB, conf *conference.Service, holds *hold.Service, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log := logger(r.Context())
 		f := r.PostForm
@@ -221,15 +226,22 @@ func handleCallStatus(conf *conference.Service, sp spooler) http.Handler {
 			if n := formInt(f.Get("SequenceNumber")); n != nil {
 				seq = *n
 			}
-			var res callrelay.LegResult
-			res, err = conf.LegProgress(r.Context(), callrelay.LegProgress{
+			p := callrelay.LegProgress{
 				CallSid: sid, ParentCallSid: parent, Status: status, Sequence: seq, At: at,
 				Target: f.Get("To"), TargetIndex: formInt(r.URL.Query().Get("target")),
 				SipResponseCode: formInt(f.Get("SipResponseCode")), DurationSeconds: formInt(f.Get("CallDuration")),
-			})
+			}
+			var res callrelay.LegResult
+			if res, err = conf.LegProgress(r.Context(), p); err == nil && res.Known {
+				holds.LegProgress(p, res)
+			}
 			known = res.Known
 		} else {
-			known, err = conf.CallStatus(r.Context(), sid, status, at)
+			known, err = db.RecordCallStatus(r.Context(), sid, status, at)
+			if err == nil && known && callrelay.IsTerminal(status) {
+				holds.CallerEnded(sid, status)
+				conf.CallerEnded(sid)
+			}
 		}
 		if err != nil {
 			log.Error("call status: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
