@@ -3,20 +3,11 @@ package server
 import (
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/conference"
 	"github.com/callrelay/callrelay/internal/twiml"
 )
-
-// eventTime is a callback's Timestamp (RFC 2822, as Twilio writes it), else when it arrived.
-func eventTime(s string, received time.Time) time.Time {
-	if ts, err := time.Parse(time.RFC1123Z, s); err == nil {
-		return ts.UTC()
-	}
-	return received.UTC()
-}
 
 func handleConferenceStatus(svc *conference.Service, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

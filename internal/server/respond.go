@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 
@@ -75,4 +76,17 @@ func writeTwiML(w http.ResponseWriter, doc []byte) {
 	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(doc)
+}
+
+// readBody reads an ops API request's (size-limited) body; failing, a 400 saying why.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, callrelay.Invalidf("", "Body is larger than %d bytes.", tooLarge.Limit)
+		}
+		return nil, callrelay.Invalidf("", "Cannot read body: %v.", err)
+	}
+	return body, nil
 }

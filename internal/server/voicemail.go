@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -12,8 +10,6 @@ import (
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
-	"github.com/callrelay/callrelay/internal/recording"
-	"github.com/callrelay/callrelay/internal/recordings"
 	"github.com/callrelay/callrelay/internal/twiml"
 )
 
@@ -162,154 +158,77 @@ func handleGetVoicemail(db *postgres.DB) http.Handler {
 	})
 }
 
-// handleVoicemailAudio streams a recording to ops, fetched from Twilio with the account's
-// credentials. stall bounds a stream that makes no progress (streamAudio); 0 means
-// DefaultAudioStall.
-func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher, store *recordings.Store, stall time.Duration) http.Handler {
+func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Every answer, the audio and the errors: a browser must never guess another type.
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		sid, to := r.PostForm.Get("CallSid"), r.PostForm.Get("To")
+		rt, err := db.StartVoicemail(r.Context(), sid)
+		if callrelay.ErrorCode(err) == callrelay.ENOTFOUND && adoptCall(db, r) == nil {
+			rt, err = db.StartVoicemail(r.Context(), sid)
+		}
+		if err != nil {
+			logger(r.Context()).Error("voicemail: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			if sp.replayed(w, r) {
+				return
+			}
+			sp.keep(r, twiml.PathVoicemail)
+			var ok bool
+			if rt, ok = fallbackRouting(cache, m, twiml.PathVoicemail, to); !ok {
+				writeTwiML(w, twiml.Apology("", ""))
+				return
+			}
+		}
+		render := b.Voicemail
+		if !rt.Voicemail.Enabled {
+			// A conference-mode call nobody answered is sent here whether or not it has voicemail.
+			render = b.Unavailable
+		}
+		doc, err := render(rt)
+		if err != nil {
+			logger(r.Context()).Error("render voicemail", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			doc = twiml.Apology(rt.Language, rt.Voice)
+		}
+		writeTwiML(w, doc)
+	})
+}
+
+func handleRecording(db *postgres.DB, b *twiml.Builder) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sid := r.PostForm.Get("CallSid")
+		rt, err := db.CallRouting(r.Context(), sid)
+		if err != nil {
+			// The message is recorded either way; thank the caller in the default language.
+			logger(r.Context()).Warn("recording: routing", slog.String("call_sid", sid), slog.String("error", err.Error()))
+			rt = callrelay.Routing{Language: callrelay.DefaultLanguage}
+		}
+		doc, err := b.RecordingThanks(rt)
+		if err != nil {
+			doc = twiml.Hangup()
+		}
+		writeTwiML(w, doc)
+	})
+}
+
+// handleDeleteVoicemail deletes a voicemail's audio and transcript now: it expires at once
+// (the audio endpoints answer 410), and the audio is deleted in the store and at Twilio, here
+// if they answer, else by the queued purge job, retried. Who called and when stay. Deleting
+// again changes nothing: 204 each time.
+func handleDeleteVoicemail(db *postgres.DB, purge func(context.Context, int64) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		vm, err := pathVoicemail(db, r)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		if err := serveAudio(w, r, audioSource{db, store, media}, vm, stall); err != nil {
+		if _, err := db.ExpireVoicemail(r.Context(), vm.ID, callrelay.ExpiredByRequest); err != nil {
 			writeError(w, r, err)
-		}
-	})
-}
-
-// handlePublicAudio serves the link in the owner's email: no credentials, but an HMAC over
-// the voicemail and the link's expiry. Every refusal is the same 403, so a prober learns
-// nothing about which voicemails exist.
-func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, store *recordings.Store, links *recording.Links, stall time.Duration) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		q := r.URL.Query()
-		if err := links.Verify(r.PathValue("id"), q.Get("expires"), q.Get("sig")); err != nil {
-			http.Error(w, "This link is invalid or has expired.", http.StatusForbidden)
 			return
 		}
-		vm, err := pathVoicemail(db, r)
-		if err != nil {
-			status := statusOf(callrelay.ErrorCode(err))
-			http.Error(w, http.StatusText(status), status)
-			return
-		}
-		if err := serveAudio(w, r, audioSource{db, store, media}, vm, stall); err != nil {
-			status := statusOf(callrelay.ErrorCode(err))
-			msg := "The recording is not available right now."
-			if status == http.StatusGone {
-				msg = "This voicemail's recording has been deleted."
+		if purge != nil {
+			if err := purge(r.Context(), vm.ID); err != nil {
+				logger(r.Context()).Warn("voicemail delete: audio left to the purge job",
+					slog.Int64("voicemail_id", vm.ID), slog.String("error", err.Error()))
 			}
-			http.Error(w, msg, status)
 		}
+		w.WriteHeader(http.StatusNoContent)
 	})
-}
-
-// DefaultAudioStall is how long an audio stream may make no progress (Deps.AudioStall).
-const DefaultAudioStall = 30 * time.Second
-
-// streamTimeout bounds one audio stream whatever its progress: a client reading a trickle must
-// not hold two connections for hours either.
-const streamTimeout = 30 * time.Minute
-
-// audioChunk is how much of a recording is read from Twilio, then written to the client, at once.
-const audioChunk = 32 << 10
-
-// streamAudio copies the recording to w. It returns an error only before anything is written.
-// Progress keeps a stream alive (up to streamTimeout): each chunk must come from Twilio, and go
-// to the client, within stall, or the stream is cut and both connections (the client's and
-// Twilio's) are freed. Without that, a client that stops reading holds both until streamTimeout.
-// A stream cut on Twilio's side is aborted, never ended as if complete.
-func streamAudio(w http.ResponseWriter, r *http.Request, media *recording.Fetcher, vm *callrelay.Voicemail, stall time.Duration) error {
-	if stall <= 0 {
-		stall = DefaultAudioStall
-	}
-	log := logger(r.Context()).With(slog.Int64("voicemail_id", vm.ID))
-	ctx, cancel := context.WithTimeout(r.Context(), streamTimeout)
-	defer cancel()
-	end, _ := ctx.Deadline()
-	m, err := media.Open(ctx, vm.RecordingURL)
-	if err != nil {
-		log.Warn("recording fetch", slog.String("error", err.Error()))
-		var te *recording.TwilioError
-		switch {
-		case errors.Is(err, recording.ErrNotFound):
-			return callrelay.Errorf(callrelay.ENOTFOUND, "Twilio has no recording %s (deleted?).", vm.RecordingSid)
-		case errors.As(err, &te):
-			return &callrelay.Error{Code: callrelay.EUPSTREAM, Message: "Twilio refused the recording.",
-				TwilioCode: te.Code, TwilioMessage: te.Message}
-		case errors.Is(err, recording.ErrNotAudio):
-			return callrelay.Errorf(callrelay.EUPSTREAM, "Twilio answered something other than MP3 or WAV audio for recording %s.", vm.RecordingSid)
-		case errors.Is(err, recording.ErrBadRedirect):
-			return callrelay.Errorf(callrelay.EUPSTREAM, "Twilio redirected recording %s to a URL it is not fetched from.", vm.RecordingSid)
-		case errors.Is(err, recording.ErrForeignHost), errors.Is(err, recording.ErrInvalidURL):
-			// Credentials go to TWILIO_API_URL's recordings only; this stored URL is elsewhere.
-			return fmt.Errorf("voicemail %d: recording URL refused: %w", vm.ID, err)
-		}
-		return callrelay.Errorf(callrelay.EUPSTREAM, "Cannot fetch the recording from Twilio.")
-	}
-	defer m.Body.Close()
-	// A read from Twilio that stalls cancels the download, which ends the read.
-	upstream := time.AfterFunc(stall, cancel)
-	defer upstream.Stop()
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", m.ContentType)
-	if m.Size >= 0 {
-		h.Set("Content-Length", strconv.FormatInt(m.Size, 10))
-	}
-	h.Set("Content-Disposition", fmt.Sprintf(`inline; filename="voicemail-%d%s"`, vm.ID, audioExtension(m.ContentType)))
-	h.Set("Cache-Control", "private, no-store")
-	w.WriteHeader(http.StatusOK)
-	buf := make([]byte, audioChunk)
-	deadlines := true
-	for {
-		upstream.Reset(stall)
-		n, rerr := m.Body.Read(buf)
-		upstream.Stop()
-		if n > 0 {
-			// Write deadlines are on the machine's clock (net.Conn's), not the injected one.
-			deadline := callrelay.Deadline(stall)
-			if deadline.After(end) {
-				deadline = end
-			}
-			if err := rc.SetWriteDeadline(deadline); err != nil && deadlines {
-				deadlines = false // once: the writer does not support it (a test's recorder)
-				log.Warn("recording stream: cannot set the write deadline", slog.String("error", err.Error()))
-			}
-			_, werr := w.Write(buf[:n])
-			if werr == nil {
-				werr = rc.Flush() // to the socket within the deadline, not into a buffer
-			}
-			if werr != nil {
-				log.Warn("recording stream cut: client", slog.String("error", werr.Error()))
-				return nil
-			}
-		}
-		switch {
-		case rerr == io.EOF:
-			return nil
-		case r.Context().Err() != nil:
-			log.Warn("recording stream cut: client gone", slog.String("error", rerr.Error()))
-			return nil
-		case rerr != nil:
-			if errors.Is(ctx.Err(), context.Canceled) {
-				rerr = fmt.Errorf("no data from Twilio for %s: %w", stall, rerr)
-			}
-			log.Warn("recording stream cut: Twilio", slog.String("error", rerr.Error()))
-			panic(http.ErrAbortHandler) // the client sees a cut stream, not a short recording
-		}
-	}
-}
-
-// audioExtension is the file name's extension for a recording's content type.
-func audioExtension(contentType string) string {
-	switch contentType {
-	case "audio/x-wav", "audio/wav", "audio/wave", "audio/vnd.wave":
-		return ".wav"
-	}
-	return ".mp3"
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -256,52 +257,60 @@ func handleCallStatus(db *postgres.DB, conf *conference.Service, holds *hold.Ser
 	})
 }
 
-func handleVoicemail(db *postgres.DB, b *twiml.Builder, cache *routingCache, m *metrics, sp spooler) http.Handler {
+// callStatuses are the statuses GET /api/calls?status= accepts.
+var callStatuses = append([]string{callrelay.StatusRinging, callrelay.StatusInProgress, callrelay.StatusVoicemail},
+	callrelay.TerminalStatuses...)
+
+func handleListCalls(db *postgres.DB) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sid, to := r.PostForm.Get("CallSid"), r.PostForm.Get("To")
-		rt, err := db.StartVoicemail(r.Context(), sid)
-		if callrelay.ErrorCode(err) == callrelay.ENOTFOUND && adoptCall(db, r) == nil {
-			rt, err = db.StartVoicemail(r.Context(), sid)
+		q := r.URL.Query()
+		f := callrelay.CallFilter{Status: q.Get("status")}
+		if f.Status != "" && !slices.Contains(callStatuses, f.Status) {
+			writeError(w, r, callrelay.Invalidf("status", "status %q is not a call status.", f.Status))
+			return
 		}
+		var err error
+		if f.Limit, err = queryLimit(r); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		calls, err := db.ListCalls(r.Context(), f)
 		if err != nil {
-			logger(r.Context()).Error("voicemail: store", slog.String("call_sid", sid), slog.String("error", err.Error()))
-			if sp.replayed(w, r) {
-				return
-			}
-			sp.keep(r, twiml.PathVoicemail)
-			var ok bool
-			if rt, ok = fallbackRouting(cache, m, twiml.PathVoicemail, to); !ok {
-				writeTwiML(w, twiml.Apology("", ""))
-				return
-			}
+			writeError(w, r, err)
+			return
 		}
-		render := b.Voicemail
-		if !rt.Voicemail.Enabled {
-			// A conference-mode call nobody answered is sent here whether or not it has voicemail.
-			render = b.Unavailable
-		}
-		doc, err := render(rt)
-		if err != nil {
-			logger(r.Context()).Error("render voicemail", slog.String("call_sid", sid), slog.String("error", err.Error()))
-			doc = twiml.Apology(rt.Language, rt.Voice)
-		}
-		writeTwiML(w, doc)
+		writeJSON(w, http.StatusOK, map[string]any{"calls": calls})
 	})
 }
 
-func handleRecording(db *postgres.DB, b *twiml.Builder) http.Handler {
+// queryLimit reads ?limit=, 0 when absent (the store's default).
+func queryLimit(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > postgres.MaxListLimit {
+		return 0, callrelay.Invalidf("limit", "limit must be a number from 1 to %d.", postgres.MaxListLimit)
+	}
+	return n, nil
+}
+
+func handleGetCall(db *postgres.DB) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sid := r.PostForm.Get("CallSid")
-		rt, err := db.CallRouting(r.Context(), sid)
+		c, err := db.GetCall(r.Context(), r.PathValue("callSid"))
 		if err != nil {
-			// The message is recorded either way; thank the caller in the default language.
-			logger(r.Context()).Warn("recording: routing", slog.String("call_sid", sid), slog.String("error", err.Error()))
-			rt = callrelay.Routing{Language: callrelay.DefaultLanguage}
+			writeError(w, r, err)
+			return
 		}
-		doc, err := b.RecordingThanks(rt)
-		if err != nil {
-			doc = twiml.Hangup()
-		}
-		writeTwiML(w, doc)
+		writeJSON(w, http.StatusOK, c)
 	})
+}
+
+// eventTime is a callback's Timestamp (RFC 2822, as Twilio writes it), else when it arrived.
+func eventTime(s string, received time.Time) time.Time {
+	if ts, err := time.Parse(time.RFC1123Z, s); err == nil {
+		return ts.UTC()
+	}
+	return received.UTC()
 }

@@ -2,11 +2,8 @@ package server
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 
@@ -27,19 +24,6 @@ type numberJSON struct {
 
 func toNumberJSON(n *callrelay.Number) numberJSON {
 	return numberJSON{Number: n.Number, Routing: n.Routing.Redacted(), CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt}
-}
-
-// readBody reads an ops API request's (size-limited) body; failing, a 400 saying why.
-func readBody(r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, callrelay.Invalidf("", "Body is larger than %d bytes.", tooLarge.Limit)
-		}
-		return nil, callrelay.Invalidf("", "Cannot read body: %v.", err)
-	}
-	return body, nil
 }
 
 // pathNumber reads and checks the {number} of a route.
@@ -151,55 +135,5 @@ func handleDeleteNumber(db *postgres.DB, cache *routingCache) http.Handler {
 		}
 		cache.remove(number)
 		w.WriteHeader(http.StatusNoContent)
-	})
-}
-
-// callStatuses are the statuses GET /api/calls?status= accepts.
-var callStatuses = append([]string{callrelay.StatusRinging, callrelay.StatusInProgress, callrelay.StatusVoicemail},
-	callrelay.TerminalStatuses...)
-
-func handleListCalls(db *postgres.DB) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		f := callrelay.CallFilter{Status: q.Get("status")}
-		if f.Status != "" && !slices.Contains(callStatuses, f.Status) {
-			writeError(w, r, callrelay.Invalidf("status", "status %q is not a call status.", f.Status))
-			return
-		}
-		var err error
-		if f.Limit, err = queryLimit(r); err != nil {
-			writeError(w, r, err)
-			return
-		}
-		calls, err := db.ListCalls(r.Context(), f)
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"calls": calls})
-	})
-}
-
-// queryLimit reads ?limit=, 0 when absent (the store's default).
-func queryLimit(r *http.Request) (int, error) {
-	s := r.URL.Query().Get("limit")
-	if s == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > postgres.MaxListLimit {
-		return 0, callrelay.Invalidf("limit", "limit must be a number from 1 to %d.", postgres.MaxListLimit)
-	}
-	return n, nil
-}
-
-func handleGetCall(db *postgres.DB) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := db.GetCall(r.Context(), r.PathValue("callSid"))
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, c)
 	})
 }
