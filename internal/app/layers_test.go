@@ -48,9 +48,12 @@ func layers() map[string][]string {
 		m[p] = domain
 	}
 	m["internal/postgres"] = upTo(domain, []string{"migrations"})
+	// Services reach the store through the domain's interfaces (callrelay.ConferenceStore, …),
+	// never its package; the voicemail queue's one exception is River's clock.
 	for _, p := range services {
-		m[p] = upTo(domain, tools, edges, storage)
+		m[p] = upTo(domain, tools, edges)
 	}
+	m["internal/voicemail"] = upTo(domain, tools, edges, []string{"internal/postgres"})
 	return m
 }
 

@@ -1,6 +1,7 @@
 package callrelay
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"time"
@@ -182,4 +183,22 @@ type RingResult struct {
 	// Screen is the target's screen when it was called with its screen (CreateCall) rather
 	// than added as a participant: its leg counts as answered only once it accepts.
 	Screen string
+}
+
+// ConferenceQueue is the job queue of the conference jobs (RingOwner, ConferenceDeadline): a
+// caller waiting for the owner must not wait behind emails.
+const ConferenceQueue = "conference"
+
+// ConferenceStore is what conference mode (internal/conference) needs of the store.
+type ConferenceStore interface {
+	// Now is the store's clock, which the conference jobs decide on.
+	Now() time.Time
+	RecordConferenceEvent(ctx context.Context, ev ConferenceEvent) (ConferenceResult, error)
+	RecordLegProgress(ctx context.Context, p LegProgress) (LegResult, error)
+	WatchConference(ctx context.Context, callSid string, firstCheck time.Duration) error
+	WatchConferenceCall(ctx context.Context, callSid string) (ConferenceWatch, error)
+	LiveLegs(ctx context.Context, callSid string) ([]LiveLeg, error)
+	ClaimTarget(ctx context.Context, callSid string) (RingTarget, bool, error)
+	FinishTarget(ctx context.Context, callSid string, d RingResult) (bool, error)
+	StopRinging(ctx context.Context, callSid string, giveUp bool, reason string) (bool, []LiveLeg, error)
 }

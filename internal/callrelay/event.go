@@ -69,8 +69,8 @@ type StoredEvent struct {
 	CreatedAt time.Time
 }
 
-// EventService is what event delivery needs of the store.
-type EventService interface {
+// EventStore is what event delivery needs of the store.
+type EventStore interface {
 	// GetEvent returns a stored event, or ENOTFOUND.
 	GetEvent(ctx context.Context, id string) (*StoredEvent, error)
 	// RecordDelivery puts an attempt to deliver e to endpoint on the call's timeline.

@@ -1,6 +1,9 @@
 package callrelay
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Hold and resume (docs/design.md "Hold and resume"). A request runs in three steps, so that
 // no webhook ever waits behind Twilio: its intent is recorded (HoldIntent), Twilio is asked with
@@ -185,4 +188,14 @@ type Ending struct {
 	Ended  bool     // this request ended the call
 	Legs   []string // the calls still to hang up: the caller and the callee's leg, but the one gone
 	Queues []string // the call's queue SIDs, to delete
+}
+
+// HoldStore is what hold (internal/hold) needs of the store: the intent and the outcome of a
+// request, each in a short transaction of its own, and the end of a held call.
+type HoldStore interface {
+	RecordHoldIntent(ctx context.Context, req HoldRequest, ttl time.Duration) (HoldStart, error)
+	AwaitHoldOutcome(ctx context.Context, callSid string, until time.Time) error
+	RecordHoldOutcome(ctx context.Context, in HoldIntent, a HoldAttempt) (HoldResult, error)
+	FinishHeldCall(ctx context.Context, callSid, gone, reason string) (Ending, error)
+	GetCall(ctx context.Context, callSid string) (*Call, error)
 }

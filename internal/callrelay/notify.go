@@ -152,8 +152,8 @@ type CheckCall struct {
 // Kind names the job in the queue.
 func (CheckCall) Kind() string { return "check_call" }
 
-// MissedCallService is what the missed-call check and its email need of the store.
-type MissedCallService interface {
+// MissedCallStore is what the missed-call check and its email need of the store.
+type MissedCallStore interface {
 	// DecideOutcome settles how a call ended, once, from the committed state.
 	DecideOutcome(ctx context.Context, callSid string) (*MissedCall, error)
 	ClaimMissedEmail(ctx context.Context, callSid string, lease time.Duration) (*MissedCall, error)

@@ -122,8 +122,8 @@ const (
 	ExpiredByRequest   = "deleted" // DELETE /api/voicemails/{id}
 )
 
-// RecordingService is what the recording jobs (copy, purge, retention) need of the store.
-type RecordingService interface {
+// RecordingStore is what the recording jobs (copy, purge, retention) need of the store.
+type RecordingStore interface {
 	// RecordingTask returns a voicemail's recording state, or ENOTFOUND.
 	RecordingTask(ctx context.Context, id int64) (*RecordingTask, error)
 	// AudioState is where a voicemail's audio is: callrelay's copy, Twilio, or expired.

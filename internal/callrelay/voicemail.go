@@ -138,10 +138,10 @@ type Transcription struct {
 	Text             string
 }
 
-// VoicemailEmailService is what the voicemail emails (the first, and the transcript's
+// VoicemailEmailStore is what the voicemail emails (the first, and the transcript's
 // follow-up) need of the store: each is claimed for a lease, sent, then finished, so that
 // replicas and retries send it once.
-type VoicemailEmailService interface {
+type VoicemailEmailStore interface {
 	GetVoicemail(ctx context.Context, id int64) (*Voicemail, error)
 	ClaimNotification(ctx context.Context, id int64, lease time.Duration) (*Voicemail, error)
 	FinishNotification(ctx context.Context, id int64, sendErr error, final bool) error

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/twiml"
 )
@@ -43,7 +42,7 @@ const taskTimeout = 2 * time.Minute
 
 // Service runs conference-mode calls. Its zero value is not usable: use New.
 type Service struct {
-	db   *postgres.DB
+	db   callrelay.ConferenceStore
 	rest REST
 	urls *twiml.Builder
 	log  *slog.Logger
@@ -57,7 +56,7 @@ type Service struct {
 }
 
 // New returns a Service.
-func New(db *postgres.DB, rest REST, urls *twiml.Builder, log *slog.Logger) *Service {
+func New(db callrelay.ConferenceStore, rest REST, urls *twiml.Builder, log *slog.Logger) *Service {
 	return &Service{db: db, rest: rest, urls: urls, log: log, RedirectAttempts: 3, RedirectBackoff: time.Second}
 }
 

@@ -10,7 +10,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 )
 
@@ -21,7 +20,7 @@ import (
 //   - RingOwner, written with the caller's participant-join, dials the owner's targets. A
 //     process that dies after answering the join, before taking the job, leaves it to another
 //     replica or the next start. Dialling twice is impossible: each target is claimed once in
-//     Postgres (postgres.DB.ClaimTarget), so a duplicate job or a second replica dials
+//     Postgres (ClaimTarget), so a duplicate job or a second replica dials
 //     nothing more.
 //   - ConferenceDeadline, written when the voice webhook sends the caller to the conference
 //     (so that it exists even if the participant-join is lost), watches the call. When
@@ -32,7 +31,7 @@ import (
 //     caller to voicemail; a leg still ringing then pushes that to its own timeout plus
 //     legGrace.
 //
-// Both decide on the store's clock (postgres.DB.Now), which the queue shares.
+// Both decide on the store's clock (ConferenceStore.Now), which the queue shares.
 
 // Deadline policy.
 const (
@@ -89,7 +88,7 @@ func sayTime(text string) time.Duration {
 	return time.Duration(len([]rune(text))) * time.Second / sayCharsPerSecond
 }
 
-// Deadline is when a conference-mode call read by postgres.DB.WatchConferenceCall must have a
+// Deadline is when a conference-mode call read by WatchConferenceCall must have a
 // leg ringing or answered: RingBudget after the caller joined or, with no join recorded, after
 // the voice webhook and the greeting; never before the newest leg still ringing has had its
 // timeout and legGrace.
@@ -128,7 +127,7 @@ func maxTime(a, b time.Time) time.Time {
 // Watch enqueues the deadline job of a conference-mode call that the voice webhook is sending
 // to its conference. The webhook answers only after it is written: a caller never waits in a
 // conference without one. The job first looks when a join may have been left undialled.
-func Watch(ctx context.Context, db *postgres.DB, callSid string) error {
+func Watch(ctx context.Context, db callrelay.ConferenceStore, callSid string) error {
 	return db.WatchConference(ctx, callSid, RingBackupAfter)
 }
 
@@ -136,7 +135,7 @@ func Watch(ctx context.Context, db *postgres.DB, callSid string) error {
 // for CreateParticipant's pacing (one a second per replica), a deadline job for the database.
 const queueWorkers = 100
 
-// Register adds the conference jobs' workers and queue (postgres.ConferenceQueue) to the job
+// Register adds the conference jobs' workers and queue (callrelay.ConferenceQueue) to the job
 // queue's configuration (voicemail.QueueOptions.Register).
 func (s *Service) Register(cfg *river.Config) error {
 	if cfg.Workers == nil {
@@ -151,7 +150,7 @@ func (s *Service) Register(cfg *river.Config) error {
 	if cfg.Queues == nil {
 		cfg.Queues = map[string]river.QueueConfig{}
 	}
-	cfg.Queues[postgres.ConferenceQueue] = river.QueueConfig{MaxWorkers: queueWorkers}
+	cfg.Queues[callrelay.ConferenceQueue] = river.QueueConfig{MaxWorkers: queueWorkers}
 	return nil
 }
 

@@ -170,7 +170,7 @@ func TestRingJob_DialsEachTargetOnce(t *testing.T) {
 		{"type":"phone","to":"+15550001111","screen":"off"},{"type":"phone","to":"+15550002222","screen":"off"},{"type":"client","identity":"dana"}]}`)
 	join(t, a.svc, caller, conf, clocktest.Now())
 	if _, err := b.queue.Insert(context.Background(), callrelay.RingOwner{CallSid: caller},
-		&river.InsertOpts{Queue: postgres.ConferenceQueue}); err != nil {
+		&river.InsertOpts{Queue: callrelay.ConferenceQueue}); err != nil {
 		t.Fatal(err)
 	}
 	awaitJob(t, callrelay.RingOwner{}.Kind(), river.EventKindJobCompleted, a, b)

@@ -49,7 +49,7 @@ type Options struct {
 type Deliverer struct {
 	river.WorkerDefaults[callrelay.DeliverEvent]
 
-	db      callrelay.EventService
+	db      callrelay.EventStore
 	signer  *Signer
 	client  *http.Client
 	backoff time.Duration
@@ -58,7 +58,7 @@ type Deliverer struct {
 }
 
 // NewDeliverer returns the worker.
-func NewDeliverer(db callrelay.EventService, signer *Signer, opts Options) *Deliverer {
+func NewDeliverer(db callrelay.EventStore, signer *Signer, opts Options) *Deliverer {
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
 	if !opts.AllowPrivate {
 		dialer.Control = controlPublic

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/twiml"
 )
@@ -47,7 +46,7 @@ const (
 
 // Service holds and resumes parties. Its zero value is not usable: use New.
 type Service struct {
-	db           *postgres.DB
+	db           callrelay.HoldStore
 	rest         REST
 	urls         *twiml.Builder
 	holdMusicURL string
@@ -57,7 +56,7 @@ type Service struct {
 }
 
 // New returns a Service. holdMusicURL is CALLRELAY_HOLD_MUSIC_URL ("" for callrelay's own).
-func New(db *postgres.DB, rest REST, urls *twiml.Builder, holdMusicURL string, log *slog.Logger) *Service {
+func New(db callrelay.HoldStore, rest REST, urls *twiml.Builder, holdMusicURL string, log *slog.Logger) *Service {
 	return &Service{db: db, rest: rest, urls: urls, holdMusicURL: holdMusicURL, log: log}
 }
 

@@ -12,10 +12,6 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 )
 
-// ConferenceQueue is the River queue of the conference jobs: a caller waiting for the owner
-// must not wait behind voicemail emails (whose attempts take up to two minutes each).
-const ConferenceQueue = "conference"
-
 // Attempts of the conference jobs that fail (a database error): the deadline stands behind the
 // ring job, and nothing stands behind the deadline.
 const (
@@ -114,7 +110,7 @@ func (db *DB) RecordConferenceEvent(ctx context.Context, ev callrelay.Conference
 		case ev.Event == callrelay.ParticipantJoin && party == callrelay.PartyCaller:
 			res.Ring = firstJoin && status == callrelay.StatusRinging && callee == nil
 			if res.Ring {
-				return db.insertJob(ctx, tx, callrelay.RingOwner{CallSid: ev.CallSid}, &river.InsertOpts{Queue: ConferenceQueue, MaxAttempts: ringMaxAttempts})
+				return db.insertJob(ctx, tx, callrelay.RingOwner{CallSid: ev.CallSid}, &river.InsertOpts{Queue: callrelay.ConferenceQueue, MaxAttempts: ringMaxAttempts})
 			}
 		case ev.Event == callrelay.ParticipantLeave && ev.ReasonLeft != callrelay.LeftViaAPI &&
 			(party == callrelay.PartyCaller || callee != nil && *callee == ev.Participant):
@@ -167,7 +163,7 @@ func (db *DB) insertJob(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts
 func (db *DB) WatchConference(ctx context.Context, callSid string, firstCheck time.Duration) error {
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		return db.insertJob(ctx, tx, callrelay.ConferenceDeadline{CallSid: callSid}, &river.InsertOpts{
-			Queue:       ConferenceQueue,
+			Queue:       callrelay.ConferenceQueue,
 			ScheduledAt: db.now().Add(firstCheck),
 			MaxAttempts: deadlineMaxAttempts,
 			UniqueOpts:  river.UniqueOpts{ByArgs: true},

@@ -87,7 +87,7 @@ func TestConferenceJobs(t *testing.T) {
 		record(t, db, join)                                                // Twilio's retry
 		record(t, db, confEvent(callrelay.ParticipantJoin, confCaller, 3)) // a second join
 		jobs := confJobs(t, db, callrelay.RingOwner{}.Kind())
-		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "available" || jobs[0].Queue != postgres.ConferenceQueue {
+		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "available" || jobs[0].Queue != callrelay.ConferenceQueue {
 			t.Fatalf("ring jobs = %+v, want one available for %s in the conference queue", jobs, confCaller)
 		}
 	})
@@ -127,7 +127,7 @@ func TestConferenceJobs(t *testing.T) {
 			}
 		}
 		jobs := confJobs(t, db, callrelay.ConferenceDeadline{}.Kind())
-		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "scheduled" || jobs[0].Queue != postgres.ConferenceQueue ||
+		if len(jobs) != 1 || jobs[0].CallSid != confCaller || jobs[0].State != "scheduled" || jobs[0].Queue != callrelay.ConferenceQueue ||
 			!jobs[0].ScheduledAt.Equal(t0.Add(40*time.Second)) {
 			t.Fatalf("deadline jobs = %+v, want one scheduled at %v (the store's clock + 40s)", jobs, t0.Add(40*time.Second))
 		}

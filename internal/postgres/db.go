@@ -21,10 +21,12 @@ import (
 
 // DB implements the services of package callrelay.
 var (
-	_ callrelay.RecordingService      = (*DB)(nil)
-	_ callrelay.EventService          = (*DB)(nil)
-	_ callrelay.VoicemailEmailService = (*DB)(nil)
-	_ callrelay.MissedCallService     = (*DB)(nil)
+	_ callrelay.RecordingStore      = (*DB)(nil)
+	_ callrelay.EventStore          = (*DB)(nil)
+	_ callrelay.VoicemailEmailStore = (*DB)(nil)
+	_ callrelay.MissedCallStore     = (*DB)(nil)
+	_ callrelay.ConferenceStore     = (*DB)(nil)
+	_ callrelay.HoldStore           = (*DB)(nil)
 )
 
 // versionTable records the applied migration, read by tern and by Ready.

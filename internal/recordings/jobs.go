@@ -35,7 +35,7 @@ type Twilio interface {
 
 // Jobs does the recording store's work: it is the copy, purge and expiry workers.
 type Jobs struct {
-	DB     callrelay.RecordingService
+	DB     callrelay.RecordingStore
 	Store  *Store
 	Media  *recording.Fetcher
 	Twilio Twilio

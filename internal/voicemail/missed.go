@@ -22,7 +22,7 @@ import (
 type MissedCalls struct {
 	river.WorkerDefaults[callrelay.CheckCall]
 
-	db   callrelay.MissedCallService
+	db   callrelay.MissedCallStore
 	mail mail.Sender
 	from string
 	now  func() time.Time
@@ -33,7 +33,7 @@ type MissedCalls struct {
 }
 
 // NewMissedCalls returns the worker; its arguments are NewNotifier's.
-func NewMissedCalls(db callrelay.MissedCallService, sender mail.Sender, from string, now func() time.Time, log *slog.Logger) *MissedCalls {
+func NewMissedCalls(db callrelay.MissedCallStore, sender mail.Sender, from string, now func() time.Time, log *slog.Logger) *MissedCalls {
 	return &MissedCalls{db: db, mail: sender, from: from, now: now, log: log}
 }
 

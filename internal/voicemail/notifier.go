@@ -47,8 +47,8 @@ const (
 
 // Store is what the email workers need of the store (postgres.DB).
 type Store interface {
-	callrelay.VoicemailEmailService
-	callrelay.MissedCallService
+	callrelay.VoicemailEmailStore
+	callrelay.MissedCallStore
 }
 
 // Notifier is the job worker that emails voicemails.
