@@ -15,7 +15,7 @@ const module = "github.com/callrelay/callrelay/"
 // takes its place in the table, and in the doc.
 func layers() map[string][]string {
 	domain := []string{"internal/callrelay"}
-	tools := []string{"internal/phone", "internal/signature", "internal/mail", "internal/spool"}
+	tools := []string{"internal/phone", "internal/signature", "internal/mail", "internal/spool", "internal/background"}
 	edges := []string{"internal/twiml", "internal/twilioapi", "internal/recording"}
 	storage := []string{"internal/postgres", "migrations"}
 	services := []string{"internal/conference", "internal/hold", "internal/voicemail", "internal/events", "internal/recordings"}

@@ -14,11 +14,10 @@ package conference
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/callrelay/callrelay/internal/background"
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/twiml"
@@ -51,13 +50,14 @@ type Service struct {
 	RedirectAttempts int
 	RedirectBackoff  time.Duration
 
-	wg    sync.WaitGroup
+	tasks *background.Group
 	rings pending // ring jobs this service caused and has not seen finish (for Wait)
 }
 
 // New returns a Service.
 func New(db callrelay.ConferenceStore, rest REST, urls *twiml.Builder, log *slog.Logger) *Service {
-	return &Service{db: db, rest: rest, urls: urls, log: log, RedirectAttempts: 3, RedirectBackoff: time.Second}
+	return &Service{db: db, rest: rest, urls: urls, log: log, RedirectAttempts: 3, RedirectBackoff: time.Second,
+		tasks: &background.Group{Timeout: taskTimeout}}
 }
 
 // Wait blocks until the background work started so far has finished, including the ring jobs
@@ -65,35 +65,15 @@ func New(db callrelay.ConferenceStore, rest REST, urls *twiml.Builder, log *slog
 // longer than waitJobsMax for those. Tests use it; a replica's shutdown does not wait for jobs
 // (they are durable: another replica or the next start works them).
 func (s *Service) Wait() {
-	s.wg.Wait()
+	s.tasks.Wait()
 	if !s.rings.wait(waitJobsMax) {
 		s.log.Warn("conference: ring jobs still pending; is the job queue running?")
 	}
-	s.wg.Wait()
+	s.tasks.Wait()
 }
 
 // Shutdown waits for the background work, or until ctx is done.
-func (s *Service) Shutdown(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("conference: background work still running: %w", ctx.Err())
-	}
-}
-
-// background runs f detached from the webhook that caused it.
-func (s *Service) background(f func(ctx context.Context)) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), taskTimeout)
-		defer cancel()
-		f(ctx)
-	}()
-}
+func (s *Service) Shutdown(ctx context.Context) error { return s.tasks.Shutdown(ctx, "conference") }
 
 // ConferenceEvent applies a conference status callback: the caller joining starts the ringing;
 // a party hanging up ends the legs still ringing.
@@ -107,7 +87,7 @@ func (s *Service) ConferenceEvent(ctx context.Context, ev callrelay.ConferenceEv
 		s.rings.add(ev.CallSid)
 	}
 	if legs := ringing(res.LiveLegs); len(legs) > 0 {
-		s.background(func(ctx context.Context) { s.endLegs(ctx, ev.CallSid, legs) })
+		s.tasks.Go(func(ctx context.Context) { s.endLegs(ctx, ev.CallSid, legs) })
 	}
 	return res, nil
 }
@@ -123,7 +103,7 @@ func (s *Service) LegProgress(ctx context.Context, p callrelay.LegProgress) (cal
 	}
 	switch {
 	case p.Status == callrelay.StatusInProgress && res.Callee == p.CallSid:
-		s.background(func(ctx context.Context) {
+		s.tasks.Go(func(ctx context.Context) {
 			live, err := s.db.LiveLegs(ctx, p.ParentCallSid)
 			if err != nil {
 				s.log.Error("conference: legs to end", slog.String("call_sid", p.ParentCallSid), slog.String("error", err.Error()))
@@ -136,11 +116,11 @@ func (s *Service) LegProgress(ctx context.Context, p callrelay.LegProgress) (cal
 	case p.Status == callrelay.StatusInProgress:
 		// Answered too late: someone else has the call, or it went to voicemail.
 		loser := callrelay.LiveLeg{CallSid: p.CallSid, Answered: true, ConferenceSid: res.ConferenceSid}
-		s.background(func(ctx context.Context) { s.endLegs(ctx, p.ParentCallSid, []callrelay.LiveLeg{loser}) })
+		s.tasks.Go(func(ctx context.Context) { s.endLegs(ctx, p.ParentCallSid, []callrelay.LiveLeg{loser}) })
 	case callrelay.IsTerminal(p.Status):
 		// The next target (ringing in turn), or voicemail. Lost with this process, the
 		// call's deadline job sends the caller to voicemail instead.
-		s.background(func(ctx context.Context) { _ = s.ring(ctx, p.ParentCallSid) })
+		s.tasks.Go(func(ctx context.Context) { _ = s.ring(ctx, p.ParentCallSid) })
 	}
 	return res, nil
 }
@@ -249,7 +229,7 @@ func (s *Service) createCall(ctx context.Context, t callrelay.RingTarget, callSi
 // Accepted ends the other legs of a conference-mode call whose screened leg leg has just
 // accepted and become the callee (it joins the conference with its screen's next document).
 func (s *Service) Accepted(callSid, leg string) {
-	s.background(func(ctx context.Context) {
+	s.tasks.Go(func(ctx context.Context) {
 		live, err := s.db.LiveLegs(ctx, callSid)
 		if err != nil {
 			s.log.Error("conference: legs to end", slog.String("call_sid", callSid), slog.String("error", err.Error()))
@@ -350,7 +330,7 @@ func (s *Service) endLegs(ctx context.Context, callSid string, legs []callrelay.
 // caller's own status callback says it has ended (the conference's participant-leave, on
 // another replica, may come later or not at all). Other calls have none.
 func (s *Service) CallerEnded(callSid string) {
-	s.background(func(ctx context.Context) {
+	s.tasks.Go(func(ctx context.Context) {
 		live, err := s.db.LiveLegs(ctx, callSid)
 		if err != nil {
 			s.log.Error("call status: legs to end", slog.String("call_sid", callSid), slog.String("error", err.Error()))

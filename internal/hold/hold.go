@@ -14,9 +14,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/callrelay/callrelay/internal/background"
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/twilioapi"
 	"github.com/callrelay/callrelay/internal/twiml"
@@ -52,12 +52,13 @@ type Service struct {
 	holdMusicURL string
 	log          *slog.Logger
 
-	wg sync.WaitGroup
+	tasks *background.Group
 }
 
 // New returns a Service. holdMusicURL is CALLRELAY_HOLD_MUSIC_URL ("" for callrelay's own).
 func New(db callrelay.HoldStore, rest REST, urls *twiml.Builder, holdMusicURL string, log *slog.Logger) *Service {
-	return &Service{db: db, rest: rest, urls: urls, holdMusicURL: holdMusicURL, log: log}
+	return &Service{db: db, rest: rest, urls: urls, holdMusicURL: holdMusicURL, log: log,
+		tasks: &background.Group{Timeout: taskTimeout}}
 }
 
 // Hold holds or resumes a party of a call and returns the call as it is after. A party already
@@ -164,7 +165,7 @@ func (s *Service) LegProgress(p callrelay.LegProgress, res callrelay.LegResult) 
 // behind. gone is the leg that has hung up (or hangs up by the webhook's answer); queueSid,
 // when known, is a queue to delete too. A call never held is left alone.
 func (s *Service) FinishHeld(callSid, gone, reason, queueSid string) {
-	s.background(func(ctx context.Context) {
+	s.tasks.Go(func(ctx context.Context) {
 		end, err := s.db.FinishHeldCall(ctx, callSid, gone, reason)
 		if err != nil {
 			s.log.Error("direct hold: finish call", slog.String("call_sid", callSid), slog.String("error", err.Error()))
@@ -198,28 +199,8 @@ func (s *Service) cleanUp(ctx context.Context, callSid string, end callrelay.End
 	}
 }
 
-// background runs f detached from the webhook that caused it.
-func (s *Service) background(f func(ctx context.Context)) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), taskTimeout)
-		defer cancel()
-		f(ctx)
-	}()
-}
-
 // Wait blocks until the background work started so far has finished (tests).
-func (s *Service) Wait() { s.wg.Wait() }
+func (s *Service) Wait() { s.tasks.Wait() }
 
 // Shutdown waits for the background work, or until ctx is done.
-func (s *Service) Shutdown(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("hold: background work still running: %w", ctx.Err())
-	}
-}
+func (s *Service) Shutdown(ctx context.Context) error { return s.tasks.Shutdown(ctx, "hold") }
