@@ -107,16 +107,18 @@ stop() {
 	fi
 }
 
-# backend_ticks: user+system CPU ticks of every process of the cluster (postmaster's children
-# included: backends, checkpointer, walwriter, autovacuum).
+# backend_ticks: user+system CPU ticks of the whole cluster so far: the postmaster's own and
+# its exited children's (cutime, cstime: backends that have ended), plus its live children's
+# (backends, checkpointer, walwriter, autovacuum).
 backend_ticks() {
 	local pm
 	pm=$(head -n 1 "$PG/postmaster.pid")
 	{
-		echo "$pm"
-		pgrep -P "$pm" || true
-	} | while read -r p; do [[ -r /proc/$p/stat ]] && awk '{ print $14 + $15 }' "/proc/$p/stat"; done |
-		awk '{ s += $1 } END { print s + 0 }'
+		awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pm/stat"
+		for p in $(pgrep -P "$pm" || true); do
+			[[ -r /proc/$p/stat ]] && awk '{ print $14 + $15 }' "/proc/$p/stat"
+		done
+	} | awk '{ s += $1 } END { print s + 0 }'
 }
 
 # The benchmarks profile measures: package, benchmark regexp (anchored by go test's
