@@ -54,9 +54,11 @@ post() {
 	done <"$2"
 }
 G=("$PERF_DIR/explain/gen" -url "http://$ADDR" -token "$TOKEN" -number "$NUMBER" -from "$CALLER" -target "$FORWARD")
-"${G[@]}" -route /twilio/voice -n "$N" -prefix "$(hex 4)" >"$PERF_DIR/explain/voice.tsv"
+PREFIX=$(hex 4)
+"${G[@]}" -route /twilio/voice -n "$N" -prefix "$PREFIX" >"$PERF_DIR/explain/voice.tsv"
 post /twilio/voice "$PERF_DIR/explain/voice.tsv"
-psql_db "$DB" "SELECT call_sid FROM calls WHERE number = '$NUMBER' ORDER BY started_at DESC, call_sid LIMIT $N" >"$PERF_DIR/explain/calls.txt"
+# The calls just made (gen's CallSids: CA, the prefix, the index in hex).
+for ((i = 0; i < N; i++)); do printf 'CA%s%024x\n' "$PREFIX" "$i"; done >"$PERF_DIR/explain/calls.txt"
 "${G[@]}" -route /twilio/call-status -calls "$PERF_DIR/explain/calls.txt" >"$PERF_DIR/explain/status.tsv"
 post /twilio/call-status "$PERF_DIR/explain/status.tsv"
 "${G[@]}" -route /twilio/dial-outcome -calls "$PERF_DIR/explain/calls.txt" >"$PERF_DIR/explain/dial.tsv"

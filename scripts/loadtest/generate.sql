@@ -2,11 +2,12 @@
 -- generate_series rather than by the webhooks, to measure how each route's cost grows with the
 -- tables (issue 21, docs/performance.md "Growth"). scripts/loadtest/growth.sh runs it:
 --
---   psql -v calls=1000000 -v numbers=1000 -v months=12 -f generate.sql DATABASE_URL
+--   psql -v calls=1000000 -v numbers=1000 -v months=11 -f generate.sql DATABASE_URL
 --
 -- Each call is one of a number's calls (:numbers numbers, +1555200xxxx) forwarded to one phone,
--- started at a time spread evenly over the :months months before the run, and ended as the load
--- test's calls end (scripts/loadtest/webhook.OutcomeOf's mix):
+-- started at a time spread evenly over the :months months before the run (default 11: inside
+-- the timeline's 365-day retention, which deletes older rows once callrelay runs), and ended
+-- as the load test's calls end (scripts/loadtest/webhook.OutcomeOf's mix):
 --   40% answered:  legs: completed; timeline: inbound, 4 leg statuses, dial-outcome, call-status;
 --                  call_outcomes: answered
 --   45% no-answer: legs: no-answer; timeline: inbound, 3 leg statuses, dial-outcome (next
@@ -24,7 +25,7 @@
 \endif
 \if :{?months}
 \else
-\set months 12
+\set months 11
 \endif
 \timing on
 SET session_replication_role = replica;
