@@ -37,14 +37,16 @@ type DB struct {
 	CopyRecordings bool
 
 	starts   *startBatcher
-	routings routingMemo // decoded routings (StartCall, RecordDialOutcome)
-	numbers  numberMemo  // each number's routing and version, to decide calls (StartCall)
+	writes   *writeBatcher // the callbacks' writes (calls.go)
+	routings routingMemo   // decoded routings (StartCall, RecordDialOutcome)
+	numbers  numberMemo    // each number's routing and version, to decide calls (StartCall)
 }
 
 // New returns a store on pool.
 func New(pool *pgxpool.Pool) *DB {
 	db := &DB{pool: pool, Now: callrelay.SystemClock}
 	db.starts = &startBatcher{db: db}
+	db.writes = &writeBatcher{pool: pool}
 	return db
 }
 

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/callrelay/callrelay/internal/callrelay"
 )
 
@@ -30,4 +32,31 @@ func (db *DB) StartBatch(ctx context.Context, ins []InboundCall) ([]*callrelay.R
 		}
 	}
 	return routings, errs
+}
+
+// PendingWrites is how many callback writes wait for a lane (writeBatcher).
+func (db *DB) PendingWrites() int {
+	db.writes.mu.Lock()
+	defer db.writes.mu.Unlock()
+	return len(db.writes.pending)
+}
+
+// LegProgressBatch writes ps as one batch of the callback writer, as when they arrive
+// together, and returns each one's error.
+func (db *DB) LegProgressBatch(ctx context.Context, ps []LegProgress) []error {
+	var batch []*writeJob
+	for _, p := range ps {
+		var res LegResult
+		var callee string
+		batch = append(batch, &writeJob{call: p.ParentCallSid, done: make(chan struct{}), queue: func(b *pgx.Batch) {
+			queueLegProgress(b, p, nil, nil, db.now(), map[string]any{}, &res, &callee)
+		}})
+	}
+	db.writes.run(ctx, batch)
+	errs := make([]error, len(batch))
+	for i, j := range batch {
+		<-j.done
+		errs[i] = j.err
+	}
+	return errs
 }

@@ -54,6 +54,9 @@ func (c *Counter) Resume() { c.paused.Store(false) }
 // Reset forgets what was counted (with b.ResetTimer).
 func (c *Counter) Reset() { c.roundTrips.Store(0); c.statements.Store(0) }
 
+// Snapshot returns the round trips counted so far.
+func (c *Counter) Snapshot() int64 { return c.roundTrips.Load() }
+
 // Report adds round trips and statements per operation to b's results.
 func (c *Counter) Report(b *testing.B) {
 	b.Helper()
