@@ -211,3 +211,77 @@ func BenchmarkDialOutcomeWebhook(b *testing.B) {
 	}
 	counter.Report(b)
 }
+
+// BenchmarkCallbacksParallel are the two callbacks from 32 goroutines at once, as under the
+// load test's 32 connections: each op is one callback of a call of its own (call-status: a
+// leg's initiated, ringing, in-progress or completed, in turn; dial-outcome: nobody answered),
+// the calls made before the timer starts. Run it with -benchtime Nx: the calls are made for N.
+func BenchmarkCallbacksParallel(b *testing.B) {
+	statuses := []string{"initiated", "ringing", "in-progress", "completed"}
+	setup := func(b *testing.B, kind byte) (*testServer, *pgtest.Counter, []string) {
+		s, counter := newBenchServer(b)
+		s.putNumber(masked, benchRouting)
+		sids := make([]string, b.N)
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range 8 {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+					sids[i] = benchCallSid(kind, i)
+					if _, err := s.db.StartCall(context.Background(), postgres.InboundCall{CallSid: sids[i], Number: masked, From: caller}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		counter.Reset()
+		b.SetParallelism(16)
+		b.ReportAllocs()
+		b.ResetTimer()
+		return s, counter, sids
+	}
+	b.Run("call-status", func(b *testing.B) {
+		s, counter, sids := setup(b, 6)
+		var n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := n.Add(1) - 1
+				k := int(i % int64(len(statuses)))
+				parent := sids[i]
+				form := url.Values{
+					"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {"CAff" + parent[4:]}, "ParentCallSid": {parent},
+					"CallStatus": {statuses[k]}, "Direction": {"outbound-dial"}, "From": {caller}, "To": {"+15550001111"},
+					"Caller": {caller}, "Called": {"+15550001111"}, "CallbackSource": {"call-progress-events"},
+					"SequenceNumber": {fmt.Sprint(k)}, "Timestamp": {t0.Format(time.RFC1123Z)},
+				}
+				if rec := benchPost(s.handler, "/twilio/call-status?target=0", form); rec.Code != http.StatusNoContent {
+					b.Errorf("call-status %s: %d %s", statuses[k], rec.Code, rec.Body)
+					return
+				}
+			}
+		})
+		counter.Report(b)
+	})
+	b.Run("dial-outcome", func(b *testing.B) {
+		s, counter, sids := setup(b, 7)
+		var n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				sid := sids[n.Add(1)-1]
+				form := url.Values{
+					"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {sid}, "CallStatus": {"in-progress"},
+					"Direction": {"inbound"}, "From": {caller}, "To": {masked}, "Caller": {caller}, "Called": {masked},
+					"DialCallStatus": {"no-answer"}, "DialCallSid": {"CAff" + sid[4:]},
+				}
+				rec := benchPost(s.handler, "/twilio/dial-outcome?attempt=0", form)
+				if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<Record") {
+					b.Errorf("dial-outcome: %d %s", rec.Code, rec.Body)
+					return
+				}
+			}
+		})
+		counter.Report(b)
+	})
+}

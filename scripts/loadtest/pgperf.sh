@@ -122,12 +122,15 @@ backend_ticks() {
 }
 
 # The benchmarks profile measures: package, benchmark regexp (anchored by go test's
-# sub-benchmark syntax), and a short name.
+# sub-benchmark syntax), and a short name. The serial ones send one request at a time (no
+# sharing: the cost of one request); the parallel ones 32 at once, as the load test does.
 BENCHES=(
 	"./internal/server BenchmarkVoiceWebhook/serial$ voice-serial"
 	"./internal/server BenchmarkVoiceWebhook/parallel$ voice-parallel"
 	"./internal/server BenchmarkCallStatusWebhook$ call-status"
 	"./internal/server BenchmarkDialOutcomeWebhook$ dial-outcome"
+	"./internal/server BenchmarkCallbacksParallel/call-status$ call-status-parallel"
+	"./internal/server BenchmarkCallbacksParallel/dial-outcome$ dial-outcome-parallel"
 	"./internal/postgres BenchmarkStartCall/serial$ store-startcall"
 	"./internal/postgres BenchmarkRecordLegProgress$ store-legprogress"
 	"./internal/postgres BenchmarkRecordDialOutcome$ store-dialoutcome"
