@@ -4,6 +4,10 @@
 --
 --   psql -v calls=1000000 -v numbers=1000 -v months=11 -f generate.sql DATABASE_URL
 --
+-- or in chunks, each its own transaction (growth.sh loads 10^7 so, 10^6 at a time: one
+-- statement over 10^7 calls sorts tens of GB in temporary files): -v first=F -v last=L writes
+-- calls F..L of :calls, and -v vacuum=0 skips the final VACUUM ANALYZE (for all but the last).
+--
 -- Each call is one of a number's calls (:numbers numbers, +1555200xxxx) forwarded to one phone,
 -- started at a time spread evenly over the :months months before the run (default 11: inside
 -- the timeline's 365-day retention, which deletes older rows once callrelay runs), and ended
@@ -26,6 +30,18 @@
 \if :{?months}
 \else
 \set months 11
+\endif
+\if :{?first}
+\else
+\set first 1
+\endif
+\if :{?last}
+\else
+\set last :calls
+\endif
+\if :{?vacuum}
+\else
+\set vacuum 1
 \endif
 \timing on
 SET session_replication_role = replica;
@@ -56,7 +72,7 @@ SELECT i,
 	(h / 20) % 10 < 6 AS left_message,
 	date_trunc('second', now() - make_interval(months => :months)
 		+ (i::float8 / :calls) * (now() - (now() - make_interval(months => :months)))) AS t
-FROM (SELECT i, ('x' || substr(md5('draw:' || i), 1, 8))::bit(32)::bigint AS h FROM generate_series(1, :calls) i) d
+FROM (SELECT i, ('x' || substr(md5('draw:' || i), 1, 8))::bit(32)::bigint AS h FROM generate_series(:first, :last) i) d
 ORDER BY sid;
 
 INSERT INTO calls (call_sid, number, from_number, mode, status, routing, attempt, started_at, ended_at, updated_at,
@@ -120,7 +136,9 @@ SELECT sid, CASE WHEN outcome = 'completed' THEN 'answered' WHEN left_message TH
 FROM g ORDER BY sid;
 COMMIT;
 
+\if :vacuum
 VACUUM (ANALYZE) numbers, calls, legs, call_events, voicemails, call_outcomes;
 SELECT relname, n_live_tup, pg_size_pretty(pg_total_relation_size(relid)) AS total_size
 FROM pg_stat_user_tables WHERE relname IN ('calls', 'legs', 'call_events', 'voicemails', 'call_outcomes')
 ORDER BY relname;
+\endif

@@ -13,8 +13,12 @@
 #
 # Environment (defaults): GROWTH_SIZES="10000 1000000 10000000"  DURATION=10s  WARMUP=3s
 #   PERF_DIR=/tmp/callrelay-perf  PERF_PORT=55432  GROWTH_MIXED=0 (1: also the mixed run)
-# A 10^7-call database takes about 25 GB and, on the 2-core development machine, half an hour
-# to fill. Hold /work/loadtest.lock (flock) around it on a shared machine.
+#   GROWTH_FILL_ONLY=0 (1: fill the databases, measure nothing: fill without the load-test lock,
+#   then measure under it)
+# A 10^6-call database takes 3.6 GB and about 3.5 minutes to fill on the 2-core development
+# machine; 10^7 ten times that (about 36 GB, filled 10^6 calls at a time; the fill stops when
+# less than GROWTH_MIN_FREE_GB=20 GB would be left on the disk). Hold /work/loadtest.lock
+# (flock) around it on a shared machine.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -37,10 +41,20 @@ for n in ${GROWTH_SIZES:-10000 1000000 10000000}; do
 		DATABASE_URL=$(db_url "$db") TWILIO_AUTH_TOKEN=growth CALLRELAY_OPS_TOKEN=$(hex 24) \
 			"$PERF_DIR/growth/callrelay" migrate >/dev/null 2>&1 || die "migrate $db failed"
 		t0=$(now_ms)
-		psql -X -q -v calls="$n" -f "$ROOT/scripts/loadtest/generate.sql" -d "$db" >"$PERF_DIR/growth/$db.generate.txt" ||
-			die "generate.sql failed (see $PERF_DIR/growth/$db.generate.txt)"
+		chunk=1000000
+		for ((first = 1; first <= n; first += chunk)); do
+			last=$((first + chunk - 1 < n ? first + chunk - 1 : n))
+			free=$(df -k --output=avail "$PERF_DIR" | tail -n 1)
+			((free > ${GROWTH_MIN_FREE_GB:-20} * 1024 * 1024)) ||
+				die "$db: less than ${GROWTH_MIN_FREE_GB:-20} GB free on $PERF_DIR's disk after $((first - 1)) calls: stopped (the machine is shared)"
+			psql -X -q -v calls="$n" -v first="$first" -v last="$last" -v vacuum="$((last == n))" \
+				-f "$ROOT/scripts/loadtest/generate.sql" -d "$db" >>"$PERF_DIR/growth/$db.generate.txt" ||
+				die "generate.sql failed (see $PERF_DIR/growth/$db.generate.txt)"
+			log "$db: calls $first..$last of $n written ($((($(now_ms) - t0) / 1000)) s)"
+		done
 		log "$db: $n calls generated in $((($(now_ms) - t0) / 1000)) s"
 	fi
+	[[ ${GROWTH_FILL_ONLY:-0} == 1 ]] && continue
 	psql_db "$db" "SELECT relname || '=' || pg_size_pretty(pg_total_relation_size(relid)) FROM pg_stat_user_tables
 		WHERE relname IN ('calls', 'legs', 'call_events') ORDER BY relname" | tr '\n' ' ' | sed "s/^/$db sizes: /" >&2
 	echo >&2

@@ -41,7 +41,8 @@
 // own completed status callback, at the offsets of a real call scaled by -time-scale (0.1: a call
 // takes about a second). Calls start open loop at -ladder-start calls/s for -duration; then at
 // -ladder-factor times that rate, and so on, until a step has an error or a route's p99 above
-// -p99-ms (latency counted from when the request was due, on the client: so it includes any
+// -p99-ms (when the first step already does, the ladder goes down by the same factor until a
+// step holds) (latency counted from when the request was due, on the client: so it includes any
 // wait for one of the -conns connections). Each step prints one line per route
 // ("LADDER calls_s=… route=… sent=… errors=… p50_ms=… p99_ms=… max_ms=…"); the end
 // "LADDER_BEST calls_s=… requests_s=…", the highest rate whose every route kept its p99 within
@@ -251,7 +252,10 @@ func (s *soak) climb(ctx context.Context) (bool, error) {
 		time.Sleep(time.Duration(float64(time.Second) / (c.ladderStart / 2)))
 	}
 	wg0.Wait()
-	for step, rate := 0, c.ladderStart; step < c.ladderSteps && ctx.Err() == nil; step, rate = step+1, rate*c.ladderMul {
+	// Up by -ladder-factor while every step holds; if the first step does not, down by it until
+	// one does.
+	down := false
+	for step, rate := 0, c.ladderStart; step < c.ladderSteps && ctx.Err() == nil && rate >= 1; step++ {
 		s.mu.Lock()
 		for _, k := range keys {
 			s.routes[k] = &routeStats{failures: map[string]int{}}
@@ -298,10 +302,19 @@ func (s *soak) climb(ctx context.Context) (bool, error) {
 		s.mu.Unlock()
 		fmt.Printf("ladder: %.0f calls/s: %s (%.0f requests/s answered)\n", rate, map[bool]string{true: "within", false: "OVER"}[pass],
 			float64(total)/time.Since(start).Seconds())
-		if !pass {
-			break
+		if pass {
+			best = rate
+			if down {
+				break
+			}
+			rate *= c.ladderMul
+			continue
 		}
-		best = rate
+		if step > 0 && !down {
+			break // the step over the last that held
+		}
+		down = true
+		rate /= c.ladderMul
 	}
 	fmt.Printf("LADDER_BEST calls_s=%.0f requests_s=%.0f\n", best, best*perCall)
 	return ok && ctx.Err() == nil, ctx.Err()
