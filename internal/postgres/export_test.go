@@ -60,3 +60,6 @@ func (db *DB) LegProgressBatch(ctx context.Context, ps []LegProgress) []error {
 	}
 	return errs
 }
+
+// LegProgressSQL is the statement of a leg's status callback, for plan checks.
+const LegProgressSQL = legProgressSQL
