@@ -204,3 +204,51 @@ func TestRecordLegProgress_GenericPlanFindsTheCallByKey(t *testing.T) {
 		t.Errorf("generic plan looks the call up by status, not by its CallSid:\n%s", text)
 	}
 }
+
+// A write whose row another transaction holds for long (a call being held keeps its row while
+// it asks Twilio) does not hold up the other writes of its batch: they are written while it
+// still waits.
+func TestCallbackWrites_BlockedWriteWaitsAlone(t *testing.T) {
+	ctx := context.Background()
+	db, _ := newDB(t)
+	var ps []postgres.LegProgress
+	for i := range 3 {
+		sid := fmt.Sprintf("CA%032x", i)
+		startCall(t, db, sid)
+		ps = append(ps, postgres.LegProgress{CallSid: fmt.Sprintf("CA%032x", 100+i), ParentCallSid: sid, Status: "initiated",
+			Sequence: 0, At: t0, Target: "+15550001111", TargetIndex: intp(0)})
+	}
+	locker, err := db.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Release()
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }() // released below; a second rollback does nothing
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM calls WHERE call_sid = $1 FOR UPDATE`, ps[1].ParentCallSid); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []error, 1)
+	go func() { done <- db.LegProgressBatch(ctx, ps) }()
+	await(t, "the other calls' legs written while call 1's row is locked", func() bool {
+		var n int
+		err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM legs WHERE call_sid = ANY($1)`, []string{ps[0].CallSid, ps[2].CallSid}).Scan(&n)
+		return err == nil && n == 2
+	})
+	select {
+	case errs := <-done:
+		t.Fatalf("the batch ended while call 1's row was still locked: %v", errs)
+	default:
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range <-done {
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+}

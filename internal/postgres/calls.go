@@ -40,6 +40,10 @@ const (
 	// writeTimeout bounds one batch: it runs detached from the request that started it, since
 	// it carries other requests' writes too.
 	writeTimeout = 10 * time.Second
+	// writeLockWait is how long a shared batch waits for a row lock before its writes go
+	// alone: far above a commit (a callback of the same call in the other lane), far below
+	// Twilio's 15 s.
+	writeLockWait = `'200ms'`
 )
 
 // writeJob is one callback's write waiting for its batch.
@@ -125,10 +129,16 @@ func (wb *writeBatcher) run(ctx context.Context, batch []*writeJob) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
 	if len(batch) > 1 {
+		// A write that waits long for a row lock (a call being held takes its row while it
+		// asks Twilio) must not hold up the others: past writeLockWait the batch gives up,
+		// and its writes go alone, the waiting one on its own.
 		b := &pgx.Batch{}
+		b.Queue(`BEGIN`)
+		b.Queue(`SET LOCAL lock_timeout = ` + writeLockWait)
 		for _, j := range batch {
 			j.queue(b)
 		}
+		b.Queue(`COMMIT`)
 		err := wb.pool.SendBatch(ctx, b).Close()
 		var pgErr *pgconn.PgError
 		var prepErr pgx.ErrPreprocessingBatch
@@ -139,15 +149,24 @@ func (wb *writeBatcher) run(ctx context.Context, batch []*writeJob) {
 			}
 			return
 		}
-		// Refused (by PostgreSQL, or one write's arguments could not be sent): nothing was
-		// committed. Each write alone, below.
+		// Refused (by PostgreSQL, or one write's arguments could not be sent, or a lock
+		// waited for too long): nothing was committed. Each write alone, at once, below.
 	}
-	for _, j := range batch {
+	alone := func(j *writeJob) {
 		b := &pgx.Batch{}
 		j.queue(b)
 		j.err = wb.pool.SendBatch(ctx, b).Close()
 		close(j.done)
 	}
+	if len(batch) == 1 {
+		alone(batch[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for _, j := range batch {
+		wg.Go(func() { alone(j) })
+	}
+	wg.Wait()
 }
 
 // InboundCall is what Twilio tells of a new call to a masked number.

@@ -13,7 +13,8 @@ import (
 // Counter counts what a pool sends to PostgreSQL, for benchmarks that report round trips and
 // statements per operation (docs/performance.md). A round trip is a query (BEGIN and COMMIT
 // included), a batch (however many statements it carries: pgx pipelines them) or a prepare;
-// a statement is a query or a batch's query, BEGIN, COMMIT and ROLLBACK excluded.
+// a statement is a query or a batch's query, transaction control (BEGIN, COMMIT, ROLLBACK,
+// SET LOCAL) excluded.
 type Counter struct {
 	roundTrips, statements atomic.Int64
 	paused                 atomic.Bool // not counting: setup inside a benchmark's loop
@@ -69,13 +70,18 @@ func (c *Counter) Report(b *testing.B) {
 
 // TraceQueryStart implements pgx.QueryTracer.
 func (c *Counter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	var st int64 = 1
-	switch strings.ToLower(strings.TrimSpace(d.SQL)) {
-	case "begin", "commit", "rollback", "begin isolation level read committed":
-		st = 0
-	}
-	c.add(1, st)
+	c.add(1, statements(d.SQL))
 	return ctx
+}
+
+// statements is 1 for a statement, 0 for transaction control (BEGIN, COMMIT, ROLLBACK, SET LOCAL).
+func statements(sql string) int64 {
+	s := strings.ToLower(strings.TrimSpace(sql))
+	switch {
+	case s == "begin", s == "commit", s == "rollback", strings.HasPrefix(s, "begin isolation"), strings.HasPrefix(s, "set local"):
+		return 0
+	}
+	return 1
 }
 
 // TraceQueryEnd implements pgx.QueryTracer.
@@ -88,7 +94,9 @@ func (c *Counter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceB
 }
 
 // TraceBatchQuery implements pgx.BatchTracer.
-func (c *Counter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) { c.add(0, 1) }
+func (c *Counter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	c.add(0, statements(d.SQL))
+}
 
 // TraceBatchEnd implements pgx.BatchTracer.
 func (c *Counter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
