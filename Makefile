@@ -68,6 +68,18 @@ db-stop: ## stop the private dev cluster under .data/pg
 loadtest: ## wrk load test: POST /twilio/voice vs the express and go-ceiling peers (LOADTEST_PEERS names their folder; unset: callrelay alone), then callrelay's call-status and dial-outcome (DURATION=10s; scripts/loadtest.sh)
 	@GO="$(GO)" scripts/loadtest.sh
 
+# Issue 21's measurements, on a private PostgreSQL (port 55432, /tmp/callrelay-perf) with
+# pg_stat_statements and auto_explain: never the shared one at :5432.
+.PHONY: loadtest-profile loadtest-growth loadtest-pg-stop
+loadtest-profile: ## per request of voice, call-status, dial-outcome: round trips, statements, allocations, CPU, pg_stat_statements, pprof (PROFILE_N=4000; scripts/loadtest/pgperf.sh)
+	@GO="$(GO)" scripts/loadtest/pgperf.sh profile
+
+loadtest-growth: ## each route's cost and plans at 10^4, 10^6, 10^7 generated calls (GROWTH_SIZES; scripts/loadtest/growth.sh)
+	@GO="$(GO)" scripts/loadtest/growth.sh
+
+loadtest-pg-stop: ## stop the private profiling cluster (scripts/loadtest/pgperf.sh destroy deletes it)
+	@scripts/loadtest/pgperf.sh stop
+
 # make bench: BENCH is the -bench regexp, COUNT the runs of each, BENCHTIME each run's length,
 # BENCH_PKGS the packages. Before/after: make bench COUNT=6 >old.txt, change, make bench COUNT=6
 # >new.txt, then go run golang.org/x/perf/cmd/benchstat@latest old.txt new.txt.

@@ -19,6 +19,14 @@
 #      signs them (internal/signature.Sign, over the URL with its query), cross-checked with
 #      twilio-node. Rows are checked: leg events and legs, dial-outcome events and calls moved to
 #      voicemail or completed.
+#   1d. whole calls, mixed (LOADTEST_MIXED=1, the default): a new callrelay on the same database;
+#      scripts/loadtest/soak -ladder sends whole answered calls, each in Twilio's order: voice,
+#      the leg's four status callbacks, the Dial action, the caller's own completed status
+#      (time offsets of a real call ×0.1), open loop at rising rates (DURATION each, CONNECTIONS
+#      connections), until a route's p99 exceeds LOADTEST_P99_MS (15) or a request fails.
+#      Reported: the highest calls/s with every route's p99 within it, and each route's latency
+#      at each step, measured by the client from when the request was due (so a wait for a
+#      connection counts); callrelay's /metrics histogram (buckets 10/25 ms) cannot resolve 15 ms.
 #   2. express     the seed tutorial's Express server (peers/express-seed), POST /webhook/voice,
 #                  no database, does not check signatures
 #   3. ceiling     the least a stateful Go webhook can do (peers/go-ceiling, mode pg), POST
@@ -53,6 +61,12 @@
 #   LOADTEST_PEERS=            where the peers are (read-only; see above); unset: no peers
 #   LOADTEST_TWILIO_TOKEN=loadtesttoken123                  callrelay's TWILIO_AUTH_TOKEN
 #   LOADTEST_KEEP=0            1: keep the generated request files and the databases
+#   LOADTEST_DB=               an existing, migrated database to run callrelay on, kept afterwards
+#                              (scripts/loadtest/growth.sh: one filled by generate.sql); its other
+#                              numbers' calls are left alone. Unset: a fresh database, dropped.
+#   LOADTEST_MIXED=1           0: skip the mixed run of whole calls (1d)
+#   LOADTEST_MIXED_START=100   its first step, calls/s (×1.25 per step)
+#   LOADTEST_P99_MS=15         its latency limit
 #   PGHOST=127.0.0.1 PGPORT=5432 PGUSER=<current user>      Postgres to create the databases in
 #   GO=go
 # Ports: callrelay 127.0.0.1:18080, express 127.0.0.1:3111, ceiling 127.0.0.1:3113 (must be free).
@@ -105,6 +119,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- 1. tools, builds, peers -------------------------------------------------------------------
+MIXED=${LOADTEST_MIXED:-1}
 
 [[ -f $LUA ]] || die "$LUA is missing"
 if [[ -n $PEERS && -d $PEERS/express-seed && -d $PEERS/go-ceiling ]]; then
@@ -145,6 +160,7 @@ REV=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)
 log "building callrelay ($REV; the working tree as it is now)"
 (cd "$ROOT" && "$GO" build -o "$SCRATCH/callrelay" ./cmd/callrelay) || die "go build ./cmd/callrelay failed"
 (cd "$ROOT" && "$GO" build -o "$SCRATCH/gen" ./scripts/loadtest/gen) || die "go build ./scripts/loadtest/gen failed"
+(cd "$ROOT" && "$GO" build -o "$SCRATCH/soak" ./scripts/loadtest/soak) || die "go build ./scripts/loadtest/soak failed"
 
 EXP=$SCRATCH/express-seed
 TWILIO_NODE=
@@ -359,9 +375,15 @@ signature_report() {
 FAIL=()
 
 # callrelay ------------------------------------------------------------------------------------
-CR_DB=callrelay_load_$(hex 4)
-log "callrelay: database $CR_DB, listening on $CR_ADDR"
-create_db "$CR_DB"
+if [[ -n ${LOADTEST_DB:-} ]]; then
+	CR_DB=$LOADTEST_DB
+	log "callrelay: database $CR_DB (LOADTEST_DB: kept), listening on $CR_ADDR"
+	psql_db "$CR_DB" 'SELECT 1 FROM calls LIMIT 1' >/dev/null || die "LOADTEST_DB=$CR_DB: not a migrated callrelay database"
+else
+	CR_DB=callrelay_load_$(hex 4)
+	log "callrelay: database $CR_DB, listening on $CR_ADDR"
+	create_db "$CR_DB"
+fi
 CR_DBURL=$(db_url "$CR_DB")
 OPS=$(hex 24)
 start_callrelay "$SCRATCH/callrelay" "$CR_DBURL" "$CR_ADDR" "$OPS" "$TOKEN" "$RUN/callrelay.log" "$RUN/mail"
@@ -388,18 +410,18 @@ R[callrelay.sigfail]=$(metric_sum "$RUN/callrelay.metrics.after" '^callrelay_twi
 # threads read the file interleaved (a repeat would only answer again and write nothing).
 skip=$((R[callrelay.sent] + R[callrelay.sent] / 10 + 1000))
 tail -n "+$skip" "$RUN/webhooks.main.tsv" >"$RUN/webhooks.topup.tsv"
-calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls")
+calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER'")
 log "callrelay: more calls for the callbacks (unmeasured): wrk -d$((WARM_S + DUR_S))s on the voice run's unused lines"
 wrk_run callrelay-topup "$CR_URL/twilio/voice" "$RUN/webhooks.topup.tsv" "$((WARM_S + DUR_S))s" "$RUN/callrelay-topup.out"
 rm -f "$RUN/webhooks.topup.tsv"
-R[callrelay.topup]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls") - calls0))
+R[callrelay.topup]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER'") - calls0))
 stop_pid "$CR_PID"
 
 # callrelay's callbacks ------------------------------------------------------------------------
 # The calls the voice run created (smoke, warm-up, measured, top-up), oldest first: the callbacks
 # hit them, in that order, call-status first (the legs), then dial-outcome (the Dial actions).
 CALLS=$RUN/calls.txt
-psql_db "$CR_DB" "SELECT call_sid FROM calls ORDER BY started_at, call_sid" >"$CALLS"
+psql_db "$CR_DB" "SELECT call_sid FROM calls WHERE number = '$NUMBER' ORDER BY started_at, call_sid" >"$CALLS"
 N_CALLS=$(wc -l <"$CALLS")
 ((N_CALLS > 10)) || die "the voice run left $N_CALLS calls: too few for the callbacks"
 log "callbacks: $N_CALLS calls from the voice run (${R[callrelay.topup]} of them from the top-up)"
@@ -471,14 +493,35 @@ callback() {
 # Leg status callbacks: each 2xx adds one 'leg' event (one per leg and status); rows2: legs.
 R[callrelay-status.table2]=legs
 callback callrelay-status /twilio/call-status 204 '' "call_events WHERE type = 'leg'"
-R[callrelay-status.answered]=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE callee_call_sid IS NOT NULL")
+R[callrelay-status.answered]=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER' AND callee_call_sid IS NOT NULL")
 
 # Dial actions: each 2xx adds one 'dial-outcome' event and moves its call to voicemail (nobody
 # answered) or completed (answered, or the caller hung up): rows2.
 R[callrelay-dial.table2]="calls WHERE status IN ('voicemail', 'completed')"
 callback callrelay-dial /twilio/dial-outcome 200 '<Response' "call_events WHERE type = 'dial-outcome'"
-R[callrelay-dial.statuses]=$(psql_db "$CR_DB" "SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM (SELECT status, count(*) n FROM calls GROUP BY status) s")
-drop_db "$CR_DB"
+R[callrelay-dial.statuses]=$(psql_db "$CR_DB" "SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM (SELECT status, count(*) n FROM calls WHERE number = '$NUMBER' GROUP BY status) s")
+
+# Whole calls, mixed (1d) ------------------------------------------------------------------------
+if [[ $MIXED == 1 ]]; then
+	start_callrelay "$SCRATCH/callrelay" "$CR_DBURL" "$CR_ADDR" "$OPS" "$TOKEN" "$RUN/callrelay-mixed.log" "$RUN/mail"
+	log "mixed: whole answered calls, rising rates from ${LOADTEST_MIXED_START:-100} calls/s, $DURATION a step, $CONNECTIONS connections"
+	mixed_calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER'")
+	mixed_rc=0
+	"$SCRATCH/soak" -url "$CR_URL" -token "$TOKEN" -ladder -duration "$DURATION" -conns "$CONNECTIONS" \
+		-ladder-start "${LOADTEST_MIXED_START:-100}" -p99-ms "${LOADTEST_P99_MS:-15}" \
+		-number "$NUMBER" -from "$CALLER" -target "$FORWARD" >"$RUN/mixed.out" 2>&1 || mixed_rc=$?
+	sleep 1
+	R[mixed.calls]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER'") - mixed_calls0))
+	R[mixed.best]=$(sed -n 's/^LADDER_BEST calls_s=\([0-9]*\).*/\1/p' "$RUN/mixed.out")
+	[[ -n ${R[mixed.best]} ]] || {
+		cat "$RUN/mixed.out" >&2
+		die "mixed: the ladder printed no LADDER_BEST"
+	}
+	((mixed_rc == 0)) || FAIL+=("mixed: a whole call's webhook failed (see $RUN/mixed.out)")
+	log "mixed: ${R[mixed.best]} calls/s with every route's p99 <= ${LOADTEST_P99_MS:-15} ms"
+	stop_pid "$CR_PID"
+fi
+[[ -n ${LOADTEST_DB:-} ]] || drop_db "$CR_DB"
 
 RUNS=(callrelay)
 if ((HAVE_PEERS)); then
@@ -577,6 +620,14 @@ for n in "${CR_RUNS[@]}"; do
 		error_kinds "$RUN/$n.log"
 	fi
 done
+if [[ $MIXED == 1 ]]; then
+	echo
+	echo "whole calls, mixed (voice, 4 leg statuses, Dial action, caller's completed status; open loop, $CONNECTIONS connections," \
+		"latency from when each request was due): ${R[mixed.best]} calls/s ($((R[mixed.best] * 7)) webhooks/s) with every route's p99 <= ${LOADTEST_P99_MS:-15} ms;" \
+		"${R[mixed.calls]} calls written; per step and route:"
+	grep '^LADDER ' "$RUN/mixed.out" | sed 's/^LADDER /  /'
+	echo "LOADTEST server=callrelay route=mixed calls_s=${R[mixed.best]}"
+fi
 echo "columns: errors = socket errors; non-2xx = wrk's status errors (>399); cpu us/r = server process CPU per" \
 	"request (Postgres excluded); busy% = whole machine (wrk and Postgres included); rows = rows written in the run"
 echo "logs and wrk output: $RUN"

@@ -115,6 +115,23 @@ type DialResult struct {
 	Answered bool
 }
 
+// PlanDialAction decides what a <Dial>'s action answers: what follows the Dial that Twilio
+// reports ended (o), for a call with routing r whose committed state is c (the store reads
+// it, decides, and records the plan in one call: RecordDialOutcome).
+func PlanDialAction(r Routing, c CallState, o DialOutcome) Plan {
+	if r.Mode == ModeConference {
+		return PlanConferenceOutcome(r, o.DialCallStatus, o.CallerStatus, c.Status)
+	}
+	// A hold ended the Dial (the callee's leg was redirected): the caller goes to its queue, or
+	// waits while the callee is held. A hang-up ends the call as always.
+	if p, ok := PlanHeldLeg(PartyCaller, c.Hold); ok && !CallerGone(o.CallerStatus) {
+		return p
+	}
+	// Screening: completed means a person took the call only if one accepted.
+	return PlanDial(r, DialResult{Attempt: o.Attempt, DialCallStatus: o.DialCallStatus,
+		CallerStatus: o.CallerStatus, Answered: AttemptAnswered(r, o.Attempt, o.DialCallSid, c.Legs)})
+}
+
 // PlanDial decides what follows a <Dial> of a call with routing r. A Dial that Twilio reports
 // completed or answered is over only if a person took the call: a carrier's voicemail, a
 // declined screen or a leg that pressed nothing is treated like no answer (docs/design.md

@@ -36,9 +36,7 @@ func TestGetCall_TimelineInOrderOfEvents(t *testing.T) {
 	leg("ringing", 1, twilioTimestamp())
 	now = now.Add(20 * time.Second)
 	o := callrelay.DialOutcome{CallSid: "CA_p", DialCallStatus: "no-answer", DialCallSid: "CA_leg", CallerStatus: "in-progress"}
-	if _, _, err := db.RecordDialOutcome(ctx, o, func(r callrelay.Routing, _ callrelay.CallState) callrelay.Plan {
-		return callrelay.PlanDialOutcome(r, o.Attempt, o.DialCallStatus, o.CallerStatus)
-	}); err != nil {
+	if _, _, err := db.RecordDialOutcome(ctx, o); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(100 * time.Millisecond)

@@ -38,8 +38,9 @@ type DB struct {
 	opts Options
 
 	starts   *startBatcher
-	routings routingMemo // decoded routings (StartCall, RecordDialOutcome)
-	numbers  numberMemo  // each number's routing and version, to decide calls (StartCall)
+	writes   *writeBatcher // the callbacks' writes (calls.go)
+	routings routingMemo   // decoded routings (StartCall, RecordDialOutcome)
+	numbers  numberMemo    // each number's routing and version, to decide calls (StartCall)
 }
 
 // Options are what a store is built with; the zero value suits a store without background
@@ -66,6 +67,7 @@ func New(pool *pgxpool.Pool, opts Options) *DB {
 	}
 	db := &DB{pool: pool, opts: opts}
 	db.starts = &startBatcher{db: db}
+	db.writes = &writeBatcher{pool: pool}
 	return db
 }
 

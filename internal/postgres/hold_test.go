@@ -69,20 +69,12 @@ func wantState(t *testing.T, db *postgres.DB, status string, caller, callee bool
 // the dial-outcome webhook does, and returns the plan and the hold state it was decided from.
 func dialDuringHold(t *testing.T, db *postgres.DB) (callrelay.Plan, callrelay.HoldState) {
 	t.Helper()
-	var seen callrelay.HoldState
-	_, plan, err := db.RecordDialOutcome(context.Background(),
-		callrelay.DialOutcome{CallSid: "CA_p", DialCallStatus: "completed", DialCallSid: "CA_leg", CallerStatus: "in-progress"},
-		func(r callrelay.Routing, c callrelay.CallState) callrelay.Plan {
-			seen = c.Hold
-			if p, ok := callrelay.PlanHeldLeg(callrelay.PartyCaller, c.Hold); ok {
-				return p
-			}
-			return callrelay.PlanDialOutcome(r, 0, "completed", "in-progress")
-		})
+	plan, c, err := db.RecordDialOutcomeState(context.Background(),
+		callrelay.DialOutcome{CallSid: "CA_p", DialCallStatus: "completed", DialCallSid: "CA_leg", CallerStatus: "in-progress"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return plan, seen
+	return plan, c.Hold
 }
 
 func TestHoldIntent(t *testing.T) {

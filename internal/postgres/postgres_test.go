@@ -293,17 +293,12 @@ func TestRecordLegProgress(t *testing.T) {
 
 func TestRecordDialOutcome(t *testing.T) {
 	ctx := context.Background()
-	decide := func(o callrelay.DialOutcome) func(callrelay.Routing, callrelay.CallState) callrelay.Plan {
-		return func(r callrelay.Routing, _ callrelay.CallState) callrelay.Plan {
-			return callrelay.PlanDialOutcome(r, o.Attempt, o.DialCallStatus, o.CallerStatus)
-		}
-	}
 
 	t.Run("SequentialThenVoicemail", func(t *testing.T) {
 		db, _ := newDB(t)
 		startCall(t, db, "CA_p")
 		first := callrelay.DialOutcome{CallSid: "CA_p", Attempt: 0, DialCallStatus: "no-answer", DialCallSid: "CA_c1", CallerStatus: "in-progress"}
-		_, plan, err := db.RecordDialOutcome(ctx, first, decide(first))
+		_, plan, err := db.RecordDialOutcome(ctx, first)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,12 +307,12 @@ func TestRecordDialOutcome(t *testing.T) {
 		}
 		second := callrelay.DialOutcome{CallSid: "CA_p", Attempt: 1, DialCallStatus: "failed", DialCallSid: "CA_c2",
 			SipResponseCode: intp(486), SipCallID: "abc@pbx", SipHeaders: map[string]string{"X-Reason": "busy here"}, CallerStatus: "in-progress"}
-		if _, plan, err = db.RecordDialOutcome(ctx, second, decide(second)); err != nil || plan.Action != callrelay.ActVoicemail {
+		if _, plan, err = db.RecordDialOutcome(ctx, second); err != nil || plan.Action != callrelay.ActVoicemail {
 			t.Fatalf("plan = %+v, %v; want voicemail", plan, err)
 		}
 		// A late duplicate of the first outcome decides forward again but must not move the
 		// call back from voicemail.
-		if _, _, err = db.RecordDialOutcome(ctx, first, decide(first)); err != nil {
+		if _, _, err = db.RecordDialOutcome(ctx, first); err != nil {
 			t.Fatal(err)
 		}
 		c, err := db.GetCall(ctx, "CA_p")
@@ -351,7 +346,7 @@ func TestRecordDialOutcome(t *testing.T) {
 		db, _ := newDB(t)
 		startCall(t, db, "CA_p")
 		o := callrelay.DialOutcome{CallSid: "CA_p", DialCallStatus: "completed", DialCallSid: "CA_c1", DurationSeconds: intp(42), CallerStatus: "in-progress"}
-		if _, plan, err := db.RecordDialOutcome(ctx, o, decide(o)); err != nil || plan.Action != callrelay.ActHangup {
+		if _, plan, err := db.RecordDialOutcome(ctx, o); err != nil || plan.Action != callrelay.ActHangup {
 			t.Fatalf("plan = %+v, %v; want hangup", plan, err)
 		}
 		c, _ := db.GetCall(ctx, "CA_p")
@@ -366,7 +361,7 @@ func TestRecordDialOutcome(t *testing.T) {
 	t.Run("ErrNotFound", func(t *testing.T) {
 		db, _ := newDB(t)
 		o := callrelay.DialOutcome{CallSid: "CA_none", DialCallStatus: "no-answer"}
-		if _, _, err := db.RecordDialOutcome(ctx, o, decide(o)); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+		if _, _, err := db.RecordDialOutcome(ctx, o); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
 			t.Errorf("err = %v, want not_found", err)
 		}
 	})

@@ -85,11 +85,7 @@ func TestRecordScreen(t *testing.T) {
 	}
 	// The Dial action's view: b accepted, a did not.
 	var plan callrelay.Plan
-	_, plan, err = db.RecordDialOutcome(ctx, callrelay.DialOutcome{CallSid: "CA_parent", DialCallStatus: "completed", DialCallSid: "CA_a", CallerStatus: "in-progress"},
-		func(r callrelay.Routing, cs callrelay.CallState) callrelay.Plan {
-			return callrelay.PlanDial(r, callrelay.DialResult{DialCallStatus: "completed", CallerStatus: "in-progress",
-				Answered: callrelay.AttemptAnswered(r, 0, "CA_a", cs.Legs)})
-		})
+	_, plan, err = db.RecordDialOutcome(ctx, callrelay.DialOutcome{CallSid: "CA_parent", DialCallStatus: "completed", DialCallSid: "CA_a", CallerStatus: "in-progress"})
 	if err != nil || plan.Action != callrelay.ActHangup {
 		t.Errorf("dial outcome = %v, %v; want hangup (b accepted)", plan.Action, err)
 	}
@@ -138,16 +134,14 @@ func TestRecordDialOutcome_screenedNotAccepted(t *testing.T) {
 	if _, err := db.RecordScreen(ctx, screenEvent("CA_a", 0, postgres.ScreenMachine)); err != nil {
 		t.Fatal(err)
 	}
-	var legs []callrelay.LegScreen
-	_, _, err := db.RecordDialOutcome(ctx, callrelay.DialOutcome{CallSid: "CA_parent", DialCallStatus: "completed", DialCallSid: "CA_a", CallerStatus: "in-progress"},
-		func(r callrelay.Routing, cs callrelay.CallState) callrelay.Plan {
-			legs = cs.Legs
-			return callrelay.Plan{Action: callrelay.ActVoicemail}
-		})
+	plan, cs, err := db.RecordDialOutcomeState(ctx, callrelay.DialOutcome{CallSid: "CA_parent", DialCallStatus: "completed", DialCallSid: "CA_a", CallerStatus: "in-progress"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(legs) != 1 || legs[0] != (callrelay.LegScreen{CallSid: "CA_a", TargetIndex: 0, Screened: true}) {
+	if plan.Action != callrelay.ActVoicemail {
+		t.Errorf("plan = %v, want voicemail (the bridged leg was a machine)", plan.Action)
+	}
+	if legs := cs.Legs; len(legs) != 1 || legs[0] != (callrelay.LegScreen{CallSid: "CA_a", TargetIndex: 0, Screened: true}) {
 		t.Errorf("CallState.Legs = %+v, want CA_a screened, target 0, not accepted", legs)
 	}
 }

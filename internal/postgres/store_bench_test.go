@@ -27,10 +27,12 @@ const (
 )
 
 // newBenchDB is a store on a fresh database with benchNumber forwarding to one phone, its
-// clock fixed.
-func newBenchDB(b *testing.B) *postgres.DB {
+// clock fixed, and the counter of its round trips and statements (each benchmark reports them
+// per op: roundtrips/op, stmts/op).
+func newBenchDB(b *testing.B) (*postgres.DB, *pgtest.Counter) {
 	b.Helper()
-	db := postgres.New(pgtest.NewPool(b), postgres.Options{Now: func() time.Time { return benchT0 }})
+	pool, counter := pgtest.NewCountingPool(b)
+	db := postgres.New(pool, postgres.Options{Now: func() time.Time { return benchT0 }})
 	r, err := callrelay.DecodeRouting(strings.NewReader(`{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"` + benchTarget + `"}]}`))
 	if err != nil {
 		b.Fatal(err)
@@ -39,7 +41,8 @@ func newBenchDB(b *testing.B) *postgres.DB {
 		b.Fatal(err)
 	}
 	startCalls(b, db, 1<<40, 64) // opens the pool's connections before the timer starts
-	return db
+	counter.Reset()
+	return db, counter
 }
 
 func benchSid(prefix string, n int64) string { return fmt.Sprintf("CA%s%030x", prefix, n) }
@@ -47,16 +50,19 @@ func benchSid(prefix string, n int64) string { return fmt.Sprintf("CA%s%030x", p
 // benchCalls supplies calls that exist (started by StartCall), made in batches outside the
 // timer.
 type benchCalls struct {
-	db   *postgres.DB
-	sids []string
-	next int64
+	db      *postgres.DB
+	counter *pgtest.Counter // paused while the calls are made
+	sids    []string
+	next    int64
 }
 
 func (c *benchCalls) take(b *testing.B) string {
 	if len(c.sids) == 0 {
 		b.StopTimer()
+		c.counter.Pause()
 		c.sids = startCalls(b, c.db, c.next, 1000)
 		c.next += 1000
+		c.counter.Resume()
 		b.StartTimer()
 	}
 	sid := c.sids[0]
@@ -94,7 +100,7 @@ func startCalls(b *testing.B, db *postgres.DB, first, n int64) []string {
 func BenchmarkStartCall(b *testing.B) {
 	ctx := context.Background()
 	b.Run("serial", func(b *testing.B) {
-		db := newBenchDB(b)
+		db, counter := newBenchDB(b)
 		var n int64
 		b.ReportAllocs()
 		for b.Loop() {
@@ -104,13 +110,15 @@ func BenchmarkStartCall(b *testing.B) {
 				b.Fatalf("StartCall: %v", err)
 			}
 		}
+		counter.Report(b)
 	})
 	b.Run("parallel", func(b *testing.B) {
-		db := newBenchDB(b)
+		db, counter := newBenchDB(b)
 		var n atomic.Int64
 		b.SetParallelism(16) // 32 goroutines on 2 CPUs, as the load test's 32 connections
 		b.ReportAllocs()
 		b.ResetTimer()
+		defer counter.Report(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				r, err := db.StartCall(ctx, callrelay.InboundCall{CallSid: benchSid("02", n.Add(1)), Number: benchNumber, From: benchCaller})
@@ -128,8 +136,8 @@ func BenchmarkStartCall(b *testing.B) {
 // completed), every call getting one leg.
 func BenchmarkRecordLegProgress(b *testing.B) {
 	ctx := context.Background()
-	db := newBenchDB(b)
-	calls := &benchCalls{db: db}
+	db, counter := newBenchDB(b)
+	calls := &benchCalls{db: db, counter: counter}
 	statuses := []string{"initiated", "ringing", "in-progress", "completed"}
 	target := 0
 	var parent, leg string
@@ -153,24 +161,23 @@ func BenchmarkRecordLegProgress(b *testing.B) {
 		}
 		i++
 	}
+	counter.Report(b)
 }
 
 // BenchmarkRecordDialOutcome is the dial-outcome webhook's statements: nobody answered, the
 // caller goes to voicemail.
 func BenchmarkRecordDialOutcome(b *testing.B) {
 	ctx := context.Background()
-	db := newBenchDB(b)
-	calls := &benchCalls{db: db}
-	decide := func(r callrelay.Routing, _ callrelay.CallState) callrelay.Plan {
-		return callrelay.PlanDialOutcome(r, 0, callrelay.DialNoAnswer, "in-progress")
-	}
+	db, counter := newBenchDB(b)
+	calls := &benchCalls{db: db, counter: counter}
 	b.ReportAllocs()
 	for b.Loop() {
 		sid := calls.take(b)
 		o := callrelay.DialOutcome{CallSid: sid, DialCallStatus: callrelay.DialNoAnswer, DialCallSid: "CAff" + sid[4:], CallerStatus: "in-progress"}
-		_, plan, err := db.RecordDialOutcome(ctx, o, decide)
+		_, plan, err := db.RecordDialOutcome(ctx, o)
 		if err != nil || plan.Action != callrelay.ActVoicemail {
 			b.Fatalf("RecordDialOutcome: %v %v", plan.Action, err)
 		}
 	}
+	counter.Report(b)
 }

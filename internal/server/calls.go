@@ -144,22 +144,9 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 			SipHeaders:      sipHeaders(f),
 			CallerStatus:    f.Get("CallStatus"),
 		}
-		decide := func(rt callrelay.Routing, c callrelay.CallState) callrelay.Plan {
-			if rt.Mode == callrelay.ModeConference {
-				return callrelay.PlanConferenceOutcome(rt, o.DialCallStatus, o.CallerStatus, c.Status)
-			}
-			// A hold ended the Dial (the callee's leg was redirected): the caller goes to its
-			// queue, or waits while the callee is held. A hang-up ends the call as always.
-			if p, ok := callrelay.PlanHeldLeg(callrelay.PartyCaller, c.Hold); ok && !callrelay.CallerGone(o.CallerStatus) {
-				return p
-			}
-			// Screening: completed means a person took the call only if one accepted.
-			return callrelay.PlanDial(rt, callrelay.DialResult{Attempt: o.Attempt, DialCallStatus: o.DialCallStatus,
-				CallerStatus: o.CallerStatus, Answered: callrelay.AttemptAnswered(rt, o.Attempt, o.DialCallSid, c.Legs)})
-		}
-		rt, plan, err := db.RecordDialOutcome(r.Context(), o, decide)
+		rt, plan, err := db.RecordDialOutcome(r.Context(), o)
 		if callrelay.ErrorCode(err) == callrelay.ENOTFOUND && adoptCall(db, r) == nil {
-			rt, plan, err = db.RecordDialOutcome(r.Context(), o, decide)
+			rt, plan, err = db.RecordDialOutcome(r.Context(), o)
 		}
 		if err != nil {
 			log.Error("dial outcome: store", slog.String("call_sid", o.CallSid), slog.String("error", err.Error()))
@@ -169,14 +156,14 @@ func handleDialOutcome(db *postgres.DB, b *twiml.Builder, cache *routingCache, m
 			sp.keep(r, twiml.PathDialOutcome)
 			cached, ok := fallbackRouting(cache, m, twiml.PathDialOutcome, f.Get("To"))
 			if !ok {
-				if decide(callrelay.Routing{}, callrelay.CallState{}).Action == callrelay.ActHangup {
+				if callrelay.PlanDialAction(callrelay.Routing{}, callrelay.CallState{}, o).Action == callrelay.ActHangup {
 					writeTwiML(w, twiml.Hangup())
 				} else {
 					writeTwiML(w, twiml.Apology("", ""))
 				}
 				return
 			}
-			rt, plan = cached, decide(cached, callrelay.CallState{})
+			rt, plan = cached, callrelay.PlanDialAction(cached, callrelay.CallState{}, o)
 		}
 		respondPlan(w, r, b, rt, plan)
 	})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
+	"github.com/callrelay/callrelay/internal/postgres/pgtest"
 	"github.com/callrelay/callrelay/internal/signature"
 )
 
@@ -20,6 +21,13 @@ import (
 // body limit, signature check, form parse, store on a real PostgreSQL, TwiML), as Twilio sends
 // them for a call to a number forwarding to one phone. Each op signs its request first (about
 // 2 µs of the op). Skipped without PostgreSQL (TEST_DATABASE_URL, else 127.0.0.1:5432).
+// Each reports its round trips to PostgreSQL and statements per op (roundtrips/op, stmts/op).
+
+// newBenchServer is a test server whose pool counts what it sends; the counter starts at zero.
+func newBenchServer(b *testing.B) (*testServer, *pgtest.Counter) {
+	pool, counter := pgtest.NewCountingPool(b)
+	return newTestServer(b, withPool(pool)), counter
+}
 
 const benchRouting = `{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"+15550001111"}]}`
 
@@ -74,9 +82,10 @@ func BenchmarkVoiceWebhook(b *testing.B) {
 
 func benchVoice(b *testing.B, routing string) {
 	b.Run("serial", func(b *testing.B) {
-		s := newTestServer(b)
+		s, counter := newBenchServer(b)
 		s.putNumber(masked, routing)
 		var n int64
+		counter.Reset()
 		b.ReportAllocs()
 		for b.Loop() {
 			n++
@@ -85,9 +94,10 @@ func benchVoice(b *testing.B, routing string) {
 				b.Fatalf("voice: %d %s", rec.Code, rec.Body)
 			}
 		}
+		counter.Report(b)
 	})
 	b.Run("parallel", func(b *testing.B) {
-		s := newTestServer(b)
+		s, counter := newBenchServer(b)
 		s.putNumber(masked, routing)
 		var n atomic.Int64
 		b.SetParallelism(16)
@@ -97,6 +107,8 @@ func benchVoice(b *testing.B, routing string) {
 			wg.Go(func() { benchPost(s.handler, "/twilio/voice", benchVoiceForm(benchCallSid(5, int64(i)))) })
 		}
 		wg.Wait()
+		counter.Reset()
+		defer counter.Report(b)
 		b.ReportAllocs()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
@@ -114,15 +126,18 @@ func benchVoice(b *testing.B, routing string) {
 // benchCallSupply hands out calls that exist, started through the store in batches outside
 // the timer.
 type benchCallSupply struct {
-	s    *testServer
-	kind byte
-	sids []string
-	next int64
+	s       *testServer
+	counter *pgtest.Counter // paused while the calls are made
+	kind    byte
+	sids    []string
+	next    int64
 }
 
 func (c *benchCallSupply) take(b *testing.B) string {
 	if len(c.sids) == 0 {
 		b.StopTimer()
+		c.counter.Pause()
+		defer c.counter.Resume()
 		for range 500 {
 			c.next++
 			sid := benchCallSid(c.kind, c.next)
@@ -142,9 +157,10 @@ func (c *benchCallSupply) take(b *testing.B) string {
 // callback of the forwarded leg of a call, which is answered and hung up (initiated, ringing,
 // in-progress, completed).
 func BenchmarkCallStatusWebhook(b *testing.B) {
-	s := newTestServer(b)
+	s, counter := newBenchServer(b)
 	s.putNumber(masked, benchRouting)
-	calls := &benchCallSupply{s: s, kind: 3}
+	calls := &benchCallSupply{s: s, counter: counter, kind: 3}
+	counter.Reset()
 	statuses := []string{"initiated", "ringing", "in-progress", "completed"}
 	var parent, leg string
 	i := 0
@@ -153,7 +169,7 @@ func BenchmarkCallStatusWebhook(b *testing.B) {
 		k := i % len(statuses)
 		if k == 0 {
 			parent = calls.take(b)
-			leg = "CA000000000000000000000000000000ff" + parent[4:]
+			leg = "CAff" + parent[4:]
 		}
 		form := url.Values{
 			"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {leg}, "ParentCallSid": {parent},
@@ -170,25 +186,102 @@ func BenchmarkCallStatusWebhook(b *testing.B) {
 		}
 		i++
 	}
+	counter.Report(b)
 }
 
 // BenchmarkDialOutcomeWebhook is POST /twilio/dial-outcome?attempt=0 of a call nobody
 // answered: the caller is sent to voicemail.
 func BenchmarkDialOutcomeWebhook(b *testing.B) {
-	s := newTestServer(b)
+	s, counter := newBenchServer(b)
 	s.putNumber(masked, benchRouting)
-	calls := &benchCallSupply{s: s, kind: 4}
+	calls := &benchCallSupply{s: s, counter: counter, kind: 4}
+	counter.Reset()
 	b.ReportAllocs()
 	for b.Loop() {
 		sid := calls.take(b)
 		form := url.Values{
 			"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {sid}, "CallStatus": {"in-progress"},
 			"Direction": {"inbound"}, "From": {caller}, "To": {masked}, "Caller": {caller}, "Called": {masked},
-			"DialCallStatus": {"no-answer"}, "DialCallSid": {"CA000000000000000000000000000000ff" + sid[4:]},
+			"DialCallStatus": {"no-answer"}, "DialCallSid": {"CAff" + sid[4:]},
 		}
 		rec := benchPost(s.handler, "/twilio/dial-outcome?attempt=0", form)
 		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<Record") {
 			b.Fatalf("dial-outcome: %d %s", rec.Code, rec.Body)
 		}
 	}
+	counter.Report(b)
+}
+
+// BenchmarkCallbacksParallel are the two callbacks from 32 goroutines at once, as under the
+// load test's 32 connections: each op is one callback of a call of its own (call-status: a
+// leg's initiated, ringing, in-progress or completed, in turn; dial-outcome: nobody answered),
+// the calls made before the timer starts. Run it with -benchtime Nx: the calls are made for N.
+func BenchmarkCallbacksParallel(b *testing.B) {
+	statuses := []string{"initiated", "ringing", "in-progress", "completed"}
+	setup := func(b *testing.B, kind byte) (*testServer, *pgtest.Counter, []string) {
+		s, counter := newBenchServer(b)
+		s.putNumber(masked, benchRouting)
+		sids := make([]string, b.N)
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range 8 {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+					sids[i] = benchCallSid(kind, i)
+					if _, err := s.db.StartCall(context.Background(), callrelay.InboundCall{CallSid: sids[i], Number: masked, From: caller}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		counter.Reset()
+		b.SetParallelism(16)
+		b.ReportAllocs()
+		b.ResetTimer()
+		return s, counter, sids
+	}
+	b.Run("call-status", func(b *testing.B) {
+		s, counter, sids := setup(b, 6)
+		var n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := n.Add(1) - 1
+				k := int(i % int64(len(statuses)))
+				parent := sids[i]
+				form := url.Values{
+					"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {"CAff" + parent[4:]}, "ParentCallSid": {parent},
+					"CallStatus": {statuses[k]}, "Direction": {"outbound-dial"}, "From": {caller}, "To": {"+15550001111"},
+					"Caller": {caller}, "Called": {"+15550001111"}, "CallbackSource": {"call-progress-events"},
+					"SequenceNumber": {fmt.Sprint(k)}, "Timestamp": {t0.Format(time.RFC1123Z)},
+				}
+				if rec := benchPost(s.handler, "/twilio/call-status?target=0", form); rec.Code != http.StatusNoContent {
+					b.Errorf("call-status %s: %d %s", statuses[k], rec.Code, rec.Body)
+					return
+				}
+			}
+		})
+		counter.Report(b)
+	})
+	b.Run("dial-outcome", func(b *testing.B) {
+		s, counter, sids := setup(b, 7)
+		var n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				sid := sids[n.Add(1)-1]
+				form := url.Values{
+					"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {sid}, "CallStatus": {"in-progress"},
+					"Direction": {"inbound"}, "From": {caller}, "To": {masked}, "Caller": {caller}, "Called": {masked},
+					"DialCallStatus": {"no-answer"}, "DialCallSid": {"CAff" + sid[4:]},
+				}
+				rec := benchPost(s.handler, "/twilio/dial-outcome?attempt=0", form)
+				if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<Record") {
+					b.Errorf("dial-outcome: %d %s", rec.Code, rec.Body)
+					return
+				}
+			}
+		})
+		counter.Report(b)
+	})
 }

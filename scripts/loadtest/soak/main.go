@@ -32,6 +32,21 @@
 // call's webhooks one after the other, each as soon as the last is answered), for -duration; it
 // prints "PEAK rps=… requests=… errors=…", the rate of answered requests of this mix, and fails
 // on any error. The soak's rate is meant to be a fraction of that figure.
+//
+//	soak -url http://127.0.0.1:18080 -token TOKEN -ladder -duration 10s -conns 32
+//
+// climbs a ladder of whole answered calls instead (make loadtest's mixed run): each call is, in
+// Twilio's order, the voice webhook, the forwarded leg's four status callbacks (initiated,
+// ringing, in-progress, completed), the Dial action (DialCallStatus=completed) and the caller's
+// own completed status callback, at the offsets of a real call scaled by -time-scale (0.1: a call
+// takes about a second). Calls start open loop at -ladder-start calls/s for -duration; then at
+// -ladder-factor times that rate, and so on, until a step has an error or a route's p99 above
+// -p99-ms (when the first step already does, the ladder goes down by the same factor until a
+// step holds) (latency counted from when the request was due, on the client: so it includes any
+// wait for one of the -conns connections). Each step prints one line per route
+// ("LADDER calls_s=… route=… sent=… errors=… p50_ms=… p99_ms=… max_ms=…"); the end
+// "LADDER_BEST calls_s=… requests_s=…", the highest rate whose every route kept its p99 within
+// the limit. The caller's status is reported apart from the leg's (route call-status-caller).
 package main
 
 import (
@@ -78,6 +93,11 @@ type config struct {
 	rssSlackMB, goroutineSlk float64
 	number, from, target     string
 	peak                     int
+	conns                    int
+	ladder                   bool
+	ladderStart, ladderMul   float64
+	ladderSteps              int
+	p99Limit, timeScale      float64
 }
 
 func run() (bool, error) {
@@ -96,10 +116,29 @@ func run() (bool, error) {
 	flag.StringVar(&c.from, "from", "+15559870000", "the caller (From)")
 	flag.StringVar(&c.target, "target", "+15550001111", "the phone the number forwards to")
 	flag.IntVar(&c.peak, "peak", 0, "measure the peak with this many closed-loop workers instead of soaking")
+	flag.IntVar(&c.conns, "conns", maxConns, "connections to callrelay at most")
+	flag.BoolVar(&c.ladder, "ladder", false, "climb a ladder of whole answered calls (see the package doc) instead of soaking")
+	flag.Float64Var(&c.ladderStart, "ladder-start", 50, "ladder: calls per second of the first step")
+	flag.Float64Var(&c.ladderMul, "ladder-factor", 1.25, "ladder: each step's rate over the last's")
+	flag.IntVar(&c.ladderSteps, "ladder-steps", 20, "ladder: steps at most")
+	flag.Float64Var(&c.p99Limit, "p99-ms", 15, "ladder: the p99 every route must keep, ms")
+	flag.Float64Var(&c.timeScale, "time-scale", 0.1, "ladder: the offsets of a call's webhooks, times this")
 	flag.Parse()
 	c.base = strings.TrimRight(c.base, "/")
 	if c.metricsURL == "" {
 		c.metricsURL = c.base + "/metrics"
+	}
+	if c.ladder {
+		if c.token == "" {
+			return false, errors.New("-token is required")
+		}
+		if c.ladderStart <= 0 || c.ladderMul <= 1 || c.timeScale <= 0 || c.duration < time.Second {
+			return false, errors.New("-ladder: want -ladder-start > 0, -ladder-factor > 1, -time-scale > 0, -duration >= 1s")
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		c.rate = 1 // unused; newSoak divides by it
+		return newSoak(c).climb(ctx)
 	}
 	if c.peak > 0 {
 		if c.token == "" {
@@ -177,16 +216,127 @@ func newSoak(c config) *soak {
 			// move by at most maxConns with our connections, under -goroutine-slack. Idle ones
 			// close before callrelay's 60 s IdleTimeout would (a POST on a connection the
 			// server has just closed fails instead of being retried).
-			MaxConnsPerHost: maxConns, MaxIdleConnsPerHost: maxConns, IdleConnTimeout: 30 * time.Second,
+			MaxConnsPerHost: c.conns, MaxIdleConnsPerHost: c.conns, IdleConnTimeout: 30 * time.Second,
 		}},
 		callRate: c.rate / webhook.RequestsPerCall(),
 		prefix:   hex.EncodeToString(b),
 		routes:   map[string]*routeStats{},
 	}
-	for _, r := range routes {
+	for _, r := range append(routes, routeCallerStatus) {
 		s.routes[r] = &routeStats{failures: map[string]int{}}
 	}
 	return s
+}
+
+// routeCallerStatus is the ladder's key for the caller's own status callback (a call-status
+// without the leg's query).
+const routeCallerStatus = "call-status-caller"
+
+// climb runs the ladder of whole calls (see the package doc).
+func (s *soak) climb(ctx context.Context) (bool, error) {
+	c := s.c
+	keys := []string{webhook.RouteVoice, webhook.RouteCallStatus, webhook.RouteDialOutcome, routeCallerStatus}
+	perCall := 7.0
+	fmt.Printf("ladder: whole answered calls (%g webhooks each), from %.0f calls/s ×%.2f per step of %s, %d connections, p99 limit %.0f ms, time scale %.2f\n",
+		perCall, c.ladderStart, c.ladderMul, c.duration, c.conns, c.p99Limit, c.timeScale)
+	best, n := 0.0, 0
+	ok := true
+	// Warm-up, not reported: callrelay's pool opens its connections and prepares its statements.
+	warm := time.Now()
+	var wg0 sync.WaitGroup
+	for i := 0; time.Since(warm) < 2*time.Second && ctx.Err() == nil; i++ {
+		n++
+		sid := fmt.Sprintf("CA%s%024x", s.prefix, n)
+		at := time.Now()
+		wg0.Go(func() { s.wholeCall(ctx, sid, at) })
+		time.Sleep(time.Duration(float64(time.Second) / (c.ladderStart / 2)))
+	}
+	wg0.Wait()
+	// Up by -ladder-factor while every step holds; if the first step does not, down by it until
+	// one does.
+	down := false
+	for step, rate := 0, c.ladderStart; step < c.ladderSteps && ctx.Err() == nil && rate >= 1; step++ {
+		s.mu.Lock()
+		for _, k := range keys {
+			s.routes[k] = &routeStats{failures: map[string]int{}}
+		}
+		s.mu.Unlock()
+		start := time.Now()
+		interval := time.Duration(float64(time.Second) / rate)
+		var wg sync.WaitGroup
+	schedule:
+		for i := 0; ; i++ {
+			at := start.Add(time.Duration(i) * interval)
+			if at.Sub(start) >= c.duration {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				break schedule
+			case <-time.After(time.Until(at)):
+			}
+			n++
+			sid := fmt.Sprintf("CA%s%024x", s.prefix, n)
+			wg.Go(func() { s.wholeCall(ctx, sid, at) })
+		}
+		wg.Wait()
+		pass := true
+		s.mu.Lock()
+		var total int
+		for _, k := range keys {
+			st := s.routes[k]
+			total += st.ok
+			p99 := percentile(st.lat, 99)
+			fmt.Printf("LADDER calls_s=%.0f route=%s sent=%d errors=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n", rate, k, st.sent,
+				st.failed, percentile(st.lat, 50), p99, slices.Max(append([]float64{0}, st.lat...)))
+			for f, k2 := range st.failures {
+				fmt.Printf("  %s: %d × %s\n", k, k2, f)
+			}
+			if st.failed > 0 {
+				ok = false
+			}
+			if st.failed > 0 || !(p99 <= c.p99Limit) {
+				pass = false
+			}
+		}
+		s.mu.Unlock()
+		fmt.Printf("ladder: %.0f calls/s: %s (%.0f requests/s answered)\n", rate, map[bool]string{true: "within", false: "OVER"}[pass],
+			float64(total)/time.Since(start).Seconds())
+		if pass {
+			best = rate
+			if down {
+				break
+			}
+			rate *= c.ladderMul
+			continue
+		}
+		if step > 0 && !down {
+			break // the step over the last that held
+		}
+		down = true
+		rate /= c.ladderMul
+	}
+	fmt.Printf("LADDER_BEST calls_s=%.0f requests_s=%.0f\n", best, best*perCall)
+	return ok && ctx.Err() == nil, ctx.Err()
+}
+
+// wholeCall sends an answered call's seven webhooks in Twilio's order, at the offsets of a real
+// call times -time-scale after at.
+func (s *soak) wholeCall(ctx context.Context, sid string, at time.Time) {
+	call := webhook.Call{Sid: sid, Number: s.c.number, From: s.c.from, Target: s.c.target}
+	scale := func(d time.Duration) time.Time { return at.Add(time.Duration(float64(d) * s.c.timeScale)) }
+	if !s.send(ctx, at, webhook.RouteVoice, call.Voice(), http.StatusOK, "<Dial") {
+		return
+	}
+	steps := webhook.LegSteps(webhook.Answered)
+	for seq, step := range steps {
+		due := scale(step.After)
+		s.send(ctx, due, webhook.RouteCallStatus, call.LegStatus(seq, step, due), http.StatusNoContent, "")
+	}
+	end := webhook.DialAfter(webhook.Answered)
+	s.send(ctx, scale(end), webhook.RouteDialOutcome, call.DialOutcome(webhook.Answered, false), http.StatusOK, "<Hangup")
+	due := scale(end + 50*time.Millisecond)
+	s.sendTo(ctx, due, routeCallerStatus, webhook.RouteCallStatus, call.CallerStatus(0, due, int(end/time.Second)), http.StatusNoContent, "")
 }
 
 func (s *soak) run(ctx context.Context) (bool, error) {
@@ -293,12 +443,17 @@ func (s *soak) call(ctx context.Context, sid string, at time.Time) {
 
 // send posts one webhook when it is due and records the outcome; it reports success.
 func (s *soak) send(ctx context.Context, due time.Time, route string, form map[string][]string, wantCode int, wantBody string) bool {
+	pq, _ := webhook.PathAndQuery(route)
+	return s.sendTo(ctx, due, route, pq, form, wantCode, wantBody)
+}
+
+// sendTo posts one webhook to pq when it is due and records the outcome under route.
+func (s *soak) sendTo(ctx context.Context, due time.Time, route, pq string, form map[string][]string, wantCode int, wantBody string) bool {
 	select {
 	case <-ctx.Done():
 		return false
 	case <-time.After(time.Until(due)):
 	}
-	pq, _ := webhook.PathAndQuery(route)
 	w := webhook.Sign(s.c.token, s.c.base, pq, form)
 	s.inflight.Add(1)
 	failure := s.post(ctx, s.c.base+pq, w, wantCode, wantBody)

@@ -154,6 +154,19 @@ func (c Call) LegStatus(seq int, s LegStep, at time.Time) url.Values {
 	return v
 }
 
+// CallerStatus is the status callback of the caller's own call (the number's status callback,
+// posted to /twilio/call-status without a query) when it ends: completed, durationSeconds
+// after it came in.
+func (c Call) CallerStatus(seq int, at time.Time, durationSeconds int) url.Values {
+	v := c.base("completed")
+	v.Set("CallbackSource", "call-progress-events")
+	v.Set("SequenceNumber", strconv.Itoa(seq))
+	v.Set("Timestamp", at.UTC().Format(time.RFC1123Z))
+	v.Set("CallDuration", strconv.Itoa(durationSeconds))
+	v.Set("Duration", strconv.Itoa((durationSeconds+59)/60))
+	return v
+}
+
 // DialOutcome is the caller's Dial action for outcome o.
 func (c Call) DialOutcome(o Outcome, callerHungUp bool) url.Values {
 	status := "in-progress"
