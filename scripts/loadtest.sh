@@ -161,6 +161,7 @@ log "building callrelay ($REV; the working tree as it is now)"
 (cd "$ROOT" && "$GO" build -o "$SCRATCH/callrelay" ./cmd/callrelay) || die "go build ./cmd/callrelay failed"
 (cd "$ROOT" && "$GO" build -o "$SCRATCH/gen" ./scripts/loadtest/gen) || die "go build ./scripts/loadtest/gen failed"
 (cd "$ROOT" && "$GO" build -o "$SCRATCH/soak" ./scripts/loadtest/soak) || die "go build ./scripts/loadtest/soak failed"
+(cd "$ROOT" && "$GO" build -o "$SCRATCH/console" ./scripts/loadtest/console) || die "go build ./scripts/loadtest/console failed"
 
 EXP=$SCRATCH/express-seed
 TWILIO_NODE=
@@ -400,7 +401,25 @@ log "callrelay: ready; smoke webhook 200 with <Dial>"
 R[callrelay.table]=calls
 R[callrelay.metrics]=$CR_URL/metrics
 R[callrelay.route]=/twilio/voice
+# LOADTEST_CONSOLES=N: N browsers' console event streams stay open on callrelay through the
+# voice run (scripts/loadtest/console), as ops with the live page open would.
+CONSOLE_PID=
+if ((${LOADTEST_CONSOLES:-0} > 0)); then
+	"$SCRATCH/console" -url "$CR_URL" -token "$OPS" -n "$LOADTEST_CONSOLES" -duration "$((WARM_S + DUR_S + 20))s" \
+		>"$RUN/console.out" 2>"$RUN/console.err" &
+	CONSOLE_PID=$!
+	for _ in $(seq 50); do
+		[[ $(metric_sum <(curl -s "$CR_URL/metrics") '^callrelay_console_streams') -ge $LOADTEST_CONSOLES ]] 2>/dev/null && break
+		sleep 0.1
+	done
+	log "callrelay: $LOADTEST_CONSOLES console event streams open through the voice run"
+fi
 measure callrelay "$CR_URL/twilio/voice" "$CR_PID" "$CR_DB"
+if [[ -n $CONSOLE_PID ]]; then
+	kill "$CONSOLE_PID" 2>/dev/null || true
+	wait "$CONSOLE_PID" 2>/dev/null || true
+	log "callrelay: consoles: $(cat "$RUN/console.out" "$RUN/console.err" | tr '\n' ' ')"
+fi
 route_metrics callrelay /twilio/voice
 R[callrelay.fallbacks_all]=$(metric_sum "$RUN/callrelay.metrics.after" '^callrelay_webhook_fallbacks_total')
 R[callrelay.sigfail]=$(metric_sum "$RUN/callrelay.metrics.after" '^callrelay_twilio_signature_failures_total')

@@ -19,6 +19,7 @@ import (
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The ops console (/console) and the owners' inbox (/inbox): server-rendered pages over the
@@ -71,6 +72,10 @@ func newConsole(d Deps, cache *routingCache) *console {
 		opsToken: d.Config.OpsToken.Value(), publicURL: d.Config.PublicURL.URL, now: d.Now,
 	}
 	c.secure = c.publicURL != nil && c.publicURL.Scheme == "https"
+	d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "callrelay_console_streams",
+		Help: "Console event streams open on this replica (browsers on the live pages).",
+	}, func() float64 { return float64(c.hub.streams()) }))
 	if d.Streams != nil {
 		d.Streams.mu.Lock()
 		d.Streams.hub = c.hub

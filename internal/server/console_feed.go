@@ -69,6 +69,13 @@ func (h *feedHub) subscribe() (chan []feedMessage, func()) {
 	return ch, func() { h.unsubscribe(ch) }
 }
 
+// streams is how many streams are subscribed.
+func (h *feedHub) streams() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
 func (h *feedHub) unsubscribe(ch chan []feedMessage) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -15,10 +15,12 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/signal"
 	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -65,7 +67,11 @@ func run(base, token string, n int, d time.Duration) error {
 		return err
 	}
 	c.CheckRedirect = nil
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	// Stopped early by a signal (make loadtest stops it when its run ends), it still reports.
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(sig, d)
 	defer cancel()
 	var changes, bytes atomic.Int64
 	var open atomic.Int32
@@ -98,6 +104,7 @@ func run(base, token string, n int, d time.Duration) error {
 		})
 	}
 	wg.Wait()
+	d = time.Since(start).Round(100 * time.Millisecond)
 	fmt.Printf("%d streams opened (of %d) for %s: %d changes received in all (%.1f per stream per second), %d bytes\n",
 		open.Load(), n, d, changes.Load(), float64(changes.Load())/float64(max(open.Load(), 1))/d.Seconds(), bytes.Load())
 	return nil
