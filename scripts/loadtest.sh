@@ -386,6 +386,9 @@ else
 	create_db "$CR_DB"
 fi
 CR_DBURL=$(db_url "$CR_DB")
+# This run's calls: those of NUMBER started from now on (a LOADTEST_DB may hold an earlier run's,
+# whose callbacks were applied and would write nothing again).
+RUN_CALLS="number = '$NUMBER' AND started_at >= '$(psql_db "$CR_DB" "SELECT now()")'"
 OPS=$(hex 24)
 start_callrelay "$SCRATCH/callrelay" "$CR_DBURL" "$CR_ADDR" "$OPS" "$TOKEN" "$RUN/callrelay.log" "$RUN/mail"
 put_number "$CR_ADDR" "$OPS" "$NUMBER" "$FORWARD" "$RUN/callrelay.number.json"
@@ -429,18 +432,18 @@ R[callrelay.sigfail]=$(metric_sum "$RUN/callrelay.metrics.after" '^callrelay_twi
 # threads read the file interleaved (a repeat would only answer again and write nothing).
 skip=$((R[callrelay.sent] + R[callrelay.sent] / 10 + 1000))
 tail -n "+$skip" "$RUN/webhooks.main.tsv" >"$RUN/webhooks.topup.tsv"
-calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER'")
+calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS")
 log "callrelay: more calls for the callbacks (unmeasured): wrk -d$((WARM_S + DUR_S))s on the voice run's unused lines"
 wrk_run callrelay-topup "$CR_URL/twilio/voice" "$RUN/webhooks.topup.tsv" "$((WARM_S + DUR_S))s" "$RUN/callrelay-topup.out"
 rm -f "$RUN/webhooks.topup.tsv"
-R[callrelay.topup]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER'") - calls0))
+R[callrelay.topup]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS") - calls0))
 stop_pid "$CR_PID"
 
 # callrelay's callbacks ------------------------------------------------------------------------
 # The calls the voice run created (smoke, warm-up, measured, top-up), oldest first: the callbacks
 # hit them, in that order, call-status first (the legs), then dial-outcome (the Dial actions).
 CALLS=$RUN/calls.txt
-psql_db "$CR_DB" "SELECT call_sid FROM calls WHERE number = '$NUMBER' ORDER BY started_at, call_sid" >"$CALLS"
+psql_db "$CR_DB" "SELECT call_sid FROM calls WHERE $RUN_CALLS ORDER BY started_at, call_sid" >"$CALLS"
 N_CALLS=$(wc -l <"$CALLS")
 ((N_CALLS > 10)) || die "the voice run left $N_CALLS calls: too few for the callbacks"
 log "callbacks: $N_CALLS calls from the voice run (${R[callrelay.topup]} of them from the top-up)"
@@ -512,25 +515,25 @@ callback() {
 # Leg status callbacks: each 2xx adds one 'leg' event (one per leg and status); rows2: legs.
 R[callrelay-status.table2]=legs
 callback callrelay-status /twilio/call-status 204 '' "call_events WHERE type = 'leg'"
-R[callrelay-status.answered]=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER' AND callee_call_sid IS NOT NULL")
+R[callrelay-status.answered]=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS AND callee_call_sid IS NOT NULL")
 
 # Dial actions: each 2xx adds one 'dial-outcome' event and moves its call to voicemail (nobody
 # answered) or completed (answered, or the caller hung up): rows2.
 R[callrelay-dial.table2]="calls WHERE status IN ('voicemail', 'completed')"
 callback callrelay-dial /twilio/dial-outcome 200 '<Response' "call_events WHERE type = 'dial-outcome'"
-R[callrelay-dial.statuses]=$(psql_db "$CR_DB" "SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM (SELECT status, count(*) n FROM calls WHERE number = '$NUMBER' GROUP BY status) s")
+R[callrelay-dial.statuses]=$(psql_db "$CR_DB" "SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM (SELECT status, count(*) n FROM calls WHERE $RUN_CALLS GROUP BY status) s")
 
 # Whole calls, mixed (1d) ------------------------------------------------------------------------
 if [[ $MIXED == 1 ]]; then
 	start_callrelay "$SCRATCH/callrelay" "$CR_DBURL" "$CR_ADDR" "$OPS" "$TOKEN" "$RUN/callrelay-mixed.log" "$RUN/mail"
 	log "mixed: whole answered calls, rising rates from ${LOADTEST_MIXED_START:-100} calls/s, $DURATION a step, $CONNECTIONS connections"
-	mixed_calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER'")
+	mixed_calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS")
 	mixed_rc=0
 	"$SCRATCH/soak" -url "$CR_URL" -token "$TOKEN" -ladder -duration "$DURATION" -conns "$CONNECTIONS" \
 		-ladder-start "${LOADTEST_MIXED_START:-100}" -p99-ms "${LOADTEST_P99_MS:-15}" \
 		-number "$NUMBER" -from "$CALLER" -target "$FORWARD" >"$RUN/mixed.out" 2>&1 || mixed_rc=$?
 	sleep 1
-	R[mixed.calls]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE number = '$NUMBER'") - mixed_calls0))
+	R[mixed.calls]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS") - mixed_calls0))
 	R[mixed.best]=$(sed -n 's/^LADDER_BEST calls_s=\([0-9]*\).*/\1/p' "$RUN/mixed.out")
 	[[ -n ${R[mixed.best]} ]] || {
 		cat "$RUN/mixed.out" >&2

@@ -81,7 +81,7 @@ start() {
 			track_io_timing = on
 			shared_buffers = ${PERF_SHARED_BUFFERS:-512MB}
 			max_connections = 200
-			max_wal_size = 8GB
+			max_wal_size = 2GB
 			maintenance_work_mem = 512MB
 			logging_collector = off
 		EOF
