@@ -276,6 +276,17 @@ type FeedCursor struct {
 	init bool
 }
 
+// SkipFeed moves the cursor to the current end, giving up its gaps: the feed's reader had more
+// changes than it would show, and tells its browsers to read the page afresh instead.
+func (db *DB) SkipFeed(ctx context.Context, c *FeedCursor) error {
+	var last int64
+	if err := db.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM call_events`).Scan(&last); err != nil {
+		return fmt.Errorf("feed skip: %w", err)
+	}
+	c.Last, c.gaps = max(c.Last, last), map[int64]int{}
+	return nil
+}
+
 // FeedEntry is one new timeline entry.
 type FeedEntry struct {
 	ID      int64

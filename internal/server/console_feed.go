@@ -24,6 +24,12 @@ import (
 // FeedPoll is how often the feed looks for new timeline entries.
 const FeedPoll = 250 * time.Millisecond
 
+// feedMaxCalls bounds the calls one poll renders. A poll that finds more changed (a busy hour:
+// hundreds of calls a second) renders none: it skips the feed to its end and tells every
+// browser to read its page afresh (a "resync", at most one per poll, which the page rate-limits),
+// so that the feed's cost stays bounded whatever the call rate, and the webhooks keep theirs.
+const feedMaxCalls = 40
+
 // feedBuffer is how many messages a slow browser may be behind before its stream is closed
 // (its EventSource reconnects and gets the page's state afresh).
 const feedBuffer = 256
@@ -119,19 +125,40 @@ func (h *feedHub) run(ctx context.Context, done chan struct{}) {
 	t := time.NewTicker(h.poll)
 	defer t.Stop()
 	for {
-		entries, err := h.db.EventsAfter(ctx, &cur)
-		if err != nil && ctx.Err() == nil {
-			h.log.Warn("console feed", slog.String("error", err.Error()))
-		}
-		if len(entries) > 0 {
-			h.publish(ctx, entries)
-		}
+		h.step(ctx, &cur)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// step reads what changed since cur and sends it: the rendered calls, or a resync when more
+// than feedMaxCalls changed.
+func (h *feedHub) step(ctx context.Context, cur *postgres.FeedCursor) {
+	entries, err := h.db.EventsAfter(ctx, cur)
+	if err != nil && ctx.Err() == nil {
+		h.log.Warn("console feed", slog.String("error", err.Error()))
+	}
+	switch {
+	case changedCalls(entries) > feedMaxCalls:
+		if err := h.db.SkipFeed(ctx, cur); err != nil && ctx.Err() == nil {
+			h.log.Warn("console feed", slog.String("error", err.Error()))
+		}
+		h.send([]feedMessage{{Kind: "resync"}})
+	case len(entries) > 0:
+		h.publish(ctx, entries)
+	}
+}
+
+// changedCalls is how many calls the entries touch.
+func changedCalls(entries []postgres.FeedEntry) int {
+	seen := map[string]bool{}
+	for _, e := range entries {
+		seen[e.CallSid] = true
+	}
+	return len(seen)
 }
 
 // publish renders what the entries changed, once, and hands it to every stream.
@@ -174,9 +201,13 @@ func (h *feedHub) publish(ctx context.Context, entries []postgres.FeedEntry) {
 			}
 		}
 	}
-	if len(msgs) == 0 {
-		return
+	if len(msgs) > 0 {
+		h.send(msgs)
 	}
+}
+
+// send hands msgs to every stream.
+func (h *feedHub) send(msgs []feedMessage) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for ch := range h.subs {

@@ -186,7 +186,7 @@ func (t *consoleTemplates) fragment(name string, data any) (string, error) {
 
 // feedMessage is one change sent to the browsers: the fragment with id is replaced by html.
 type feedMessage struct {
-	Kind string `json:"kind"` // call, timeline, vm
+	Kind string `json:"kind"` // call, timeline, vm; resync: too many changes, read the page afresh
 	ID   string `json:"id"`
 	Live bool   `json:"live,omitempty"`
 	HTML string `json:"html"`

@@ -26,10 +26,32 @@
       var none = document.getElementById("no-live");
       if (none) none.remove();
       list.prepend(node);
+      // As the page: the 100 most recent calls in progress.
+      while (list.children.length > 100) list.lastElementChild.remove();
     }
   }
+  // resync: more changed than the feed shows (a busy hour). The page's main part is read
+  // afresh, at most every 2 s, instead of each change.
+  var resyncing = false, again = false;
+  function resync() {
+    if (resyncing) { again = true; return; }
+    resyncing = true;
+    fetch(location.href, { credentials: "same-origin" }).then(function (r) { return r.text(); }).then(function (html) {
+      var doc = new DOMParser().parseFromString(html, "text/html");
+      var fresh = doc.getElementById("main"), main = document.getElementById("main");
+      if (fresh && main) main.replaceWith(fresh);
+    }).catch(function () { /* the next resync or change tries again */ }).then(function () {
+      setTimeout(function () {
+        resyncing = false;
+        if (again) { again = false; resync(); }
+      }, 2000);
+    });
+  }
   es.addEventListener("change", function (ev) {
-    try { place(JSON.parse(ev.data)); } catch (e) { /* a bad message is skipped */ }
+    try {
+      var msg = JSON.parse(ev.data);
+      if (msg.kind === "resync") resync(); else place(msg);
+    } catch (e) { /* a bad message is skipped */ }
   });
   es.addEventListener("open", function () { if (state) state.textContent = "Live: calls update as they change."; });
   es.addEventListener("error", function () { if (state) state.textContent = "Reconnecting…"; });
