@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,7 +29,7 @@ func BenchmarkStartCallFeed(b *testing.B) {
 		b.Run(feed, func(b *testing.B) {
 			ctx := context.Background()
 			pool := pgtest.NewPool(b)
-			db := newBenchDBOn(b, pool)
+			db := newBenchDBOn(b, pool, 1<<41)
 			switch feed {
 			case "cursor":
 				stop := pollFeed(b, db)
@@ -111,19 +110,4 @@ func notifyTrigger(b *testing.B, pool *pgxpool.Pool) func() {
 		<-done
 		conn.Hijack().Close(context.Background()) // its context was cancelled mid-wait
 	}
-}
-
-// newBenchDBOn is newBenchDB on a pool the benchmark also uses directly.
-func newBenchDBOn(b *testing.B, pool *pgxpool.Pool) *postgres.DB {
-	b.Helper()
-	db := postgres.New(pool, postgres.Options{Now: func() time.Time { return benchT0 }})
-	r, err := callrelay.DecodeRouting(strings.NewReader(`{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"` + benchTarget + `"}]}`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, _, err := db.PutNumber(context.Background(), benchNumber, r); err != nil {
-		b.Fatal(err)
-	}
-	startCalls(b, db, 1<<41, 64)
-	return db
 }

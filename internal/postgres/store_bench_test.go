@@ -13,6 +13,7 @@ import (
 	"github.com/callrelay/callrelay/internal/clocktest"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/postgres/pgtest"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // The store's statements of the three hottest webhooks, each against a real PostgreSQL on a
@@ -32,6 +33,15 @@ const (
 func newBenchDB(b *testing.B) (*postgres.DB, *pgtest.Counter) {
 	b.Helper()
 	pool, counter := pgtest.NewCountingPool(b)
+	db := newBenchDBOn(b, pool, 1<<40)
+	counter.Reset()
+	return db, counter
+}
+
+// newBenchDBOn is newBenchDB on a pool the benchmark also uses directly; its first calls'
+// CallSids count from first. Starting 64 calls opens the pool's connections before the timer.
+func newBenchDBOn(b *testing.B, pool *pgxpool.Pool, first int64) *postgres.DB {
+	b.Helper()
 	db := postgres.New(pool, postgres.Options{Now: func() time.Time { return benchT0 }})
 	r, err := callrelay.DecodeRouting(strings.NewReader(`{"owner_email":"dana@example.com","targets":[{"type":"phone","to":"` + benchTarget + `"}]}`))
 	if err != nil {
@@ -40,9 +50,8 @@ func newBenchDB(b *testing.B) (*postgres.DB, *pgtest.Counter) {
 	if _, _, err := db.PutNumber(context.Background(), benchNumber, r); err != nil {
 		b.Fatal(err)
 	}
-	startCalls(b, db, 1<<40, 64) // opens the pool's connections before the timer starts
-	counter.Reset()
-	return db, counter
+	startCalls(b, db, first, 64)
+	return db
 }
 
 func benchSid(prefix string, n int64) string { return fmt.Sprintf("CA%s%030x", prefix, n) }
