@@ -17,8 +17,8 @@
 #   then measure under it)
 # A 10^6-call database takes 3.6 GB and about 3.5 minutes to fill on the 2-core development
 # machine; 10^7 ten times that (about 36 GB, filled 10^6 calls at a time; the fill stops when
-# less than GROWTH_MIN_FREE_GB=20 GB would be left on the disk). Hold /work/loadtest.lock
-# (flock) around it on a shared machine.
+# less than GROWTH_MIN_FREE_GB=20 GB would be left on the disk). On a shared machine, hold a
+# lock file (flock) around it that the other load tests hold too.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
