@@ -204,31 +204,41 @@ func (db *DB) recordDialOutcome(ctx context.Context, o callrelay.DialOutcome) (c
 	// A hold may be pending: its intent gives the hold state it asks for (the redirect it sent
 	// is what ended this Dial), without waiting for Twilio's answer (pendingHoldCTE). A stale
 	// read (the hold's outcome came while it ran) is read again.
+	// The read shares a round trip (and a transaction) with the callback writes of other calls
+	// being written at that moment (writeBatcher): each of its statements still reads what is
+	// committed, and a batch holds one job per call, so this call's own write, queued after
+	// the read has been answered, always comes later.
 	for range staleAttempts {
-		var pending, stale bool
-		b := &pgx.Batch{}
-		b.Queue(`WITH `+pendingHoldCTE+`
-			SELECT c.routing, c.status, `+pendingHoldColumns+` FROM calls c WHERE c.call_sid = $1`, o.CallSid, db.now(), "dial-outcome").
-			QueryRow(func(row pgx.Row) error {
-				return row.Scan(&routing, &c.Status, &c.Hold.Caller, &c.Hold.Callee, &pending, &stale)
-			})
-		// The legs' screens: a Dial Twilio reports completed was taken only if someone accepted.
-		b.Queue(`SELECT call_sid, coalesce(target_index, -1), screen IS NOT NULL, accepted_at IS NOT NULL
-			FROM legs WHERE parent_call_sid = $1`, o.CallSid).
-			Query(func(rows pgx.Rows) error {
-				var err error
-				c.Legs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (callrelay.LegScreen, error) {
-					var l callrelay.LegScreen
-					err := row.Scan(&l.CallSid, &l.TargetIndex, &l.Screened, &l.Accepted)
-					return l, err
+		var pending, stale, found bool
+		err := db.writes.do(ctx, o.CallSid, func(b *pgx.Batch) {
+			routing, c, found = nil, callrelay.CallState{}, false // queued again when retried alone
+			b.Queue(`WITH `+pendingHoldCTE+`
+				SELECT c.routing, c.status, `+pendingHoldColumns+` FROM calls c WHERE c.call_sid = $1`, o.CallSid, db.now(), "dial-outcome").
+				QueryRow(func(row pgx.Row) error {
+					err := row.Scan(&routing, &c.Status, &c.Hold.Caller, &c.Hold.Callee, &pending, &stale)
+					if errors.Is(err, pgx.ErrNoRows) {
+						return nil // an unknown call; not an error of the batch it shares
+					}
+					found = err == nil
+					return err
 				})
-				return err
-			})
-		err := db.pool.SendBatch(ctx, b).Close()
-		if errors.Is(err, pgx.ErrNoRows) {
-			return callrelay.Routing{}, callrelay.Plan{}, c, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", o.CallSid)
-		} else if err != nil {
+			// The legs' screens: a Dial Twilio reports completed was taken only if someone accepted.
+			b.Queue(`SELECT call_sid, coalesce(target_index, -1), screen IS NOT NULL, accepted_at IS NOT NULL
+				FROM legs WHERE parent_call_sid = $1`, o.CallSid).
+				Query(func(rows pgx.Rows) error {
+					var err error
+					c.Legs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (callrelay.LegScreen, error) {
+						var l callrelay.LegScreen
+						err := row.Scan(&l.CallSid, &l.TargetIndex, &l.Screened, &l.Accepted)
+						return l, err
+					})
+					return err
+				})
+		})
+		if err != nil {
 			return callrelay.Routing{}, callrelay.Plan{}, c, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
+		} else if !found {
+			return callrelay.Routing{}, callrelay.Plan{}, c, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", o.CallSid)
 		}
 		if !stale {
 			break
