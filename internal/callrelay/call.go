@@ -136,3 +136,13 @@ type StartedCall struct {
 	// schedule or policy, or for a repeated webhook).
 	Reason, Rule string
 }
+
+// CallSearch selects calls for the console's history.
+type CallSearch struct {
+	Number string
+	Status string
+	From   *time.Time // started at or after
+	Until  *time.Time // started before
+	Live   bool       // only calls that have not ended
+	Limit  int
+}

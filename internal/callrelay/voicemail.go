@@ -148,3 +148,38 @@ type VoicemailEmailStore interface {
 	ClaimFollowUp(ctx context.Context, id int64, lease time.Duration) (*Voicemail, error)
 	FinishFollowUp(ctx context.Context, id int64, sendErr error, final bool) error
 }
+
+// Voicemail statuses in the console and the inbox.
+const (
+	VoicemailNew     = "new"
+	VoicemailHandled = "handled"
+	VoicemailDeleted = "deleted" // its audio and transcript are gone (DELETE or retention)
+)
+
+// ConsoleVoicemail is a voicemail with what the console shows besides the ops API's fields.
+type ConsoleVoicemail struct {
+	*Voicemail
+	HandledAt *time.Time
+	HandledBy string
+	ExpiredAt *time.Time
+}
+
+// Status is new, handled or deleted; a deleted voicemail may have been handled before.
+func (v *ConsoleVoicemail) Status() string {
+	switch {
+	case v.ExpiredAt != nil:
+		return VoicemailDeleted
+	case v.HandledAt != nil:
+		return VoicemailHandled
+	}
+	return VoicemailNew
+}
+
+// ConsoleVoicemailFilter selects voicemails for the console and the inbox.
+type ConsoleVoicemailFilter struct {
+	Number     string // "": every number
+	OwnerEmail string // "": every owner (the inbox sets it: an owner sees only their own)
+	Status     string // "", new, handled or deleted
+	CallSids   []string
+	Limit      int
+}

@@ -15,58 +15,19 @@ import (
 // The console's and the owner inbox's queries (issue 20): voicemail status, call history
 // filters, sessions, and the change feed that tells every console what changed.
 
-// Voicemail statuses in the console and the inbox.
-const (
-	VoicemailNew     = "new"
-	VoicemailHandled = "handled"
-	VoicemailDeleted = "deleted" // its audio and transcript are gone (DELETE or retention)
-)
-
-// ConsoleVoicemail is a voicemail with what the console shows besides the ops API's fields.
-type ConsoleVoicemail struct {
-	*callrelay.Voicemail
-	HandledAt *time.Time
-	HandledBy string
-	ExpiredAt *time.Time
-}
-
-// Status is new, handled or deleted; a deleted voicemail may have been handled before.
-func (v *ConsoleVoicemail) Status() string {
-	switch {
-	case v.ExpiredAt != nil:
-		return VoicemailDeleted
-	case v.HandledAt != nil:
-		return VoicemailHandled
-	}
-	return VoicemailNew
-}
-
 const consoleVoicemailSelect = `SELECT ` + voicemailColumns + `, handled_at, coalesce(handled_by, ''), expired_at FROM voicemails`
 
-func scanConsoleVoicemail(row pgx.CollectableRow) (*ConsoleVoicemail, error) {
+func scanConsoleVoicemail(row pgx.CollectableRow) (*callrelay.ConsoleVoicemail, error) {
 	var v callrelay.Voicemail
-	c := &ConsoleVoicemail{Voicemail: &v}
-	err := row.Scan(&v.ID, &v.CallSid, &v.Number, &v.From, &v.OwnerEmail, &v.RecordingSid, &v.RecordingURL,
-		&v.DurationSeconds, &v.RecordedAt, &v.TranscriptStatus, &v.Transcript, &v.TranscribedAt,
-		&v.Notification.Status, &v.Notification.Attempts, &v.Notification.LastError, &v.Notification.SentAt,
-		&v.CreatedAt, &v.CallerName, &v.TimeZone, &v.FollowUp, &c.HandledAt, &c.HandledBy, &c.ExpiredAt)
-	v.RecordedAt, v.CreatedAt = v.RecordedAt.UTC(), v.CreatedAt.UTC()
-	v.TranscribedAt, v.Notification.SentAt = utc(v.TranscribedAt), utc(v.Notification.SentAt)
+	c := &callrelay.ConsoleVoicemail{Voicemail: &v}
+	err := row.Scan(append(voicemailDest(&v), &c.HandledAt, &c.HandledBy, &c.ExpiredAt)...)
+	voicemailUTC(&v)
 	c.HandledAt, c.ExpiredAt = utc(c.HandledAt), utc(c.ExpiredAt)
 	return c, err
 }
 
-// ConsoleVoicemailFilter selects voicemails for the console and the inbox.
-type ConsoleVoicemailFilter struct {
-	Number     string // "": every number
-	OwnerEmail string // "": every owner (the inbox sets it: an owner sees only their own)
-	Status     string // "", new, handled or deleted
-	CallSids   []string
-	Limit      int
-}
-
 // ListConsoleVoicemails returns the newest voicemails first.
-func (db *DB) ListConsoleVoicemails(ctx context.Context, f ConsoleVoicemailFilter) ([]*ConsoleVoicemail, error) {
+func (db *DB) ListConsoleVoicemails(ctx context.Context, f callrelay.ConsoleVoicemailFilter) ([]*callrelay.ConsoleVoicemail, error) {
 	rows, err := db.pool.Query(ctx, consoleVoicemailSelect+`
 		WHERE ($1 = '' OR number = $1) AND ($2 = '' OR lower(owner_email) = lower($2))
 			AND ($3 = ''
@@ -86,7 +47,7 @@ func (db *DB) ListConsoleVoicemails(ctx context.Context, f ConsoleVoicemailFilte
 }
 
 // GetConsoleVoicemail returns a voicemail with its status, or ENOTFOUND.
-func (db *DB) GetConsoleVoicemail(ctx context.Context, id int64) (*ConsoleVoicemail, error) {
+func (db *DB) GetConsoleVoicemail(ctx context.Context, id int64) (*callrelay.ConsoleVoicemail, error) {
 	rows, err := db.pool.Query(ctx, consoleVoicemailSelect+` WHERE id = $1`, id)
 	if err != nil {
 		return nil, fmt.Errorf("get voicemail %d: %w", id, err)
@@ -103,7 +64,7 @@ func (db *DB) GetConsoleVoicemail(ctx context.Context, id int64) (*ConsoleVoicem
 // MarkVoicemailHandled records that by (an owner's email, or "ops") dealt with the voicemail,
 // on it and on its call's timeline. Two people must not both call the customer back: a
 // voicemail someone already handled answers ECONFLICT naming who and when, and is unchanged.
-func (db *DB) MarkVoicemailHandled(ctx context.Context, id int64, by string) (*ConsoleVoicemail, error) {
+func (db *DB) MarkVoicemailHandled(ctx context.Context, id int64, by string) (*callrelay.ConsoleVoicemail, error) {
 	now := db.now()
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var callSid string
@@ -137,18 +98,8 @@ func (db *DB) MarkVoicemailHandled(ctx context.Context, id int64, by string) (*C
 	return db.GetConsoleVoicemail(ctx, id)
 }
 
-// CallSearch selects calls for the console's history.
-type CallSearch struct {
-	Number string
-	Status string
-	From   *time.Time // started at or after
-	Until  *time.Time // started before
-	Live   bool       // only calls that have not ended
-	Limit  int
-}
-
 // SearchCalls returns the newest calls first, with legs and timelines.
-func (db *DB) SearchCalls(ctx context.Context, f CallSearch) ([]*callrelay.Call, error) {
+func (db *DB) SearchCalls(ctx context.Context, f callrelay.CallSearch) ([]*callrelay.Call, error) {
 	calls, err := db.queryCalls(ctx, `
 		WHERE ($1 = '' OR number = $1) AND ($2 = '' OR status = $2)
 			AND ($3::timestamptz IS NULL OR started_at >= $3) AND ($4::timestamptz IS NULL OR started_at < $4)

@@ -412,11 +412,21 @@ func getVoicemail(ctx context.Context, q querier, where string, arg any) (*callr
 
 func scanVoicemail(row pgx.CollectableRow) (*callrelay.Voicemail, error) {
 	var v callrelay.Voicemail
-	err := row.Scan(&v.ID, &v.CallSid, &v.Number, &v.From, &v.OwnerEmail, &v.RecordingSid, &v.RecordingURL,
+	err := row.Scan(voicemailDest(&v)...)
+	voicemailUTC(&v)
+	return &v, err
+}
+
+// voicemailDest is where voicemailColumns scan to, in their order.
+func voicemailDest(v *callrelay.Voicemail) []any {
+	return []any{&v.ID, &v.CallSid, &v.Number, &v.From, &v.OwnerEmail, &v.RecordingSid, &v.RecordingURL,
 		&v.DurationSeconds, &v.RecordedAt, &v.TranscriptStatus, &v.Transcript, &v.TranscribedAt,
 		&v.Notification.Status, &v.Notification.Attempts, &v.Notification.LastError, &v.Notification.SentAt,
-		&v.CreatedAt, &v.CallerName, &v.TimeZone, &v.FollowUp)
+		&v.CreatedAt, &v.CallerName, &v.TimeZone, &v.FollowUp}
+}
+
+// voicemailUTC puts a scanned voicemail's times in UTC.
+func voicemailUTC(v *callrelay.Voicemail) {
 	v.RecordedAt, v.CreatedAt = v.RecordedAt.UTC(), v.CreatedAt.UTC()
 	v.TranscribedAt, v.Notification.SentAt = utc(v.TranscribedAt), utc(v.Notification.SentAt)
-	return &v, err
 }

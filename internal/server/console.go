@@ -132,7 +132,7 @@ func (c *console) handleLive() http.Handler {
 
 // renderLive shows the calls in progress; errSid's row shows errMsg (a refused hold).
 func (c *console) renderLive(w http.ResponseWriter, r *http.Request, status int, errSid, errMsg string) {
-	calls, err := c.db.SearchCalls(r.Context(), postgres.CallSearch{Live: true, Limit: 100})
+	calls, err := c.db.SearchCalls(r.Context(), callrelay.CallSearch{Live: true, Limit: 100})
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -187,7 +187,7 @@ func (c *console) handleCalls() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := c.page(r, "Call history", "calls")
 		q := r.URL.Query()
-		f := postgres.CallSearch{Number: strings.TrimSpace(q.Get("number")), Status: q.Get("status"), Limit: 200}
+		f := callrelay.CallSearch{Number: strings.TrimSpace(q.Get("number")), Status: q.Get("status"), Limit: 200}
 		if f.Number != "" && !callrelay.ValidNumber(f.Number) {
 			p.FieldErrors["number"] = "Write the number in E.164, like +15551230000."
 		}
@@ -259,12 +259,12 @@ func (c *console) renderVoicemails(w http.ResponseWriter, r *http.Request, statu
 	p := c.page(r, "Voicemails", "voicemails")
 	p.Stream = "/console/events"
 	q := r.URL.Query()
-	f := postgres.ConsoleVoicemailFilter{Number: strings.TrimSpace(q.Get("number")), Status: q.Get("status"), Limit: 100}
+	f := callrelay.ConsoleVoicemailFilter{Number: strings.TrimSpace(q.Get("number")), Status: q.Get("status"), Limit: 100}
 	if f.Number != "" && !callrelay.ValidNumber(f.Number) {
 		p.FieldErrors["number"] = "Write the number in E.164, like +15551230000."
 		status, f.Number = http.StatusBadRequest, ""
 	}
-	if !slices.Contains([]string{"", postgres.VoicemailNew, postgres.VoicemailHandled, postgres.VoicemailDeleted}, f.Status) {
+	if !slices.Contains([]string{"", callrelay.VoicemailNew, callrelay.VoicemailHandled, callrelay.VoicemailDeleted}, f.Status) {
 		f.Status = ""
 	}
 	vms, err := c.db.ListConsoleVoicemails(r.Context(), f)
@@ -279,7 +279,7 @@ func (c *console) renderVoicemails(w http.ResponseWriter, r *http.Request, statu
 			rows[i].Err = errMsg
 		}
 	}
-	if errID != 0 && !slices.ContainsFunc(vms, func(v *postgres.ConsoleVoicemail) bool { return v.ID == errID }) {
+	if errID != 0 && !slices.ContainsFunc(vms, func(v *callrelay.ConsoleVoicemail) bool { return v.ID == errID }) {
 		p.Error = errMsg
 	}
 	p.Data = rows

@@ -191,7 +191,7 @@ func (h *feedHub) publish(ctx context.Context, entries []postgres.FeedEntry) {
 		}
 	}
 	if vmChanged {
-		vms, err := h.db.ListConsoleVoicemails(ctx, postgres.ConsoleVoicemailFilter{CallSids: sids, Limit: postgres.MaxListLimit})
+		vms, err := h.db.ListConsoleVoicemails(ctx, callrelay.ConsoleVoicemailFilter{CallSids: sids, Limit: postgres.MaxListLimit})
 		if err != nil {
 			h.log.Warn("console feed: voicemails", slog.String("error", err.Error()))
 		}

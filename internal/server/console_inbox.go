@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
-	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/recording"
 )
 
@@ -54,7 +53,7 @@ func (c *console) inboxPage(w http.ResponseWriter, r *http.Request, title, email
 
 // ownedVoicemail loads the {id} voicemail if it is the owner's; another's is "not found", the
 // same as one that does not exist.
-func (c *console) ownedVoicemail(r *http.Request, email string) (*postgres.ConsoleVoicemail, error) {
+func (c *console) ownedVoicemail(r *http.Request, email string) (*callrelay.ConsoleVoicemail, error) {
 	id, err := voicemailID(r)
 	if err != nil {
 		return nil, err
@@ -157,10 +156,10 @@ func (c *console) handleInbox() http.Handler {
 			number = "" // not one of theirs: all of theirs
 		}
 		status := r.URL.Query().Get("status")
-		if !slices.Contains([]string{"", postgres.VoicemailNew, postgres.VoicemailHandled, postgres.VoicemailDeleted}, status) {
+		if !slices.Contains([]string{"", callrelay.VoicemailNew, callrelay.VoicemailHandled, callrelay.VoicemailDeleted}, status) {
 			status = ""
 		}
-		vms, err := c.db.ListConsoleVoicemails(r.Context(), postgres.ConsoleVoicemailFilter{Number: number, OwnerEmail: email, Status: status, Limit: 50})
+		vms, err := c.db.ListConsoleVoicemails(r.Context(), callrelay.ConsoleVoicemailFilter{Number: number, OwnerEmail: email, Status: status, Limit: 50})
 		if err != nil {
 			c.fail(w, r, err)
 			return

@@ -16,7 +16,6 @@ import (
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/phone"
-	"github.com/callrelay/callrelay/internal/postgres"
 )
 
 // The console's and the inbox's pages: html/template files and static files embedded in the
@@ -56,7 +55,7 @@ type callRow struct {
 // vmRow is a voicemail in a list or on its page: Base and Query say whose URLs its player and
 // forms use (the console's, or the inbox's with the owner token).
 type vmRow struct {
-	VM    *postgres.ConsoleVoicemail
+	VM    *callrelay.ConsoleVoicemail
 	Base  string
 	Query template.URL
 	CSRF  string
@@ -100,7 +99,7 @@ func newConsoleTemplates(zone *time.Location) *consoleTemplates {
 		},
 		"statuses": func() []string { return callStatuses },
 		"vmstatuses": func() []string {
-			return []string{postgres.VoicemailNew, postgres.VoicemailHandled, postgres.VoicemailDeleted}
+			return []string{callrelay.VoicemailNew, callrelay.VoicemailHandled, callrelay.VoicemailDeleted}
 		},
 		"detail": func(d map[string]any) string {
 			keys := make([]string, 0, len(d))
