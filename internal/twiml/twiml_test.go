@@ -422,6 +422,58 @@ func TestBuilder_Voicemail(t *testing.T) {
 	}
 }
 
+// TestBuilder_remembered: the documents a Builder remembers (voicemail, thanks, unavailable)
+// are told apart by every routing field they are made of. One Builder answers routings that
+// differ in one field each, every one after all the others, and must answer what a new Builder
+// renders for it.
+func TestBuilder_remembered(t *testing.T) {
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routings := []callrelay.Routing{
+		routing(t, minimalJSON),
+		routing(t, edit(minimalJSON, `"language": "fr-FR"`)),
+		routing(t, edit(minimalJSON, `"voice": "Polly.Joanna"`)),
+		routing(t, edit(minimalJSON, `"voicemail": {"prompt": "Talk to me."}`)),
+		routing(t, edit(minimalJSON, `"voicemail": {"prompt_url": "https://media.example.com/leave.mp3"}`)),
+		routing(t, edit(minimalJSON, `"voicemail": {"max_length_seconds": 30}`)),
+		routing(t, edit(minimalJSON, `"voicemail": {"transcribe": false}`)),
+	}
+	docs := map[string]func(*twiml.Builder, callrelay.Routing) ([]byte, error){
+		"Voicemail":       (*twiml.Builder).Voicemail,
+		"RecordingThanks": (*twiml.Builder).RecordingThanks,
+		"Unavailable":     (*twiml.Builder).Unavailable,
+	}
+	for name, render := range docs {
+		t.Run(name, func(t *testing.T) {
+			b := twiml.NewBuilder(u)
+			distinct := map[string]bool{}
+			for round := range 2 {
+				for i, r := range routings {
+					got, err := render(b, r)
+					if err != nil {
+						t.Fatalf("routing %d: %v", i, err)
+					}
+					want, err := render(twiml.NewBuilder(u), r)
+					if err != nil {
+						t.Fatalf("routing %d, new Builder: %v", i, err)
+					}
+					// twilio-go writes attributes in map order: compare documents, not bytes.
+					if got, want := twimltest.Canonical(got), twimltest.Canonical(want); !bytes.Equal(got, want) {
+						t.Errorf("round %d, routing %d:\ngot  %s\nwant %s", round, i, got, want)
+					}
+					distinct[string(twimltest.Canonical(got))] = true
+				}
+			}
+			// The routings must make different documents, or the test tells nothing.
+			if min := map[string]int{"Voicemail": len(routings), "RecordingThanks": 3, "Unavailable": 3}[name]; len(distinct) != min {
+				t.Errorf("%d distinct documents, want %d", len(distinct), min)
+			}
+		})
+	}
+}
+
 // TestBuilder_sayDocuments covers the documents that say one thing and hang up.
 func TestBuilder_sayDocuments(t *testing.T) {
 	b := builder(t)
