@@ -61,6 +61,8 @@
 #   LOADTEST_PEERS=            where the peers are (read-only; see above); unset: no peers
 #   LOADTEST_TWILIO_TOKEN=loadtesttoken123                  callrelay's TWILIO_AUTH_TOKEN
 #   LOADTEST_KEEP=0            1: keep the generated request files and the databases
+#   LOADTEST_REQ_DIR=/dev/shm/callrelay-loadtest-<uid>      the request files (in memory; without
+#                              /dev/shm: $LOADTEST_DIR/run): not on the database's disk
 #   LOADTEST_DB=               an existing, migrated database to run callrelay on, kept afterwards
 #                              (scripts/loadtest/growth.sh: one filled by generate.sql); its other
 #                              numbers' calls are left alone. Unset: a fresh database, dropped.
@@ -78,6 +80,16 @@ SCRATCH=${LOADTEST_DIR:-$ROOT/.data/loadtest}
 PEERS=${LOADTEST_PEERS:-}
 LUA=$ROOT/scripts/loadtest/webhooks.lua
 RUN=$SCRATCH/run
+# The request files (hundreds of MB of signed webhooks, written just before each run) go to
+# memory when /dev/shm is there: on the database's disk, the kernel writes them back during the
+# measured runs, and PostgreSQL's commits wait behind that (stalls of 40-170 ms seen here).
+if [[ -n ${LOADTEST_REQ_DIR:-} ]]; then
+	REQ=$LOADTEST_REQ_DIR
+elif [[ -d /dev/shm && -w /dev/shm ]]; then
+	REQ=/dev/shm/callrelay-loadtest-$(id -u)
+else
+	REQ=$RUN
+fi
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
@@ -110,7 +122,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	stop_everything
 	if [[ $KEEP != 1 ]]; then
-		rm -f "$RUN"/webhooks*.tsv "$RUN"/calls.txt
+		rm -f "$REQ"/webhooks*.tsv "$RUN"/calls.txt
 	fi
 	exit "$rc"
 }
@@ -153,8 +165,8 @@ if ((HAVE_PEERS)); then
 	port_free 127.0.0.1 3113 || die "127.0.0.1:3113 is in use"
 fi
 
-mkdir -p "$SCRATCH" "$RUN"
-rm -f "$RUN"/*.log "$RUN"/*.out "$RUN"/*.body "$RUN"/webhooks*.tsv "$RUN"/calls.txt "$RUN"/callrelay*.metrics.*
+mkdir -p "$SCRATCH" "$RUN" "$REQ"
+rm -f "$RUN"/*.log "$RUN"/*.out "$RUN"/*.body "$REQ"/webhooks*.tsv "$RUN"/calls.txt "$RUN"/callrelay*.metrics.*
 
 REV=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)
 log "building callrelay ($REV; the working tree as it is now)"
@@ -209,7 +221,7 @@ N_WARM=$((WARM_S * MAX_RPS))
 N_MAIN=$((DUR_S * MAX_RPS))
 N=$((1 + N_WARM + N_MAIN))
 SIGNED_URL=$CR_URL/twilio/voice # what Twilio signs: CALLRELAY_PUBLIC_URL + path
-ALL=$RUN/webhooks.tsv
+ALL=$REQ/webhooks.tsv
 t0=$(now_ms)
 if ((HAVE_PEERS)); then
 	SIGNER="twilio-node $TWILIO_NODE, signmany.js"
@@ -227,15 +239,15 @@ lines=$(wc -l <"$ALL")
 [[ $lines -eq $N ]] || die "the generator wrote $lines lines, want $N"
 dups=$(awk -F'CallSid=' '{ split($2, a, "&"); if (seen[a[1]]++) d++ } END { print d + 0 }' "$ALL")
 [[ $dups -eq 0 ]] || die "the generated webhooks repeat $dups CallSids"
-head -n 1 "$ALL" >"$RUN/webhooks.smoke.tsv"
-sed -n "2,$((1 + N_WARM))p" "$ALL" >"$RUN/webhooks.warm.tsv"
-tail -n "+$((2 + N_WARM))" "$ALL" >"$RUN/webhooks.main.tsv"
+head -n 1 "$ALL" >"$REQ/webhooks.smoke.tsv"
+sed -n "2,$((1 + N_WARM))p" "$ALL" >"$REQ/webhooks.warm.tsv"
+tail -n "+$((2 + N_WARM))" "$ALL" >"$REQ/webhooks.main.tsv"
 rm -f "$ALL"
 log "generated $N lines in $((GEN_MS / 1000)).$(printf '%03d' $((GEN_MS % 1000)))s ($((N * 1000 / (GEN_MS > 0 ? GEN_MS : 1))) lines/s): 1 smoke, $N_WARM warm-up, $N_MAIN measured (enough for $MAX_RPS req/s)"
 
 # The smoke line's signature, recomputed without Twilio's library (Node's crypto over URL +
 # params sorted by name): a mismatch would mean the generator and Twilio's algorithm disagree.
-SMOKE_LINE=$(cat "$RUN/webhooks.smoke.tsv")
+SMOKE_LINE=$(cat "$REQ/webhooks.smoke.tsv")
 independent_sig() {
 	node -e '
 		const crypto = require("crypto");
@@ -293,7 +305,7 @@ wrk_run() {
 # after the measured run.
 measure() {
 	local name=$1 url=$2 pid=$3 db=$4 table=${R[$1.table]:-} before=0 after c0 c1 m0 m1 t0 t1 before2=0
-	local files=$RUN/${R[$1.files]:-webhooks} metrics=${R[$1.metrics]:-}
+	local files=$REQ/${R[$1.files]:-webhooks} metrics=${R[$1.metrics]:-}
 	log "$name: warm-up $WARMUP"
 	wrk_run "$name" "$url" "$files.warm.tsv" "$WARMUP" "$RUN/$name.warmup.out"
 	kill -0 "$pid" 2>/dev/null || die "$name exited during the warm-up (log: $RUN/$name.log)"
@@ -431,11 +443,11 @@ R[callrelay.sigfail]=$(metric_sum "$RUN/callrelay.metrics.after" '^callrelay_twi
 # alone leave its run little margin. Skipped lines: those the run sent, and some, since its
 # threads read the file interleaved (a repeat would only answer again and write nothing).
 skip=$((R[callrelay.sent] + R[callrelay.sent] / 10 + 1000))
-tail -n "+$skip" "$RUN/webhooks.main.tsv" >"$RUN/webhooks.topup.tsv"
+tail -n "+$skip" "$REQ/webhooks.main.tsv" >"$REQ/webhooks.topup.tsv"
 calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS")
 log "callrelay: more calls for the callbacks (unmeasured): wrk -d$((WARM_S + DUR_S))s on the voice run's unused lines"
-wrk_run callrelay-topup "$CR_URL/twilio/voice" "$RUN/webhooks.topup.tsv" "$((WARM_S + DUR_S))s" "$RUN/callrelay-topup.out"
-rm -f "$RUN/webhooks.topup.tsv"
+wrk_run callrelay-topup "$CR_URL/twilio/voice" "$REQ/webhooks.topup.tsv" "$((WARM_S + DUR_S))s" "$RUN/callrelay-topup.out"
+rm -f "$REQ/webhooks.topup.tsv"
 R[callrelay.topup]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS") - calls0))
 stop_pid "$CR_PID"
 
@@ -478,11 +490,11 @@ callback() {
 	url=$("$SCRATCH/gen" -route "$route" -url "$CR_URL" -print-url) || die "gen -print-url failed"
 	log "$name: generating $route webhooks for $N_CALLS calls (scripts/loadtest/gen), signed for $url"
 	"$SCRATCH/gen" -route "$route" -url "$CR_URL" -token "$TOKEN" -calls "$CALLS" \
-		-number "$NUMBER" -from "$CALLER" -target "$FORWARD" >"$RUN/webhooks-$name.tsv" ||
+		-number "$NUMBER" -from "$CALLER" -target "$FORWARD" >"$REQ/webhooks-$name.tsv" ||
 		die "gen -route $route failed"
-	split_lines "$RUN/webhooks-$name.tsv" "$RUN/webhooks-$name"
+	split_lines "$REQ/webhooks-$name.tsv" "$REQ/webhooks-$name"
 	R[$name.lines]=$N_LINES
-	line=$(cat "$RUN/webhooks-$name.smoke.tsv")
+	line=$(cat "$REQ/webhooks-$name.smoke.tsv")
 	sig=${line%%$'\t'*}
 	body=${line#*$'\t'}
 	if ((HAVE_PEERS)); then

@@ -249,22 +249,11 @@ func (db *DB) recordDialOutcome(ctx context.Context, o callrelay.DialOutcome) (c
 		return r, callrelay.Plan{}, c, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}
 	plan := callrelay.PlanDialAction(r, c, o)
-	detail := map[string]any{"dial_call_status": o.DialCallStatus, "attempt": o.Attempt, "next": plan.Action.String()}
-	if o.DialCallSid != "" {
-		detail["dial_call_sid"] = o.DialCallSid
-	}
-	if o.DurationSeconds != nil {
-		detail["duration_seconds"] = *o.DurationSeconds
-	}
-	if o.SipResponseCode != nil {
-		detail["sip_response_code"] = *o.SipResponseCode
-	}
-	if o.CallerStatus != "" {
-		detail["caller_status"] = o.CallerStatus
-	}
+	detail := dialOutcomeDetail{DialCallStatus: o.DialCallStatus, Attempt: o.Attempt, Next: plan.Action.String(),
+		DialCallSid: o.DialCallSid, DurationSeconds: o.DurationSeconds, SipResponseCode: o.SipResponseCode,
+		CallerStatus: o.CallerStatus, SipHeaders: o.SipHeaders}
 	var sipHeaders []byte
 	if len(o.SipHeaders) > 0 {
-		detail["sip_headers"] = o.SipHeaders
 		if sipHeaders, err = json.Marshal(o.SipHeaders); err != nil {
 			return r, plan, c, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 		}
@@ -291,6 +280,20 @@ func (db *DB) recordDialOutcome(ctx context.Context, o callrelay.DialOutcome) (c
 		return r, plan, c, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 	}
 	return r, plan, c, nil
+}
+
+// dialOutcomeDetail is a Dial action's timeline detail. A struct rather than a map, as every
+// detail written on a callback's path: encoded for each callback, without boxing the values
+// or sorting the keys.
+type dialOutcomeDetail struct {
+	DialCallStatus  string            `json:"dial_call_status"`
+	Attempt         int               `json:"attempt"`
+	Next            string            `json:"next"`
+	DialCallSid     string            `json:"dial_call_sid,omitempty"`
+	DurationSeconds *int              `json:"duration_seconds,omitempty"`
+	SipResponseCode *int              `json:"sip_response_code,omitempty"`
+	CallerStatus    string            `json:"caller_status,omitempty"`
+	SipHeaders      map[string]string `json:"sip_headers,omitempty"`
 }
 
 // dialOutcomeSQL records the end of a <Dial> (RecordDialOutcome): the timeline entry, then,
@@ -340,10 +343,7 @@ func (db *DB) RecordLegProgress(ctx context.Context, p callrelay.LegProgress) (c
 	if callrelay.IsTerminal(p.Status) {
 		endedAt = &p.At
 	}
-	detail := map[string]any{"leg": p.CallSid, "target": p.Target}
-	if p.SipResponseCode != nil {
-		detail["sip_response_code"] = *p.SipResponseCode
-	}
+	detail := legDetail{Leg: p.CallSid, Target: p.Target, SipResponseCode: p.SipResponseCode}
 	// One round trip: the statement, then, in the same transaction (each statement with a
 	// snapshot of its own), what a final or an answered status also needs; and that
 	// transaction shared with the callbacks being written at the same moment (writeBatcher).
@@ -364,9 +364,16 @@ func (db *DB) RecordLegProgress(ctx context.Context, p callrelay.LegProgress) (c
 	return res, nil
 }
 
+// legDetail is a leg status's timeline detail (see dialOutcomeDetail).
+type legDetail struct {
+	Leg             string `json:"leg"`
+	Target          string `json:"target"`
+	SipResponseCode *int   `json:"sip_response_code,omitempty"`
+}
+
 // queueLegProgress queues the statements of a leg's status callback; their results go to res
 // and callee (the call's callee read again after an answer) when the batch is read.
-func queueLegProgress(b *pgx.Batch, p callrelay.LegProgress, answeredAt, endedAt *time.Time, now time.Time, detail map[string]any,
+func queueLegProgress(b *pgx.Batch, p callrelay.LegProgress, answeredAt, endedAt *time.Time, now time.Time, detail legDetail,
 	res *callrelay.LegResult, callee *string) {
 	b.Queue(legProgressSQL, p.CallSid, p.ParentCallSid, p.Target, p.TargetIndex, p.Status, p.Sequence,
 		p.SipResponseCode, p.DurationSeconds, answeredAt, endedAt, now, detail, p.At).

@@ -49,7 +49,7 @@ func (db *DB) LegProgressBatch(ctx context.Context, ps []callrelay.LegProgress) 
 		var res callrelay.LegResult
 		var callee string
 		batch = append(batch, &writeJob{call: p.ParentCallSid, done: make(chan struct{}), queue: func(b *pgx.Batch) {
-			queueLegProgress(b, p, nil, nil, db.now(), map[string]any{}, &res, &callee)
+			queueLegProgress(b, p, nil, nil, db.now(), legDetail{Leg: p.CallSid, Target: p.Target}, &res, &callee)
 		}})
 	}
 	db.writes.run(ctx, batch)
