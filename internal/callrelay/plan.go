@@ -132,6 +132,13 @@ func PlanDialAction(r Routing, c CallState, o DialOutcome) Plan {
 		CallerStatus: o.CallerStatus, Answered: AttemptAnswered(r, o.Attempt, o.DialCallSid, c.Legs)})
 }
 
+// DialNeedsLegs reports whether PlanDialAction, for a Dial that Twilio reports ended with
+// dialStatus, reads the call's legs (CallState.Legs): only a completed or answered Dial asks
+// whether a person took the call. The store reads them only then.
+func DialNeedsLegs(dialStatus string) bool {
+	return dialStatus == DialCompleted || dialStatus == DialAnswered
+}
+
 // PlanDial decides what follows a <Dial> of a call with routing r. A Dial that Twilio reports
 // completed or answered is over only if a person took the call: a carrier's voicemail, a
 // declined screen or a leg that pressed nothing is treated like no answer (docs/design.md

@@ -160,6 +160,46 @@ func TestPlanDialOutcome(t *testing.T) {
 
 // TestPlanDialOutcome_sequentialWalk follows a sequential call from PlanInbound through every
 // unanswered target to voicemail.
+// TestPlanDialAction_legs: the store reads a call's legs only when DialNeedsLegs says so, so
+// every other outcome must plan the same whatever the legs are.
+func TestPlanDialAction_legs(t *testing.T) {
+	screened := planRouting(seq, 2, true, true)
+	screened.Targets[0].Screen = callrelay.ScreenPress
+	legs := [][]callrelay.LegScreen{
+		nil,
+		{{CallSid: "CAleg0", TargetIndex: 0, Screened: true, Accepted: true}},
+		{{CallSid: "CAleg0", TargetIndex: 0, Screened: true}, {CallSid: "CAleg1", TargetIndex: 1}},
+	}
+	routings := map[string]callrelay.Routing{
+		"sequential": planRouting(seq, 2, true, true), "simultaneous": planRouting(sim, 2, false, true),
+		"screened": screened, "disabled": planRouting(seq, 2, true, false),
+	}
+	statuses := []string{callrelay.DialCompleted, callrelay.DialAnswered, callrelay.DialBusy, callrelay.DialNoAnswer,
+		callrelay.DialFailed, callrelay.DialCanceled, ""}
+	needed := 0
+	for name, r := range routings {
+		for _, dial := range statuses {
+			for _, caller := range []string{callrelay.StatusInProgress, callrelay.StatusCompleted} {
+				o := callrelay.DialOutcome{CallSid: "CAcall", DialCallStatus: dial, CallerStatus: caller, DialCallSid: "CAleg0"}
+				plans := map[string]bool{}
+				for _, l := range legs {
+					plans[fmt.Sprint(callrelay.PlanDialAction(r, callrelay.CallState{Status: callrelay.StatusRinging, Legs: l}, o))] = true
+				}
+				if len(plans) > 1 {
+					needed++
+					if !callrelay.DialNeedsLegs(dial) {
+						t.Errorf("%s, DialCallStatus %q, caller %s: DialNeedsLegs is false, but the legs change the plan: %v", name, dial, caller, plans)
+					}
+				}
+			}
+		}
+	}
+	// The legs must matter somewhere, or the test tells nothing.
+	if needed == 0 {
+		t.Error("no outcome's plan depends on the legs")
+	}
+}
+
 func TestPlanDialOutcome_sequentialWalk(t *testing.T) {
 	r := planRouting(seq, 4, true, true)
 	p := callrelay.PlanInbound(r)

@@ -222,7 +222,11 @@ func (db *DB) recordDialOutcome(ctx context.Context, o callrelay.DialOutcome) (c
 					found = err == nil
 					return err
 				})
-			// The legs' screens: a Dial Twilio reports completed was taken only if someone accepted.
+			// The legs' screens: a Dial Twilio reports completed was taken only if someone
+			// accepted. Any other outcome plans without them (most Dial actions: nobody answered).
+			if !callrelay.DialNeedsLegs(o.DialCallStatus) {
+				return
+			}
 			b.Queue(`SELECT call_sid, coalesce(target_index, -1), screen IS NOT NULL, accepted_at IS NOT NULL
 				FROM legs WHERE parent_call_sid = $1`, o.CallSid).
 				Query(func(rows pgx.Rows) error {
