@@ -491,13 +491,14 @@ func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at t
 	now := db.now()
 	if !callrelay.IsTerminal(status) {
 		// A progress status changes only the timeline: one statement, no transaction.
-		err = db.pool.QueryRow(ctx, callStatusSQL, callSid, status, at, now).Scan(&known, &added)
+		err = db.pool.QueryRow(ctx, callStatusSQL, callSid, status, at, now).Scan(&known, &added, nil)
 	} else {
 		err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-			if err := tx.QueryRow(ctx, callStatusSQL, callSid, status, at, now).Scan(&known, &added); err != nil || !added {
+			var answered bool
+			if err := tx.QueryRow(ctx, callStatusSQL, callSid, status, at, now).Scan(&known, &added, &answered); err != nil || !added {
 				return err
 			}
-			return db.callEnded(ctx, tx, callSid, now)
+			return db.callEnded(ctx, tx, callSid, answered, now)
 		})
 	}
 	if err != nil {
@@ -507,7 +508,10 @@ func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at t
 }
 
 // callStatusSQL records the caller's own status (RecordCallStatus): a final one ends the call
-// and clears its hold; every one goes on the timeline once.
+// and clears its hold; every one goes on the timeline once. It returns whether the call is
+// known, whether the status is new, and, for a new final status, whether the call had a
+// conversation (answeredSQL, for callEnded: one round trip less in the transaction that holds
+// the call's row).
 var callStatusSQL = `
 		WITH c AS (
 			SELECT call_sid FROM calls WHERE call_sid = $1
@@ -521,7 +525,9 @@ var callStatusSQL = `
 			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
 			RETURNING call_sid
 		)
-		SELECT count(*) > 0, EXISTS (SELECT 1 FROM ev) FROM c`
+		SELECT count(*) > 0, EXISTS (SELECT 1 FROM ev),
+			EXISTS (SELECT 1 FROM ev) AND $2 IN ` + terminalSQL + ` AND coalesce((SELECT ` + answeredSQL + ` FROM calls c WHERE c.call_sid = $1), false)
+		FROM c`
 
 // StartVoicemail moves a call to voicemail (unless it has ended) and returns its routing, or
 // ENOTFOUND.

@@ -28,21 +28,18 @@ type Notices struct {
 	Endpoints []string
 }
 
-// callEnded runs in the transaction that records the caller's final status. An answered call
-// is decided at once (call.completed); any other gets a CheckCall job, due after
-// MissedCallDelay, that decides from the state committed by then. A store without a job queue
-// (tests of other parts) decides nothing.
-func (db *DB) callEnded(ctx context.Context, tx pgx.Tx, callSid string, now time.Time) error {
+// callEnded runs in the transaction that records the caller's final status (callStatusSQL
+// tells whether the call was answered). An answered call is decided at once (call.completed);
+// any other gets a CheckCall job, due after MissedCallDelay, that decides from the state
+// committed by then. A store without a job queue (tests of other parts) decides nothing.
+func (db *DB) callEnded(ctx context.Context, tx pgx.Tx, callSid string, answered bool, now time.Time) error {
 	if db.opts.Jobs == nil {
 		return nil
 	}
-	var answered bool
-	if err := tx.QueryRow(ctx, `SELECT `+answeredSQL+` FROM calls c WHERE call_sid = $1`, callSid).Scan(&answered); err != nil {
-		return fmt.Errorf("call ended: %w", err)
-	}
 	if answered {
-		_, err := db.decideOutcome(ctx, tx, callSid, now)
-		return err
+		// The call's first final status, in this transaction: not decided before (and if it
+		// were, the decision's insert changes nothing).
+		return db.decideEnded(ctx, tx, callSid, now)
 	}
 	delay := db.opts.Notices.MissedCallDelay
 	if delay <= 0 {
@@ -84,6 +81,19 @@ func (db *DB) DecideOutcome(ctx context.Context, callSid string) (*callrelay.Mis
 }
 
 func (db *DB) decideOutcome(ctx context.Context, tx pgx.Tx, callSid string, now time.Time) (*callrelay.MissedCall, error) {
+	// Decided already (a retry of the job, a duplicate): nothing to lock.
+	if mc, err := getMissedCall(ctx, tx, callSid); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
+		return mc, err
+	}
+	if err := db.decideEnded(ctx, tx, callSid, now); err != nil {
+		return nil, err
+	}
+	return getMissedCall(ctx, tx, callSid)
+}
+
+// decideEnded decides how an ended call turned out and writes the decision, its timeline entry and
+// what it tells (events, the missed-call email), unless it was decided before.
+func (db *DB) decideEnded(ctx context.Context, tx pgx.Tx, callSid string, now time.Time) error {
 	var (
 		c                             callrelay.CallEventData
 		routingJSON                   []byte
@@ -91,10 +101,6 @@ func (db *DB) decideOutcome(ctx context.Context, tx pgx.Tx, callSid string, now 
 		answered, voicemail, recorded bool
 		prompted, dialed              bool
 	)
-	// Decided already (a retry of the job, a duplicate): nothing to lock.
-	if mc, err := getMissedCall(ctx, tx, callSid); callrelay.ErrorCode(err) != callrelay.ENOTFOUND {
-		return mc, err
-	}
 	// Two replicas deciding at once take turns on the call's row; the second finds the
 	// decision. FOR NO KEY UPDATE, not FOR UPDATE: the timeline's foreign key takes KEY SHARE
 	// on the call, and a sender finishing the email (its outcome row locked, inserting its
@@ -115,13 +121,13 @@ func (db *DB) decideOutcome(ctx context.Context, tx pgx.Tx, callSid string, now 
 		Scan(&c.Number, &c.From, &c.Mode, &routingJSON, &c.StartedAt, &c.EndedAt, &answered, &calleeTarget,
 			&voicemail, &recorded, &prompted, &dialed)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", callSid)
+		return callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", callSid)
 	} else if err != nil {
-		return nil, err
+		return err
 	}
 	rt, err := decodeRouting(routingJSON)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.CallSid = callSid
 	c.StartedAt, c.EndedAt = c.StartedAt.UTC(), utc(c.EndedAt)
@@ -151,37 +157,42 @@ func (db *DB) decideOutcome(ctx context.Context, tx pgx.Tx, callSid string, now 
 	if c.Outcome == callrelay.OutcomeMissed && rt.MissedCallEmails() {
 		notify = callrelay.NotifyPending
 	}
-	tag, err := tx.Exec(ctx, `
-		INSERT INTO call_outcomes (call_sid, outcome, stage, waited_seconds, owner_email, notify_status, decided_at, updated_at)
-		VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $7)
-		ON CONFLICT (call_sid) DO NOTHING`,
-		callSid, c.Outcome, c.Stage, c.DurationSeconds, rt.OwnerEmail, notify, now)
-	if err != nil {
-		return nil, err
+	// The decision and its timeline entry in one statement; the rest only for a new decision.
+	detail := outcomeDetail{DurationSeconds: c.DurationSeconds, Stage: c.Stage}
+	var added bool
+	err = tx.QueryRow(ctx, `
+		WITH o AS (
+			INSERT INTO call_outcomes (call_sid, outcome, stage, waited_seconds, owner_email, notify_status, decided_at, updated_at)
+			VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $7)
+			ON CONFLICT (call_sid) DO NOTHING
+			RETURNING call_sid
+		), ev AS (
+			INSERT INTO call_events (call_sid, at, type, party, by, outcome, detail, dedupe_key)
+			SELECT call_sid, $7, 'outcome', '', 'callrelay', $2, $8, 'outcome' FROM o
+			ON CONFLICT (call_sid, dedupe_key) DO NOTHING
+		)
+		SELECT EXISTS (SELECT 1 FROM o)`,
+		callSid, c.Outcome, c.Stage, c.DurationSeconds, rt.OwnerEmail, notify, now, detail).Scan(&added)
+	if err != nil || !added {
+		return err
 	}
-	if tag.RowsAffected() == 1 {
-		detail := map[string]any{"duration_seconds": c.DurationSeconds}
-		if c.Stage != "" {
-			detail["stage"] = c.Stage
-		}
-		if err := insertEvent(ctx, tx, callSid, now, "outcome", "", "callrelay", c.Outcome, detail, "outcome"); err != nil {
-			return nil, err
-		}
-		switch c.Outcome {
-		case callrelay.OutcomeAnswered:
-			err = db.emitEvent(ctx, tx, callrelay.EventCallCompleted, callSid, callrelay.EventCallCompleted+":"+callSid, rt, c)
-		case callrelay.OutcomeMissed:
-			err = db.emitEvent(ctx, tx, callrelay.EventCallMissed, callSid, callrelay.EventCallMissed+":"+callSid, rt, c)
-			if err == nil && notify == callrelay.NotifyPending {
-				err = insertEvent(ctx, tx, callSid, now, "missed-call-email", "", "callrelay", "queued",
-					map[string]any{"to": rt.OwnerEmail}, "missed-call-email:queued")
-			}
-		}
-		if err != nil {
-			return nil, err
+	switch c.Outcome {
+	case callrelay.OutcomeAnswered:
+		err = db.emitEvent(ctx, tx, callrelay.EventCallCompleted, callSid, callrelay.EventCallCompleted+":"+callSid, rt, c)
+	case callrelay.OutcomeMissed:
+		err = db.emitEvent(ctx, tx, callrelay.EventCallMissed, callSid, callrelay.EventCallMissed+":"+callSid, rt, c)
+		if err == nil && notify == callrelay.NotifyPending {
+			err = insertEvent(ctx, tx, callSid, now, "missed-call-email", "", "callrelay", "queued",
+				map[string]any{"to": rt.OwnerEmail}, "missed-call-email:queued")
 		}
 	}
-	return getMissedCall(ctx, tx, callSid)
+	return err
+}
+
+// outcomeDetail is the timeline detail of a call's outcome.
+type outcomeDetail struct {
+	DurationSeconds int    `json:"duration_seconds"`
+	Stage           string `json:"stage,omitempty"`
 }
 
 // GetMissedCall returns the missed call, nil when the call was decided otherwise, or

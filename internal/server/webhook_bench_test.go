@@ -129,6 +129,7 @@ type benchCallSupply struct {
 	s       *testServer
 	counter *pgtest.Counter // paused while the calls are made
 	kind    byte
+	answer  bool // each call's forwarded leg has answered (it has a callee)
 	sids    []string
 	next    int64
 }
@@ -143,6 +144,12 @@ func (c *benchCallSupply) take(b *testing.B) string {
 			sid := benchCallSid(c.kind, c.next)
 			if _, err := c.s.db.StartCall(context.Background(), callrelay.InboundCall{CallSid: sid, Number: masked, From: caller}); err != nil {
 				b.Fatal(err)
+			}
+			if c.answer {
+				if _, err := c.s.db.RecordLegProgress(context.Background(), callrelay.LegProgress{CallSid: "CAff" + sid[4:],
+					ParentCallSid: sid, Status: callrelay.StatusInProgress, Sequence: 2, At: t0, Target: "+15550001111"}); err != nil {
+					b.Fatal(err)
+				}
 			}
 			c.sids = append(c.sids, sid)
 		}
@@ -210,6 +217,35 @@ func BenchmarkDialOutcomeWebhook(b *testing.B) {
 		}
 	}
 	counter.Report(b)
+}
+
+// BenchmarkCallerStatusWebhook is POST /twilio/call-status for the caller's own call (no
+// ParentCallSid): its completed status, which ends the call. "answered": the call's leg
+// answered, and the call's outcome is decided in the same transaction; "missed": nobody
+// answered, and a check of the call is queued (a River job) in it.
+func BenchmarkCallerStatusWebhook(b *testing.B) {
+	for _, answered := range []bool{true, false} {
+		name := map[bool]string{true: "answered", false: "missed"}[answered]
+		b.Run(name, func(b *testing.B) {
+			s, counter := newBenchServer(b)
+			s.putNumber(masked, benchRouting)
+			calls := &benchCallSupply{s: s, counter: counter, kind: 8, answer: answered}
+			counter.Reset()
+			b.ReportAllocs()
+			for b.Loop() {
+				sid := calls.take(b)
+				form := url.Values{
+					"AccountSid": {accountSID}, "ApiVersion": {"2010-04-01"}, "CallSid": {sid}, "CallStatus": {"completed"},
+					"Direction": {"inbound"}, "From": {caller}, "To": {masked}, "Caller": {caller}, "Called": {masked},
+					"CallDuration": {"42"}, "Timestamp": {t0.Format(time.RFC1123Z)},
+				}
+				if rec := benchPost(s.handler, "/twilio/call-status", form); rec.Code != http.StatusNoContent {
+					b.Fatalf("caller's call-status: %d %s", rec.Code, rec.Body)
+				}
+			}
+			counter.Report(b)
+		})
+	}
 }
 
 // BenchmarkCallbacksParallel are the two callbacks from 32 goroutines at once, as under the
