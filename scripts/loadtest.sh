@@ -297,6 +297,29 @@ wrk_run() {
 	done
 }
 
+# pg_wal_reading: the server's checkpoints so far, WAL bytes and full-page images (pg_stat_wal,
+# PostgreSQL 14+; "- - -" when unreadable). pg_wal_during NAME BEFORE AFTER: what the measured
+# run cost, in R[NAME.checkpoints], R[NAME.wal_mb], R[NAME.fpi]. A checkpoint that starts during
+# a run makes every page a callback touches first afterwards write a full-page image into the
+# WAL: the callbacks, which update calls all over their tables, then wait on far more WAL per
+# commit (docs/performance.md). This shows which runs a checkpoint fell into.
+pg_wal_reading() {
+	psql_admin "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) || ' ' || wal_bytes || ' ' || wal_fpi FROM pg_stat_wal" 2>/dev/null ||
+		echo "- - -"
+}
+pg_wal_during() {
+	local name=$1 a b
+	read -r -a a <<<"$2"
+	read -r -a b <<<"$3"
+	if [[ ${a[0]} == - || ${b[0]} == - ]]; then
+		R[$name.checkpoints]=- R[$name.wal_mb]=- R[$name.fpi]=-
+		return
+	fi
+	R[$name.checkpoints]=$((b[0] - a[0]))
+	R[$name.wal_mb]=$(awk -v d=$((b[1] - a[1])) 'BEGIN { printf "%.0f", d / 1048576 }')
+	R[$name.fpi]=$((b[2] - a[2]))
+}
+
 # measure NAME URL PID DB: warm-up, then the measured run, with CPU, RSS and row counts.
 # DB is the database whose TABLE (R[NAME.table], a FROM clause: "calls", "call_events WHERE …")
 # gets the rows (R[NAME.rows]; R[NAME.table2], if set, is counted too: R[NAME.rows2]); empty for
@@ -320,6 +343,8 @@ measure() {
 	if [[ -n $metrics ]]; then
 		curl -s --max-time 5 "$metrics" -o "$RUN/$name.metrics.before" || true
 	fi
+	local w0 w1
+	w0=$(pg_wal_reading)
 	c0=$(cpu_ticks "$pid")
 	read -r m0 t0 < <(machine_ticks)
 	log "$name: wrk -t$THREADS -c$CONNECTIONS -d$DURATION $url"
@@ -327,6 +352,8 @@ measure() {
 	kill -0 "$pid" 2>/dev/null || die "$name exited during the run (log: $RUN/$name.log)"
 	c1=$(cpu_ticks "$pid")
 	read -r m1 t1 < <(machine_ticks)
+	w1=$(pg_wal_reading)
+	pg_wal_during "$name" "$w0" "$w1"
 	sleep 1 # let requests still in flight when wrk stopped finish
 	R[$name.rss]=$(vmhwm_mb "$pid")
 	local hz reqs=${R[$name.requests]}
@@ -662,6 +689,11 @@ if [[ $MIXED == 1 ]]; then
 	grep '^LADDER ' "$RUN/mixed.out" | sed 's/^LADDER /  /'
 	echo "LOADTEST server=callrelay route=mixed calls_s=${R[mixed.best]}"
 fi
+echo
+echo "PostgreSQL during each measured run (the whole server): checkpoints started, WAL written, full-page images:"
+for n in "${RUNS[@]}" callrelay-status callrelay-dial; do
+	printf '  %-16s checkpoints=%s wal_mb=%s fpi=%s\n' "$n" "${R[$n.checkpoints]}" "${R[$n.wal_mb]}" "${R[$n.fpi]}"
+done
 echo "columns: errors = socket errors; non-2xx = wrk's status errors (>399); cpu us/r = server process CPU per" \
 	"request (Postgres excluded); busy% = whole machine (wrk and Postgres included); rows = rows written in the run"
 echo "logs and wrk output: $RUN"
@@ -673,7 +705,7 @@ for n in "${RUNS[@]}" callrelay-status callrelay-dial; do
 	esac
 	echo "LOADTEST server=$server route=$route rps=${R[$n.rps]} p50_ms=${R[$n.p50_ms]} p99_ms=${R[$n.p99_ms]}" \
 		"max_ms=${R[$n.max_ms]} errors=${R[$n.errors]} non2xx=${R[$n.non2xx]} rss_mb=${R[$n.rss]} cpu_us=${R[$n.cpu_us]}" \
-		"ok=${R[$n.ok]} rows=${R[$n.rows]}"
+		"ok=${R[$n.ok]} rows=${R[$n.rows]} checkpoints=${R[$n.checkpoints]} wal_mb=${R[$n.wal_mb]} fpi=${R[$n.fpi]}"
 done
 
 for n in "${RUNS[@]}"; do
