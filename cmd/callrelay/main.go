@@ -24,6 +24,7 @@ import (
 
 	"github.com/callrelay/callrelay/internal/app"
 	"github.com/callrelay/callrelay/internal/config"
+	"github.com/callrelay/callrelay/internal/logwriter"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/server"
 )
@@ -66,7 +67,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, nil))
+	// Lines are written out by a goroutine of their own: a request never waits for a stalled
+	// log sink (a file on a disk writing back, a slow collector) unless a megabyte of lines
+	// already waits. Close writes them all before run returns.
+	lines := logwriter.New(stdout, logwriter.DefaultMax)
+	defer lines.Close()
+	log := slog.New(slog.NewJSONHandler(lines, nil))
 
 	pool, err := openPool(ctx, cfg.DatabaseURL.Value())
 	if err != nil {
