@@ -81,8 +81,9 @@ PEERS=${LOADTEST_PEERS:-}
 LUA=$ROOT/scripts/loadtest/webhooks.lua
 RUN=$SCRATCH/run
 # The request files (hundreds of MB of signed webhooks, written just before each run) go to
-# memory when /dev/shm is there: on the database's disk, the kernel writes them back during the
-# measured runs, and PostgreSQL's commits wait behind that (stalls of 40-170 ms seen here).
+# memory when /dev/shm is there: on the database's disk, the kernel would write them back during
+# the measured runs, beside PostgreSQL's WAL. (The stalls once blamed on them were callrelay's
+# own log file: internal/logwriter, docs/performance.md.)
 if [[ -n ${LOADTEST_REQ_DIR:-} ]]; then
 	REQ=$LOADTEST_REQ_DIR
 elif [[ -d /dev/shm && -w /dev/shm ]]; then
