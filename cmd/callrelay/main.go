@@ -24,7 +24,6 @@ import (
 
 	"github.com/callrelay/callrelay/internal/app"
 	"github.com/callrelay/callrelay/internal/config"
-	"github.com/callrelay/callrelay/internal/logwriter"
 	"github.com/callrelay/callrelay/internal/postgres"
 	"github.com/callrelay/callrelay/internal/server"
 )
@@ -67,12 +66,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Lines are written out by a goroutine of their own: a request never waits for a stalled
-	// log sink (a file on a disk writing back, a slow collector) unless a megabyte of lines
-	// already waits. Close writes them all before run returns.
-	lines := logwriter.New(stdout, logwriter.DefaultMax)
-	defer lines.Close()
-	log := slog.New(slog.NewJSONHandler(lines, nil))
+	log := slog.New(slog.NewJSONHandler(stdout, nil))
 
 	pool, err := openPool(ctx, cfg.DatabaseURL.Value())
 	if err != nil {

@@ -15,7 +15,7 @@ const module = "github.com/callrelay/callrelay/"
 // takes its place in the table, and in the doc.
 func layers() map[string][]string {
 	domain := []string{"internal/callrelay"}
-	tools := []string{"internal/phone", "internal/signature", "internal/mail", "internal/spool", "internal/background", "internal/logwriter"}
+	tools := []string{"internal/phone", "internal/signature", "internal/mail", "internal/spool", "internal/background"}
 	edges := []string{"internal/twiml", "internal/twilioapi", "internal/recording"}
 	storage := []string{"internal/postgres", "migrations"}
 	services := []string{"internal/conference", "internal/hold", "internal/voicemail", "internal/events", "internal/recordings"}
@@ -31,7 +31,7 @@ func layers() map[string][]string {
 		"internal/config":          upTo(domain, tools, edges, storage, services),
 		"internal/server":          upTo(domain, tools, edges, storage, services, []string{"internal/config"}),
 		"internal/app":             upTo(domain, tools, edges, storage, services, []string{"internal/config", "internal/server"}),
-		"cmd/callrelay":            {"internal/app", "internal/config", "internal/logwriter", "internal/postgres", "internal/server"},
+		"cmd/callrelay":            {"internal/app", "internal/config", "internal/postgres", "internal/server"},
 		"internal/twiliofake":      {"internal/signature", "third_party/twilio"},
 		"internal/twiliosim":       {"internal/twiliofake", "internal/signature", "third_party/twilio"},
 		"cmd/callsim":              {"internal/twiliosim"},
