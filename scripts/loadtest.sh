@@ -61,8 +61,8 @@
 #   LOADTEST_PEERS=            where the peers are (read-only; see above); unset: no peers
 #   LOADTEST_TWILIO_TOKEN=loadtesttoken123                  callrelay's TWILIO_AUTH_TOKEN
 #   LOADTEST_KEEP=0            1: keep the generated request files and the databases
-#   LOADTEST_REQ_DIR=/dev/shm/callrelay-loadtest-<uid>      the request files (in memory; without
-#                              /dev/shm: $LOADTEST_DIR/run): not on the database's disk
+#   LOADTEST_RUN_DIR=/dev/shm/callrelay-loadtest-<uid>/run  where the runs write (in memory; no
+#                              /dev/shm: $LOADTEST_DIR/run); copied to $LOADTEST_DIR/run at the end
 #   LOADTEST_DB=               an existing, migrated database to run callrelay on, kept afterwards
 #                              (scripts/loadtest/growth.sh: one filled by generate.sql); its other
 #                              numbers' calls are left alone. Unset: a fresh database, dropped.
@@ -79,18 +79,20 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SCRATCH=${LOADTEST_DIR:-$ROOT/.data/loadtest}
 PEERS=${LOADTEST_PEERS:-}
 LUA=$ROOT/scripts/loadtest/webhooks.lua
-RUN=$SCRATCH/run
-# The request files (hundreds of MB of signed webhooks, written just before each run) go to
-# memory when /dev/shm is there: on the database's disk, the kernel would write them back during
-# the measured runs, beside PostgreSQL's WAL. (The stalls once blamed on them were callrelay's
-# own log file: internal/logwriter, docs/performance.md.)
-if [[ -n ${LOADTEST_REQ_DIR:-} ]]; then
-	REQ=$LOADTEST_REQ_DIR
+KEPT=$SCRATCH/run # the run's logs and outputs, afterwards
+# During the runs, everything the load test writes (the servers' stdout, wrk's output, hundreds
+# of MB of signed webhooks) goes to memory when /dev/shm is there, and is copied to $KEPT at the
+# end: on this one machine it would share a disk with PostgreSQL's WAL, which no deployment of
+# callrelay does. callrelay's request log there made the WAL's flushes (every webhook's commit)
+# wait 40-65 ms every second or two (docs/performance.md).
+if [[ -n ${LOADTEST_RUN_DIR:-} ]]; then
+	RUN=$LOADTEST_RUN_DIR
 elif [[ -d /dev/shm && -w /dev/shm ]]; then
-	REQ=/dev/shm/callrelay-loadtest-$(id -u)
+	RUN=/dev/shm/callrelay-loadtest-$(id -u)/run
 else
-	REQ=$RUN
+	RUN=$KEPT
 fi
+REQ=$RUN
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
@@ -124,6 +126,11 @@ cleanup() {
 	stop_everything
 	if [[ $KEEP != 1 ]]; then
 		rm -f "$REQ"/webhooks*.tsv "$RUN"/calls.txt
+	fi
+	if [[ $RUN != "$KEPT" && -d $RUN ]]; then
+		mkdir -p "$KEPT"
+		rm -f "$KEPT"/*
+		find "$RUN" -maxdepth 1 -type f ! -name 'webhooks*.tsv' ! -name calls.txt -exec cp -p {} "$KEPT"/ \;
 	fi
 	exit "$rc"
 }
@@ -697,7 +704,7 @@ for n in "${RUNS[@]}" callrelay-status callrelay-dial; do
 done
 echo "columns: errors = socket errors; non-2xx = wrk's status errors (>399); cpu us/r = server process CPU per" \
 	"request (Postgres excluded); busy% = whole machine (wrk and Postgres included); rows = rows written in the run"
-echo "logs and wrk output: $RUN"
+echo "logs and wrk output: $KEPT (copied there at the end from $RUN)"
 echo
 for n in "${RUNS[@]}" callrelay-status callrelay-dial; do
 	case $n in
