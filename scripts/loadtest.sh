@@ -83,8 +83,8 @@ KEPT=$SCRATCH/run # the run's logs and outputs, afterwards
 # During the runs, everything the load test writes (the servers' stdout, wrk's output, hundreds
 # of MB of signed webhooks) goes to memory when /dev/shm is there, and is copied to $KEPT at the
 # end: on this one machine it would share a disk with PostgreSQL's WAL, which no deployment of
-# callrelay does. callrelay's request log there made the WAL's flushes (every webhook's commit)
-# wait 40-65 ms every second or two (docs/performance.md).
+# callrelay does. There, the WAL's flushes (every webhook's commit) waited 17-70 ms now and then,
+# and every request in flight with them, 40-170 ms (docs/performance.md).
 if [[ -n ${LOADTEST_RUN_DIR:-} ]]; then
 	RUN=$LOADTEST_RUN_DIR
 elif [[ -d /dev/shm && -w /dev/shm ]]; then
@@ -92,7 +92,6 @@ elif [[ -d /dev/shm && -w /dev/shm ]]; then
 else
 	RUN=$KEPT
 fi
-REQ=$RUN
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
@@ -125,7 +124,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	stop_everything
 	if [[ $KEEP != 1 ]]; then
-		rm -f "$REQ"/webhooks*.tsv "$RUN"/calls.txt
+		rm -f "$RUN"/webhooks*.tsv "$RUN"/calls.txt
 	fi
 	if [[ $RUN != "$KEPT" && -d $RUN ]]; then
 		mkdir -p "$KEPT"
@@ -173,8 +172,8 @@ if ((HAVE_PEERS)); then
 	port_free 127.0.0.1 3113 || die "127.0.0.1:3113 is in use"
 fi
 
-mkdir -p "$SCRATCH" "$RUN" "$REQ"
-rm -f "$RUN"/*.log "$RUN"/*.out "$RUN"/*.body "$REQ"/webhooks*.tsv "$RUN"/calls.txt "$RUN"/callrelay*.metrics.*
+mkdir -p "$SCRATCH" "$RUN"
+rm -f "$RUN"/*.log "$RUN"/*.out "$RUN"/*.body "$RUN"/webhooks*.tsv "$RUN"/calls.txt "$RUN"/callrelay*.metrics.*
 
 REV=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown)
 log "building callrelay ($REV; the working tree as it is now)"
@@ -229,7 +228,7 @@ N_WARM=$((WARM_S * MAX_RPS))
 N_MAIN=$((DUR_S * MAX_RPS))
 N=$((1 + N_WARM + N_MAIN))
 SIGNED_URL=$CR_URL/twilio/voice # what Twilio signs: CALLRELAY_PUBLIC_URL + path
-ALL=$REQ/webhooks.tsv
+ALL=$RUN/webhooks.tsv
 t0=$(now_ms)
 if ((HAVE_PEERS)); then
 	SIGNER="twilio-node $TWILIO_NODE, signmany.js"
@@ -247,15 +246,15 @@ lines=$(wc -l <"$ALL")
 [[ $lines -eq $N ]] || die "the generator wrote $lines lines, want $N"
 dups=$(awk -F'CallSid=' '{ split($2, a, "&"); if (seen[a[1]]++) d++ } END { print d + 0 }' "$ALL")
 [[ $dups -eq 0 ]] || die "the generated webhooks repeat $dups CallSids"
-head -n 1 "$ALL" >"$REQ/webhooks.smoke.tsv"
-sed -n "2,$((1 + N_WARM))p" "$ALL" >"$REQ/webhooks.warm.tsv"
-tail -n "+$((2 + N_WARM))" "$ALL" >"$REQ/webhooks.main.tsv"
+head -n 1 "$ALL" >"$RUN/webhooks.smoke.tsv"
+sed -n "2,$((1 + N_WARM))p" "$ALL" >"$RUN/webhooks.warm.tsv"
+tail -n "+$((2 + N_WARM))" "$ALL" >"$RUN/webhooks.main.tsv"
 rm -f "$ALL"
 log "generated $N lines in $((GEN_MS / 1000)).$(printf '%03d' $((GEN_MS % 1000)))s ($((N * 1000 / (GEN_MS > 0 ? GEN_MS : 1))) lines/s): 1 smoke, $N_WARM warm-up, $N_MAIN measured (enough for $MAX_RPS req/s)"
 
 # The smoke line's signature, recomputed without Twilio's library (Node's crypto over URL +
 # params sorted by name): a mismatch would mean the generator and Twilio's algorithm disagree.
-SMOKE_LINE=$(cat "$REQ/webhooks.smoke.tsv")
+SMOKE_LINE=$(cat "$RUN/webhooks.smoke.tsv")
 independent_sig() {
 	node -e '
 		const crypto = require("crypto");
@@ -309,8 +308,8 @@ wrk_run() {
 # PostgreSQL 14+; "- - -" when unreadable). pg_wal_during NAME BEFORE AFTER: what the measured
 # run cost, in R[NAME.checkpoints], R[NAME.wal_mb], R[NAME.fpi]. A checkpoint that starts during
 # a run makes every page a callback touches first afterwards write a full-page image into the
-# WAL: the callbacks, which update calls all over their tables, then wait on far more WAL per
-# commit (docs/performance.md). This shows which runs a checkpoint fell into.
+# WAL: the callbacks, which update calls all over their tables, then write far more WAL
+# (docs/performance.md). This shows which runs a checkpoint fell into.
 pg_wal_reading() {
 	psql_admin "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) || ' ' || wal_bytes || ' ' || wal_fpi FROM pg_stat_wal" 2>/dev/null ||
 		echo "- - -"
@@ -336,7 +335,7 @@ pg_wal_during() {
 # after the measured run.
 measure() {
 	local name=$1 url=$2 pid=$3 db=$4 table=${R[$1.table]:-} before=0 after c0 c1 m0 m1 t0 t1 before2=0
-	local files=$REQ/${R[$1.files]:-webhooks} metrics=${R[$1.metrics]:-}
+	local files=$RUN/${R[$1.files]:-webhooks} metrics=${R[$1.metrics]:-}
 	log "$name: warm-up $WARMUP"
 	wrk_run "$name" "$url" "$files.warm.tsv" "$WARMUP" "$RUN/$name.warmup.out"
 	kill -0 "$pid" 2>/dev/null || die "$name exited during the warm-up (log: $RUN/$name.log)"
@@ -478,11 +477,11 @@ R[callrelay.sigfail]=$(metric_sum "$RUN/callrelay.metrics.after" '^callrelay_twi
 # alone leave its run little margin. Skipped lines: those the run sent, and some, since its
 # threads read the file interleaved (a repeat would only answer again and write nothing).
 skip=$((R[callrelay.sent] + R[callrelay.sent] / 10 + 1000))
-tail -n "+$skip" "$REQ/webhooks.main.tsv" >"$REQ/webhooks.topup.tsv"
+tail -n "+$skip" "$RUN/webhooks.main.tsv" >"$RUN/webhooks.topup.tsv"
 calls0=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS")
 log "callrelay: more calls for the callbacks (unmeasured): wrk -d$((WARM_S + DUR_S))s on the voice run's unused lines"
-wrk_run callrelay-topup "$CR_URL/twilio/voice" "$REQ/webhooks.topup.tsv" "$((WARM_S + DUR_S))s" "$RUN/callrelay-topup.out"
-rm -f "$REQ/webhooks.topup.tsv"
+wrk_run callrelay-topup "$CR_URL/twilio/voice" "$RUN/webhooks.topup.tsv" "$((WARM_S + DUR_S))s" "$RUN/callrelay-topup.out"
+rm -f "$RUN/webhooks.topup.tsv"
 R[callrelay.topup]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS") - calls0))
 stop_pid "$CR_PID"
 
@@ -525,11 +524,11 @@ callback() {
 	url=$("$SCRATCH/gen" -route "$route" -url "$CR_URL" -print-url) || die "gen -print-url failed"
 	log "$name: generating $route webhooks for $N_CALLS calls (scripts/loadtest/gen), signed for $url"
 	"$SCRATCH/gen" -route "$route" -url "$CR_URL" -token "$TOKEN" -calls "$CALLS" \
-		-number "$NUMBER" -from "$CALLER" -target "$FORWARD" >"$REQ/webhooks-$name.tsv" ||
+		-number "$NUMBER" -from "$CALLER" -target "$FORWARD" >"$RUN/webhooks-$name.tsv" ||
 		die "gen -route $route failed"
-	split_lines "$REQ/webhooks-$name.tsv" "$REQ/webhooks-$name"
+	split_lines "$RUN/webhooks-$name.tsv" "$RUN/webhooks-$name"
 	R[$name.lines]=$N_LINES
-	line=$(cat "$REQ/webhooks-$name.smoke.tsv")
+	line=$(cat "$RUN/webhooks-$name.smoke.tsv")
 	sig=${line%%$'\t'*}
 	body=${line#*$'\t'}
 	if ((HAVE_PEERS)); then

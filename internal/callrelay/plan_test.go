@@ -158,8 +158,6 @@ func TestPlanDialOutcome(t *testing.T) {
 	}
 }
 
-// TestPlanDialOutcome_sequentialWalk follows a sequential call from PlanInbound through every
-// unanswered target to voicemail.
 // TestPlanDialAction_legs: the store reads a call's legs only when DialNeedsLegs says so, so
 // every other outcome must plan the same whatever the legs are.
 func TestPlanDialAction_legs(t *testing.T) {
@@ -200,6 +198,8 @@ func TestPlanDialAction_legs(t *testing.T) {
 	}
 }
 
+// TestPlanDialOutcome_sequentialWalk follows a sequential call from PlanInbound through every
+// unanswered target to voicemail.
 func TestPlanDialOutcome_sequentialWalk(t *testing.T) {
 	r := planRouting(seq, 4, true, true)
 	p := callrelay.PlanInbound(r)

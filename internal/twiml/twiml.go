@@ -373,7 +373,7 @@ type docKey struct {
 // docMemo remembers the documents made of a few routing fields only (the voicemail prompt
 // and <Record>, the apologies that end a call): every call to a number answers the same bytes,
 // and rendering them through twilio-go's element tree again for each Dial action cost a third
-// of its Go time and a quarter of its allocations (docs/performance.md). The documents are
+// of the handler's Go time and a quarter of the request's allocations (docs/performance.md). The documents are
 // shared: callers must not modify them (as Reject's).
 type docMemo struct {
 	mu sync.RWMutex
