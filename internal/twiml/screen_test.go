@@ -2,8 +2,6 @@ package twiml_test
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
@@ -161,23 +159,6 @@ func TestScreen_golden(t *testing.T) {
 		{"conference_join_announce.xml", must(b.ConferenceJoin(labelled, callSid, 2, twiml.ScreenLine(labelled, masked, caller))), []twimltest.Gap{twimltest.GapConferenceParticipantLabel}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			parseValid(t, tt.doc, tt.gaps...)
-			got := twimltest.Canonical(tt.doc)
-			path := filepath.Join("testdata", tt.file)
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./twiml -run TestScreen_golden -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the golden file (rerun with -update if intended)\ngot:\n%s\nwant:\n%s", path, got, want)
-			}
-		})
+		t.Run(tt.file, func(t *testing.T) { checkGolden(t, tt.file, tt.doc, tt.gaps...) })
 	}
 }

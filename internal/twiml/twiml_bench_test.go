@@ -2,39 +2,16 @@ package twiml_test
 
 import (
 	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/callrelay/callrelay/internal/callrelay"
 	"github.com/callrelay/callrelay/internal/twiml"
 )
 
-// benchRoutingJSON is docs/design.md's example routing: greeting, a phone, a SIP and a client
-// target; benchRouting edits its mode and ring.
-const benchRoutingJSON = `{
-  "owner_email": "dana@example.com", "mode": "direct", "ring": "simultaneous",
-  "timeout_seconds": 15, "caller_id": "caller", "greeting": "Please hold while we connect you.",
-  "language": "en-US", "voice": "Polly.Joanna",
-  "targets": [
-    {"type": "phone", "to": "+15550001111"},
-    {"type": "sip", "uri": "sip:dana@pbx.example.com", "username": "dana", "password": "s3cret",
-     "headers": {"x-team": "sales"}, "transport": "tls", "region": "ie1"},
-    {"type": "client", "identity": "dana"}
-  ],
-  "voicemail": {"enabled": true, "prompt": "Please leave a message after the beep.",
-                "max_length_seconds": 120, "transcribe": true},
-  "enabled": true
-}`
-
+// benchRouting is docs/design.md's example routing (designJSON) with mode and ring set.
 func benchRouting(b *testing.B, mode, ring string) callrelay.Routing {
 	b.Helper()
-	js := strings.Replace(benchRoutingJSON, `"mode": "direct"`, `"mode": "`+mode+`"`, 1)
-	js = strings.Replace(js, `"ring": "simultaneous"`, `"ring": "`+ring+`"`, 1)
-	r, err := callrelay.DecodeRouting(strings.NewReader(js))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return r
+	return routing(b, edit(designJSON, `"mode": "`+mode+`", "ring": "`+ring+`"`))
 }
 
 // BenchmarkRespond renders the documents the voice and dial-outcome webhooks answer with,

@@ -782,24 +782,29 @@ func TestBuilder_golden(t *testing.T) {
 		{"hold_resume.xml", must(b.ResumeDial(callSid, callrelay.PartyCallee, callrelay.PartyCaller)), nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.file, func(t *testing.T) {
-			parseValid(t, tt.doc, tt.gaps...)
-			got := twimltest.Canonical(tt.doc)
-			path := filepath.Join("testdata", tt.file)
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./twiml -run TestBuilder_golden -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the golden file (rerun with -update if intended)\ngot:\n%s\nwant:\n%s", path, got, want)
-			}
-		})
+		t.Run(tt.file, func(t *testing.T) { checkGolden(t, tt.file, tt.doc, tt.gaps...) })
+	}
+}
+
+// checkGolden validates doc against Twilio's XSD (gaps aside) and compares it, canonical, with
+// testdata/file; with -update it writes the file instead.
+func checkGolden(t *testing.T, file string, doc []byte, gaps ...twimltest.Gap) {
+	t.Helper()
+	parseValid(t, doc, gaps...)
+	got := twimltest.Canonical(doc)
+	path := filepath.Join("testdata", file)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/twiml -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (rerun with -update if intended)\ngot:\n%s\nwant:\n%s", path, got, want)
 	}
 }
 
