@@ -16,8 +16,8 @@ import (
 )
 
 // Callback writes that arrive while both lanes are busy share the next batch: one round trip
-// and one commit for all of them. Each is still written, and two of one leg are applied in the
-// order they came (not in one batch).
+// and one commit for all of them. Each is still written, and two of one leg never share a
+// batch; the leg ends as its SequenceNumbers say.
 func TestCallbackWrites_ShareACommit(t *testing.T) {
 	ctx := context.Background()
 	pool, counter := pgtest.NewCountingPool(t)
@@ -84,8 +84,7 @@ func TestCallbackWrites_ShareACommit(t *testing.T) {
 	})
 
 	before := counter.Snapshot()
-	// Calls 2..n-1 initiated; call 2's leg twice (ringing after initiated); one whose target
-	// index does not fit the column's int.
+	// Calls 2..n-1 initiated; call 2's leg twice (ringing after initiated).
 	for i := 2; i < n; i++ {
 		write(fmt.Sprintf("%d initiated", i), progress(i, "initiated", 0))
 	}
@@ -205,9 +204,9 @@ func TestRecordLegProgress_GenericPlanFindsTheCallByKey(t *testing.T) {
 	}
 }
 
-// A write whose row another transaction holds for long (a call being held keeps its row while
-// it asks Twilio) does not hold up the other writes of its batch: they are written while it
-// still waits.
+// A write whose row another transaction holds for long (a migration, a slow conference event)
+// does not hold up the other writes of its batch: they are written while it still waits. The
+// refused batch's connection goes back to the pool, not closed.
 func TestCallbackWrites_BlockedWriteWaitsAlone(t *testing.T) {
 	ctx := context.Background()
 	db, _ := newDB(t)
@@ -231,6 +230,8 @@ func TestCallbackWrites_BlockedWriteWaitsAlone(t *testing.T) {
 	if _, err := tx.Exec(ctx, `SELECT 1 FROM calls WHERE call_sid = $1 FOR UPDATE`, ps[1].ParentCallSid); err != nil {
 		t.Fatal(err)
 	}
+	closed := func() int32 { st := db.Pool().Stat(); return int32(st.NewConnsCount()) - st.TotalConns() }
+	closedBefore := closed()
 	done := make(chan []error, 1)
 	go func() { done <- db.LegProgressBatch(ctx, ps) }()
 	await(t, "the other calls' legs written while call 1's row is locked", func() bool {
@@ -250,5 +251,8 @@ func TestCallbackWrites_BlockedWriteWaitsAlone(t *testing.T) {
 		if err != nil {
 			t.Errorf("write %d: %v", i, err)
 		}
+	}
+	if got := closed() - closedBefore; got != 0 {
+		t.Errorf("%d connections closed by the refused batch, want 0 (its transaction rolled back)", got)
 	}
 }

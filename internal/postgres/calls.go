@@ -28,8 +28,10 @@ var terminalSQL = sqlList(callrelay.TerminalStatuses)
 // waiting, one pipelined round trip and one transaction for all of them, and writes that arrive
 // while every lane is busy join the next batch. No timer: a lone write goes out at once. A batch
 // holds at most one write per call, in CallSid order, so that two batches take the rows of the
-// calls they share in the same order and never deadlock each other; a second write for a call
-// waits for the next batch, which keeps a call's callbacks in the order they came. A batch
+// calls they share in the same order; a second write for a call waits for the next batch, which
+// may run beside the first in the other lane: a call's callbacks are applied by their
+// SequenceNumber and terminal statuses, not by arrival (a Dial action's write is queued only
+// once its read is answered). A batch
 // PostgreSQL refuses (one write's error, a deadlock with another transaction) commits nothing,
 // and each of its writes is tried again alone, so that one bad write fails alone.
 const (
@@ -141,7 +143,7 @@ func (wb *writeBatcher) run(ctx context.Context, batch []*writeJob) {
 			j.queue(b)
 		}
 		b.Queue(`COMMIT`)
-		err := wb.pool.SendBatch(ctx, b).Close()
+		err := wb.shared(ctx, b)
 		var pgErr *pgconn.PgError
 		var prepErr pgx.ErrPreprocessingBatch
 		if err == nil || !(errors.As(err, &pgErr) || errors.As(err, &prepErr)) {
@@ -169,6 +171,24 @@ func (wb *writeBatcher) run(ctx context.Context, batch []*writeJob) {
 		wg.Go(func() { alone(j) })
 	}
 	wg.Wait()
+}
+
+// shared sends a batch that runs its own transaction (BEGIN … COMMIT). When PostgreSQL refuses
+// one of its statements, the rest are skipped, COMMIT too, and the connection is left in the
+// aborted transaction: it is rolled back here, or the pool would close the connection and open
+// another (under lock timeouts, a reconnect per refused batch).
+func (wb *writeBatcher) shared(ctx context.Context, b *pgx.Batch) error {
+	conn, err := wb.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	err = conn.SendBatch(ctx, b).Close()
+	if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
+		// Failing, the pool closes the connection on release, as before.
+		_, _ = conn.Exec(ctx, `ROLLBACK`)
+	}
+	return err
 }
 
 // CallRouting returns the routing a call started with, or ENOTFOUND.
@@ -240,7 +260,8 @@ func (db *DB) recordDialOutcome(ctx context.Context, o callrelay.DialOutcome) (c
 				})
 		})
 		if err != nil {
-			return callrelay.Routing{}, callrelay.Plan{}, c, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
+			// Not c: a request that stopped waiting leaves its read queued, to be filled in later.
+			return callrelay.Routing{}, callrelay.Plan{}, callrelay.CallState{}, fmt.Errorf("dial outcome %s: %w", o.CallSid, err)
 		} else if !found {
 			return callrelay.Routing{}, callrelay.Plan{}, c, callrelay.Errorf(callrelay.ENOTFOUND, "Call %s is unknown.", o.CallSid)
 		}
@@ -270,7 +291,8 @@ func (db *DB) recordDialOutcome(ctx context.Context, o callrelay.DialOutcome) (c
 	// The timeline entry is the idempotency key: a repeated callback inserts no event and so
 	// updates nothing. The leg is upserted: dial-outcome may arrive before its call-status.
 	// The write shares its transaction with the callbacks being written at the same moment
-	// (writeBatcher); the read above did not: the plan is decided from the committed state.
+	// (writeBatcher), as the read above did; the plan is decided from what that read found
+	// committed.
 	now := db.now()
 	hangsUp := plan.Action != callrelay.ActEnqueue && plan.Action != callrelay.ActHoldWait
 	err = db.writes.do(ctx, o.CallSid, func(b *pgx.Batch) {

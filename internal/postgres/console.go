@@ -103,7 +103,7 @@ func (db *DB) SearchCalls(ctx context.Context, f callrelay.CallSearch) ([]*callr
 	calls, err := db.queryCalls(ctx, `
 		WHERE ($1 = '' OR number = $1) AND ($2 = '' OR status = $2)
 			AND ($3::timestamptz IS NULL OR started_at >= $3) AND ($4::timestamptz IS NULL OR started_at < $4)
-			AND (NOT $5 OR (ended_at IS NULL AND status IN ('ringing', 'in-progress', 'voicemail')))
+			AND (NOT $5 OR (ended_at IS NULL AND status NOT IN `+terminalSQL+`))
 		ORDER BY started_at DESC, call_sid DESC LIMIT $6`,
 		f.Number, f.Status, f.From, f.Until, f.Live, listLimit(f.Limit))
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 // Hold and resume, in three steps (callrelay/hold.go): RecordHoldIntent, Twilio asked by the
 // hold service with no transaction open, RecordHoldOutcome. Nothing here waits for Twilio, and
 // nothing a webhook does waits for a hold: a webhook that arrives while a hold is pending reads
-// the intent (pendingHoldSQL) instead.
+// the intent (pendingHoldCTE) instead.
 
 // holdOutcomeChannel is the NOTIFY channel on which RecordHoldOutcome announces an outcome
 // (payload: the caller's CallSid), for requests waiting in AwaitHoldOutcome.
