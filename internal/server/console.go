@@ -554,8 +554,13 @@ func (c *console) handleSaveNumber() http.Handler {
 			}
 		} else if number, err = pathNumber(r); err == nil {
 			p.Title, p.Data = "Number "+number, number
+			// The stored routing keeps the SIP passwords the form does not show: without it
+			// (the store failing), saving would drop them.
 			if n, gerr := c.db.GetNumber(r.Context(), number); gerr == nil {
 				old = &n.Routing
+			} else if callrelay.ErrorCode(gerr) != callrelay.ENOTFOUND {
+				c.fail(w, r, gerr)
+				return
 			}
 		}
 		var rt callrelay.Routing

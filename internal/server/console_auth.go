@@ -46,6 +46,12 @@ func consoleHeaders(next http.Handler) http.Handler {
 		if !strings.HasPrefix(r.URL.Path, "/console/static/") {
 			h.Set("Cache-Control", "no-store")
 		}
+		if !urlText(r.URL) {
+			// As the ops API (opsAuth): such an ID or filter matches nothing, and would reach
+			// PostgreSQL as an error (a 500).
+			http.Error(w, "The URL's path and query must be valid UTF-8, without NUL.", http.StatusBadRequest)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }
