@@ -236,9 +236,6 @@ func TestService_Hold_TwilioSlow_OK(t *testing.T) {
 	// its row: the event is applied at once, well within the client's timeout.
 	waited := u.event(t, "conference-start", 2)
 	t.Logf("a conference event took %v while the hold waited for Twilio (timeout %v)", waited.Round(time.Millisecond), twilioTimeout)
-	if waited > twilioTimeout+time.Second {
-		t.Errorf("conference event took %v during a stalled hold, want at most the %v timeout", waited, twilioTimeout)
-	}
 	if waited >= twilioTimeout {
 		t.Errorf("conference event took %v during a stalled hold: it waited for Twilio (timeout %v)", waited, twilioTimeout)
 	}

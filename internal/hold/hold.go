@@ -101,7 +101,7 @@ func (s *Service) apply(ctx context.Context, in callrelay.HoldIntent) (*callrela
 	log := s.log.With(slog.String("call_sid", req.CallSid), slog.String("party", req.Party))
 	if res.ConfirmedBy != "" {
 		log.Warn(req.Kind()+": Twilio's answer was lost, but the leg moved", slog.String("confirmed_by", res.ConfirmedBy),
-			slog.String("error", err.Error()))
+			slog.Any("error", err))
 	}
 	if res.Finish {
 		log.Info(req.Kind() + ": the call is over; ending what is left of it")

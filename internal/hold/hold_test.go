@@ -127,8 +127,11 @@ func TestService_Hold_ErrConflictWhileAnotherWaits(t *testing.T) {
 		t.Fatalf("first request: %v", err)
 	}
 	c, err := d.db.GetCall(context.Background(), caller)
-	if err != nil || !c.Hold.Caller || c.Hold.Callee {
-		t.Errorf("hold = %+v (%v), want the caller held, the callee not", c.Hold, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Hold.Caller || c.Hold.Callee {
+		t.Errorf("hold = %+v, want the caller held, the callee not", c.Hold)
 	}
 	if n := len(d.fake.RequestsFor("UpdateCall")); n != 1 {
 		t.Errorf("UpdateCall requests = %d, want 1: the second request never reached Twilio", n)

@@ -16,8 +16,8 @@ import (
 	"github.com/callrelay/callrelay/internal/recordings"
 )
 
-// handleVoicemailAudio streams a recording to ops, fetched from Twilio with the account's
-// credentials. stall bounds a stream that makes no progress (streamAudio); 0 means
+// handleVoicemailAudio serves a recording to ops: the stored copy, else fetched from Twilio
+// with the account's credentials (serveAudio). stall bounds a stream that makes no progress (streamAudio); 0 means
 // DefaultAudioStall.
 func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher, store *recordings.Store, stall time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -34,7 +34,8 @@ func handleVoicemailAudio(db *postgres.DB, media *recording.Fetcher, store *reco
 	})
 }
 
-// handlePublicAudio serves the link in the owner's email: no credentials, but an HMAC over
+// handlePublicAudio serves the audio link of emails sent before the owner's inbox (whose
+// links go to /inbox): no credentials, but an HMAC over
 // the voicemail and the link's expiry. Every refusal is the same 403, so a prober learns
 // nothing about which voicemails exist.
 func handlePublicAudio(db *postgres.DB, media *recording.Fetcher, store *recordings.Store, links *recording.Links, stall time.Duration) http.Handler {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -170,7 +171,7 @@ func (c *console) handleLoginPage() http.Handler {
 func (c *console) loginPage(w http.ResponseWriter, r *http.Request, status int, tokenErr string) {
 	token := randomToken()
 	http.SetCookie(w, c.cookie(loginCSRFCookie, token, "/console/login", 30*time.Minute))
-	p := consolePage{Title: "Log in", CSRF: token, Data: "12 hours", FieldErrors: map[string]string{}}
+	p := consolePage{Title: "Log in", CSRF: token, Data: fmt.Sprintf("%d hours", int(SessionTTL.Hours())), FieldErrors: map[string]string{}}
 	if tokenErr != "" {
 		p.FieldErrors["token"] = tokenErr
 	}

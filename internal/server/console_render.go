@@ -64,7 +64,7 @@ type vmRow struct {
 }
 
 // csrfMark stands for the session's CSRF token in fragments the change feed renders once for
-// every browser; each stream puts its own token in (consoleStream).
+// every browser; each stream puts its own token in (handleConsoleEvents).
 const csrfMark = "__CSRF__"
 
 // consoleTemplates holds one template set per page.

@@ -323,7 +323,7 @@ func TestDirectHold_ActionsDuringPendingHold(t *testing.T) {
 			if call["status"] != "in-progress" {
 				t.Errorf("status = %v, want in-progress", call["status"])
 			}
-			if got := holdTimeline(call); got[len(got)-1] != tc.action+" "+tc.party+" by ops: ok" {
+			if got := holdTimeline(call); len(got) == 0 || got[len(got)-1] != tc.action+" "+tc.party+" by ops: ok" {
 				t.Errorf("hold timeline %q, want the last %s %s ok", got, tc.action, tc.party)
 			}
 			wantNoIntent(t, c.s, c.caller)

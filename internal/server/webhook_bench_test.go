@@ -248,7 +248,8 @@ func BenchmarkCallerStatusWebhook(b *testing.B) {
 	}
 }
 
-// BenchmarkCallbacksParallel are the two callbacks from 32 goroutines at once, as under the
+// BenchmarkCallbacksParallel are the two callbacks from 32 goroutines at once (SetParallelism
+// 16 on 2 CPUs), as under the
 // load test's 32 connections: each op is one callback of a call of its own (call-status: a
 // leg's initiated, ringing, in-progress or completed, in turn; dial-outcome: nobody answered),
 // the calls made before the timer starts. Run it with -benchtime Nx: the calls are made for N.

@@ -6,6 +6,7 @@ package twiml
 import (
 	"bytes"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -398,6 +399,7 @@ func (dm *docMemo) get(k docKey, render func() ([]byte, error)) ([]byte, error) 
 	if dm.m == nil || len(dm.m) >= docMemoMax {
 		dm.m = make(map[docKey][]byte)
 	}
+	doc = slices.Clip(doc) // shared: an append must copy, never write into another's
 	dm.m[k] = doc
 	dm.mu.Unlock()
 	return doc, nil
