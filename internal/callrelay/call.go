@@ -124,6 +124,13 @@ type LegResult struct {
 	Screened      bool   // the leg's target is screened: it becomes the callee when it accepts
 }
 
+// CallStatusResult is what RecordCallStatus found: the caller's own status callback.
+type CallStatusResult struct {
+	Known bool   // the call exists
+	Mode  string // the call's mode
+	Held  bool   // direct mode: the call has been through a hold or has one pending
+}
+
 // StartedCall is what StartCall recorded for a new call.
 type StartedCall struct {
 	// Routing is the call's routing: the number's, with its schedule and caller policies

@@ -506,37 +506,42 @@ var legScreenEndedSQL = `
 // callback in the Twilio console). Only terminal statuses change the call: callrelay tracks
 // ringing, in-progress and voicemail itself. The first final status also settles, in the same
 // transaction, how the call's end is told (callEnded, missed.go). It reports whether the call
-// was known.
-func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at time.Time) (bool, error) {
-	var known, added bool
+// was known, its mode, and whether it went through a hold (what is left to end once the caller
+// has gone: hold.CallerEnded, conference.CallerEnded).
+func (db *DB) RecordCallStatus(ctx context.Context, callSid, status string, at time.Time) (callrelay.CallStatusResult, error) {
+	var res callrelay.CallStatusResult
+	var added bool
 	var err error
 	now := db.now()
 	if !callrelay.IsTerminal(status) {
 		// A progress status changes only the timeline: one statement, no transaction.
-		err = db.pool.QueryRow(ctx, callStatusSQL, callSid, status, at, now).Scan(&known, &added, nil)
+		err = db.pool.QueryRow(ctx, callStatusSQL, callSid, status, at, now).Scan(&res.Known, &added, nil, &res.Mode, &res.Held)
 	} else {
 		err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 			var answered bool
-			if err := tx.QueryRow(ctx, callStatusSQL, callSid, status, at, now).Scan(&known, &added, &answered); err != nil || !added {
+			if err := tx.QueryRow(ctx, callStatusSQL, callSid, status, at, now).Scan(&res.Known, &added, &answered, &res.Mode, &res.Held); err != nil || !added {
 				return err
 			}
 			return db.callEnded(ctx, tx, callSid, answered, now)
 		})
 	}
 	if err != nil {
-		return false, fmt.Errorf("call status %s: %w", callSid, err)
+		return callrelay.CallStatusResult{}, fmt.Errorf("call status %s: %w", callSid, err)
 	}
-	return known, nil
+	return res, nil
 }
 
 // callStatusSQL records the caller's own status (RecordCallStatus): a final one ends the call
 // and clears its hold; every one goes on the timeline once. It returns whether the call is
 // known, whether the status is new, and, for a new final status, whether the call had a
 // conversation (answeredSQL, for callEnded: one round trip less in the transaction that holds
-// the call's row).
+// the call's row); then the call's mode and whether it went through a hold (FinishHeldCall's
+// test, read here so that a call never held costs its end no query).
 var callStatusSQL = `
 		WITH c AS (
-			SELECT call_sid FROM calls WHERE call_sid = $1
+			SELECT call_sid, mode,
+				held_since IS NOT NULL OR EXISTS (SELECT 1 FROM hold_intents i WHERE i.call_sid = $1 AND i.expires_at > $4) AS held
+			FROM calls WHERE call_sid = $1
 		), u AS (
 			UPDATE calls SET status = $2, ended_at = coalesce(ended_at, $3), updated_at = $4,
 				hold_caller = false, hold_callee = false
@@ -548,7 +553,8 @@ var callStatusSQL = `
 			RETURNING call_sid
 		)
 		SELECT count(*) > 0, EXISTS (SELECT 1 FROM ev),
-			EXISTS (SELECT 1 FROM ev) AND $2 IN ` + terminalSQL + ` AND coalesce((SELECT ` + answeredSQL + ` FROM calls c WHERE c.call_sid = $1), false)
+			EXISTS (SELECT 1 FROM ev) AND $2 IN ` + terminalSQL + ` AND coalesce((SELECT ` + answeredSQL + ` FROM calls c WHERE c.call_sid = $1), false),
+			coalesce(max(mode), ''), coalesce(bool_or(held), false)
 		FROM c`
 
 // StartVoicemail moves a call to voicemail (unless it has ended) and returns its routing, or

@@ -372,13 +372,25 @@ func TestRecordCallStatus(t *testing.T) {
 	db, _ := newDB(t)
 	startCall(t, db, "CA_p")
 	for _, s := range []string{"completed", "in-progress", "busy"} {
-		if known, err := db.RecordCallStatus(ctx, "CA_p", s, t0.Add(time.Minute)); err != nil || !known {
-			t.Fatalf("%s: known=%v err=%v", s, known, err)
+		res, err := db.RecordCallStatus(ctx, "CA_p", s, t0.Add(time.Minute))
+		if want := (callrelay.CallStatusResult{Known: true, Mode: callrelay.ModeDirect}); err != nil || res != want {
+			t.Fatalf("%s: %+v, %v; want %+v", s, res, err, want)
 		}
 	}
 	c, _ := db.GetCall(ctx, "CA_p")
 	if c.Status != "completed" || c.EndedAt == nil || !c.EndedAt.Equal(t0.Add(time.Minute)) {
 		t.Errorf("call = %s ended %v; want completed at t0+1m, never leaving it", c.Status, c.EndedAt)
+	}
+	// A call that went through a hold says so: its end has a leg and queues to clean up.
+	startCall(t, db, "CA_h")
+	if _, err := db.Pool().Exec(ctx, `UPDATE calls SET held_since = $2 WHERE call_sid = $1`, "CA_h", t0); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := db.RecordCallStatus(ctx, "CA_h", "completed", t0.Add(time.Minute)); err != nil || !res.Held {
+		t.Errorf("held call: %+v, %v; want Held", res, err)
+	}
+	if res, err := db.RecordCallStatus(ctx, "CA_unknown", "completed", t0); err != nil || res.Known {
+		t.Errorf("unknown call: %+v, %v; want not Known", res, err)
 	}
 }
 

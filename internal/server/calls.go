@@ -225,10 +225,20 @@ func handleCallStatus(db *postgres.DB, conf *conference.Service, holds *hold.Ser
 			}
 			known = res.Known
 		} else {
-			known, err = db.RecordCallStatus(r.Context(), sid, status, at)
+			var res callrelay.CallStatusResult
+			res, err = db.RecordCallStatus(r.Context(), sid, status, at)
+			known = res.Known
+			// What is left once the caller has gone: a held direct-mode call's other leg and
+			// queues, a conference-mode call's legs still ringing. A call never held in direct
+			// mode (most) has nothing; a hold that starts after this read finishes the call
+			// itself (RecordHoldOutcome's Finish).
 			if err == nil && known && callrelay.IsTerminal(status) {
-				holds.CallerEnded(sid, status)
-				conf.CallerEnded(sid)
+				if res.Mode == callrelay.ModeDirect && res.Held {
+					holds.CallerEnded(sid, status)
+				}
+				if res.Mode == callrelay.ModeConference {
+					conf.CallerEnded(sid)
+				}
 			}
 		}
 		if err != nil {
