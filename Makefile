@@ -16,7 +16,7 @@ CALLRELAY_MAIL_DIR ?= .data/mail
 .PHONY: help run test testdb lint build migrate db db-stop clean distclean loadtest demo callsim screenshots
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The server is built, then exec'd: it is make's own child, so Ctrl-C and a SIGTERM to make (which
 # make passes to its child) stop it. `go run` would not pass a SIGTERM on, and its child would

@@ -61,11 +61,15 @@
 #   LOADTEST_PEERS=            where the peers are (read-only; see above); unset: no peers
 #   LOADTEST_TWILIO_TOKEN=loadtesttoken123                  callrelay's TWILIO_AUTH_TOKEN
 #   LOADTEST_KEEP=0            1: keep the generated request files and the databases
-#   LOADTEST_RUN_DIR=/dev/shm/callrelay-loadtest-<uid>/run  where the runs write (in memory; no
-#                              /dev/shm: $LOADTEST_DIR/run); copied to $LOADTEST_DIR/run at the end
+#   LOADTEST_RUN_DIR=/dev/shm/callrelay-loadtest-<uid>-<pid>/run  where the runs write (in
+#                              memory; no /dev/shm: $LOADTEST_DIR/run); copied to $LOADTEST_DIR/run
+#                              at the end, and the in-memory folder removed
 #   LOADTEST_DB=               an existing, migrated database to run callrelay on, kept afterwards
 #                              (scripts/loadtest/growth.sh: one filled by generate.sql); its other
 #                              numbers' calls are left alone. Unset: a fresh database, dropped.
+#   LOADTEST_CONSOLES=0        N: N console event streams stay open through the voice run
+#   LOADTEST_ROUTING_EXTRA=    more routing fields for the called number, as JSON members
+#                              (e.g. '"time_zone":"America/New_York"')
 #   LOADTEST_MIXED=1           0: skip the mixed run of whole calls (1d)
 #   LOADTEST_MIXED_START=100   its first step, calls/s (×1.25 per step)
 #   LOADTEST_P99_MS=15         its latency limit
@@ -85,10 +89,12 @@ KEPT=$SCRATCH/run # the run's logs and outputs, afterwards
 # end: on this one machine it would share a disk with PostgreSQL's WAL, which no deployment of
 # callrelay does. There, the WAL's flushes (every webhook's commit) waited 17-70 ms now and then,
 # and every request in flight with them, 40-170 ms (docs/performance.md).
+MEM= # the in-memory folder this run made, removed at the end
 if [[ -n ${LOADTEST_RUN_DIR:-} ]]; then
 	RUN=$LOADTEST_RUN_DIR
 elif [[ -d /dev/shm && -w /dev/shm ]]; then
-	RUN=/dev/shm/callrelay-loadtest-$(id -u)/run
+	MEM=/dev/shm/callrelay-loadtest-$(id -u)-$$
+	RUN=$MEM/run
 else
 	RUN=$KEPT
 fi
@@ -127,10 +133,12 @@ cleanup() {
 		rm -f "$RUN"/webhooks*.tsv "$RUN"/calls.txt
 	fi
 	if [[ $RUN != "$KEPT" && -d $RUN ]]; then
+		# The logs, outputs and emails (and, with LOADTEST_KEEP=1, the request files) to disk.
 		mkdir -p "$KEPT"
-		rm -f "$KEPT"/*
-		find "$RUN" -maxdepth 1 -type f ! -name 'webhooks*.tsv' ! -name calls.txt -exec cp -p {} "$KEPT"/ \;
+		find "$KEPT" -mindepth 1 -maxdepth 1 -exec rm -rf {} + || true
+		find "$RUN" -mindepth 1 -maxdepth 1 -exec cp -a {} "$KEPT"/ \; || true
 	fi
+	[[ -z $MEM ]] || rm -rf "$MEM"
 	exit "$rc"
 }
 trap cleanup EXIT

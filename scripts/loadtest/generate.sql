@@ -53,9 +53,10 @@ BEGIN;
 INSERT INTO numbers (number, routing, created_at, updated_at)
 SELECT '+1555200' || lpad(n::text, 4, '0'),
 	jsonb_build_object('owner_email', 'owner' || n || '@example.com', 'mode', 'direct', 'enabled', true,
+		'timeout_seconds', 20,
 		'targets', jsonb_build_array(jsonb_build_object('type', 'phone', 'to', '+1555300' || lpad(n::text, 4, '0'),
-			'screen', 'off', 'timeout_seconds', 20)),
-		'voicemail', jsonb_build_object('enabled', true, 'max_seconds', 120, 'transcribe', false)),
+			'screen', 'off')),
+		'voicemail', jsonb_build_object('enabled', true, 'max_length_seconds', 120, 'transcribe', false)),
 	now() - make_interval(months => :months), now() - make_interval(months => :months)
 FROM generate_series(1, :numbers) n
 ON CONFLICT (number) DO NOTHING;

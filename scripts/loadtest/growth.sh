@@ -13,12 +13,12 @@
 #
 # Environment (defaults): GROWTH_SIZES="10000 1000000 10000000"  DURATION=10s  WARMUP=3s
 #   PERF_DIR=/tmp/callrelay-perf  PERF_PORT=55432  GROWTH_MIXED=0 (1: also the mixed run)
-#   GROWTH_FILL_ONLY=0 (1: fill the databases, measure nothing: fill without the load-test lock,
-#   then measure under it)
+#   GROWTH_FILL_ONLY=0 (1: fill the databases, measure nothing: fill while others work, then
+#   measure alone)
 # A 10^6-call database takes 3.6 GB and about 3.5 minutes to fill on the 2-core development
 # machine; 10^7 ten times that (about 36 GB, filled 10^6 calls at a time; the fill stops when
-# less than GROWTH_MIN_FREE_GB=20 GB would be left on the disk). On a shared machine, hold a
-# lock file (flock) around it that the other load tests hold too.
+# less than GROWTH_MIN_FREE_GB=20 GB would be left on the disk). On a shared machine, run it under
+# the same `flock <lock file>` as the other load tests (it takes no lock itself).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
