@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,6 +41,7 @@ type console struct {
 	purge     func(context.Context, int64) error
 	tmpl      *consoleTemplates
 	hub       *feedHub
+	beat      time.Duration // StreamBeat
 	opsToken  string
 	publicURL *url.URL
 	secure    bool
@@ -68,7 +70,7 @@ func newConsole(d Deps, cache *routingCache) *console {
 	c := &console{
 		db: d.DB, hold: d.Hold, cache: cache, links: d.Links,
 		audio: audioSource{d.DB, d.Recordings, d.Media}, stall: d.AudioStall, purge: d.PurgeRecording,
-		tmpl: tmpl, hub: newFeedHub(d.DB, tmpl, d.Logger, d.FeedPoll),
+		tmpl: tmpl, hub: newFeedHub(d.DB, tmpl, d.Logger, d.FeedPoll), beat: cmp.Or(d.StreamBeat, StreamBeat),
 		opsToken: d.Config.OpsToken.Value(), publicURL: d.Config.PublicURL.URL, now: d.Now,
 	}
 	c.secure = c.publicURL != nil && c.publicURL.Scheme == "https"

@@ -221,8 +221,9 @@ func (h *feedHub) send(msgs []feedMessage) {
 	}
 }
 
-// sseHeartbeat keeps proxies from closing a quiet stream.
-const sseHeartbeat = 15 * time.Second
+// StreamBeat is how often an open console stream beats, which keeps proxies from closing a
+// quiet one, and checks that its session still lives: a logout elsewhere ends it within that.
+const StreamBeat = 15 * time.Second
 
 // sseWriteWait bounds each write to a browser: one that stops reading is dropped.
 const sseWriteWait = 10 * time.Second
@@ -249,7 +250,7 @@ func (c *console) handleConsoleEvents() http.Handler {
 		if !write("retry: 2000\n: connected\n\n") {
 			return
 		}
-		beat := time.NewTicker(sseHeartbeat)
+		beat := time.NewTicker(c.beat)
 		defer beat.Stop()
 		// The session's end ends the stream; the browser's reconnection then needs a login.
 		end := time.NewTimer(max(s.expiry.Sub(c.now()), 0))
@@ -261,6 +262,11 @@ func (c *console) handleConsoleEvents() http.Handler {
 			case <-end.C:
 				return
 			case <-beat.C:
+				// Logged out (on any replica): the stream ends, and the browser's reconnection
+				// meets the login. A store that fails keeps the stream (the session may live).
+				if _, err := c.db.GetSession(r.Context(), s.idHash); callrelay.ErrorCode(err) == callrelay.EUNAUTHORIZED {
+					return
+				}
 				if !write(": beat\n\n") {
 					return
 				}

@@ -59,6 +59,9 @@ type Deps struct {
 	Streams *Streams
 	// FeedPoll is how often the console's change feed polls (0: FeedPoll).
 	FeedPoll time.Duration
+	// StreamBeat is how often an open console stream beats and checks that its session still
+	// lives (0: StreamBeat).
+	StreamBeat time.Duration
 }
 
 // NewServer returns callrelay's HTTP handler.

@@ -75,6 +75,7 @@ type setup struct {
 	restTimeout time.Duration // the REST client's timeout; 0: 5 s
 	logs        io.Writer     // where the server logs (JSON, debug level); nil: discarded
 	linkKeys    []string      // the audio links' secrets, as recording.ParseSecrets returns them
+	streamBeat  time.Duration // the console streams' beat; 0: server.StreamBeat
 }
 
 type option func(*setup)
@@ -179,6 +180,7 @@ func newTestServer(t testing.TB, opts ...option) *testServer {
 		Conference: conf,
 		Hold:       holds,
 		Now:        clocktest.Fixed(t0),
+		StreamBeat: st.streamBeat,
 	})
 	return &testServer{t: t, handler: h, db: db, cfg: st.cfg, queue: queue, media: st.media, links: links, conf: conf, hold: holds}
 }
