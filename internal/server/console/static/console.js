@@ -53,6 +53,11 @@
       if (msg.kind === "resync") resync(); else place(msg);
     } catch (e) { /* a bad message is skipped */ }
   });
-  es.addEventListener("open", function () { if (state) state.textContent = "Live: calls update as they change."; });
-  es.addEventListener("error", function () { if (state) state.textContent = "Reconnecting…"; });
+  // A reconnection missed what changed meanwhile: the page reads itself afresh.
+  var dropped = false;
+  es.addEventListener("open", function () {
+    if (state) state.textContent = "Live: calls update as they change.";
+    if (dropped) { dropped = false; resync(); }
+  });
+  es.addEventListener("error", function () { dropped = true; if (state) state.textContent = "Reconnecting…"; });
 })();
