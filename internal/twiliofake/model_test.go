@@ -111,10 +111,15 @@ func TestEvents(t *testing.T) {
 		t.Errorf("the callee hangs up: %q, want %q", got, want)
 	}
 	// Refused and injected answers change nothing, so tell nothing.
-	f.ExpectViolations()
-	_, _ = api.UpdateCall(*p.CallSid, (&openapi.UpdateCallParams{}).SetStatus("completed"))
+	_, err = api.UpdateCall(*p.CallSid, (&openapi.UpdateCallParams{}).SetStatus("completed"))
+	if te := restError(t, err); te.Code != 21220 {
+		t.Errorf("UpdateCall of an ended call: %d, want 21220", te.Code)
+	}
 	f.Fail("CreateParticipant", Failure{Code: 20429, Status: 429})
-	_, _ = api.CreateParticipant(confA, callrelayParticipant("x"))
+	_, err = api.CreateParticipant(confA, callrelayParticipant("x"))
+	if te := restError(t, err); te.Status != 429 {
+		t.Errorf("injected failure: %d, want 429", te.Status)
+	}
 	if got := rec.take(); got != "" {
 		t.Errorf("refused requests: %q, want no events", got)
 	}

@@ -158,7 +158,11 @@ func (s *sim) play(scenario string) (wait func() *twiliosim.Result) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	done := make(chan *twiliosim.Result, 1)
+	finished := make(chan struct{})
+	// A test that stops before wait (t.Fatal) must not leave the scenario running past its end.
+	s.t.Cleanup(func() { cancel(); <-finished })
 	go func() {
+		defer close(finished)
 		defer cancel()
 		res, err := s.Run(ctx, sc, 0)
 		if err != nil {
