@@ -293,17 +293,12 @@ func TestAwaitHoldOutcome(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- db.AwaitHoldOutcome(ctx, "CA_p", in.ExpiresAt) }()
 	// Await the waiter listening, then record the outcome.
-	for {
+	await(t, "the waiter listening", func() bool {
 		var n int
-		if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-			AND state = 'idle' AND query LIKE '-- awaiting a hold outcome%'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond) // polling the database for the waiter, not waiting for work
-	}
+		err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND state = 'idle' AND query LIKE '-- awaiting a hold outcome%'`).Scan(&n)
+		return err == nil && n > 0
+	})
 	if _, err := db.RecordHoldOutcome(ctx, in, callrelay.HoldAttempt{}); err != nil {
 		t.Fatal(err)
 	}
