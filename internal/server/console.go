@@ -96,18 +96,18 @@ func (c *console) page(r *http.Request, title, nav string) consolePage {
 
 // fail shows err in a page of its own with its status (ops API's mapping).
 func (c *console) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := callrelay.ErrorCode(err)
-	if code == callrelay.EINTERNAL {
-		logger(r.Context()).Error("console: internal error", slog.String("error", err.Error()))
-	}
 	p := c.page(r, "Something went wrong", "")
-	p.Data = errorText(err)
+	p.Data = errorText(r, err)
+	code := callrelay.ErrorCode(err)
 	c.tmpl.render(w, r, statusOf(code), "error", p)
 }
 
 // errorText is an error as the page shows it: the API's message, and Twilio's when it
-// answered.
-func errorText(err error) string {
+// answered. An internal error, which the page shows as "Internal error.", is logged here, once.
+func errorText(r *http.Request, err error) string {
+	if callrelay.ErrorCode(err) == callrelay.EINTERNAL {
+		logger(r.Context()).Error("console: internal error", slog.String("path", r.URL.Path), slog.String("error", err.Error()))
+	}
 	msg := callrelay.ErrorMessage(err)
 	var e *callrelay.Error
 	if errors.As(err, &e) && e.TwilioMessage != "" {
@@ -173,10 +173,7 @@ func (c *console) handleConsoleHold(hold bool) http.Handler {
 				RequestID: w.Header().Get("X-Request-Id")})
 		}
 		if err != nil {
-			if callrelay.ErrorCode(err) == callrelay.EINTERNAL {
-				logger(r.Context()).Error("console hold", slog.String("error", err.Error()))
-			}
-			c.renderLive(w, r, statusOf(callrelay.ErrorCode(err)), sid, errorText(err))
+			c.renderLive(w, r, statusOf(callrelay.ErrorCode(err)), sid, errorText(r, err))
 			return
 		}
 		http.Redirect(w, r, "/console", http.StatusSeeOther)
@@ -307,7 +304,7 @@ func (c *console) handleConsoleHandled() http.Handler {
 			_, err = c.db.MarkVoicemailHandled(r.Context(), id, "ops")
 		}
 		if err != nil {
-			c.renderVoicemails(w, r, statusOf(callrelay.ErrorCode(err)), id, errorText(err))
+			c.renderVoicemails(w, r, statusOf(callrelay.ErrorCode(err)), id, errorText(r, err))
 			return
 		}
 		http.Redirect(w, r, "/console/voicemails#vm-"+itoa64(id), http.StatusSeeOther)
@@ -325,7 +322,7 @@ func (c *console) handleConsoleDelete() http.Handler {
 			_, err = c.db.ExpireVoicemail(r.Context(), id, callrelay.ExpiredByRequest)
 		}
 		if err != nil {
-			c.renderVoicemails(w, r, statusOf(callrelay.ErrorCode(err)), id, errorText(err))
+			c.renderVoicemails(w, r, statusOf(callrelay.ErrorCode(err)), id, errorText(r, err))
 			return
 		}
 		if c.purge != nil {
@@ -578,9 +575,9 @@ func (c *console) handleSaveNumber() http.Handler {
 		if err != nil {
 			var e *callrelay.Error
 			if errors.As(err, &e) && fieldOf(e.Field) != "" {
-				p.FieldErrors[fieldOf(e.Field)] = errorText(err)
+				p.FieldErrors[fieldOf(e.Field)] = errorText(r, err)
 			} else {
-				p.Error = errorText(err)
+				p.Error = errorText(r, err)
 			}
 			c.tmpl.render(w, r, statusOf(callrelay.ErrorCode(err)), "number", p)
 			return

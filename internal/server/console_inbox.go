@@ -82,7 +82,7 @@ func (c *console) renderInboxVoicemail(w http.ResponseWriter, r *http.Request, s
 	vm, err := c.ownedVoicemail(r, email)
 	p := c.inboxPage(w, r, "Voicemail", email, t)
 	if err != nil {
-		p.Data = errorText(err)
+		p.Data = errorText(r, err)
 		c.tmpl.render(w, r, statusOf(callrelay.ErrorCode(err)), "link", p)
 		return
 	}
@@ -108,7 +108,7 @@ func (c *console) handleInboxHandled() http.Handler {
 			_, err = c.db.MarkVoicemailHandled(r.Context(), vm.ID, email)
 		}
 		if err != nil {
-			c.renderInboxVoicemail(w, r, statusOf(callrelay.ErrorCode(err)), email, t, errorText(err))
+			c.renderInboxVoicemail(w, r, statusOf(callrelay.ErrorCode(err)), email, t, errorText(r, err))
 			return
 		}
 		http.Redirect(w, r, "/inbox/voicemails/"+itoa64(vm.ID)+"?"+t.Query().Encode(), http.StatusSeeOther)
@@ -131,7 +131,7 @@ func (c *console) handleInboxAudio() http.Handler {
 			err = serveAudio(w, r, c.audio, vm.Voicemail, c.stall)
 		}
 		if err != nil {
-			http.Error(w, callrelay.ErrorMessage(err), statusOf(callrelay.ErrorCode(err)))
+			http.Error(w, errorText(r, err), statusOf(callrelay.ErrorCode(err)))
 		}
 	})
 }
