@@ -285,15 +285,6 @@ func (c *console) renderVoicemails(w http.ResponseWriter, r *http.Request, statu
 	c.tmpl.render(w, r, status, "voicemails", p)
 }
 
-// voicemailID reads the {id} of the path.
-func voicemailID(r *http.Request) (int64, error) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id < 1 {
-		return 0, callrelay.Invalidf("id", "Voicemail id %q is not a positive number.", r.PathValue("id"))
-	}
-	return id, nil
-}
-
 func (c *console) handleConsoleHandled() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !c.checkForm(w, r, sessionOf(r.Context()).csrf) {
@@ -319,16 +310,11 @@ func (c *console) handleConsoleDelete() http.Handler {
 		}
 		id, err := voicemailID(r)
 		if err == nil {
-			_, err = c.db.ExpireVoicemail(r.Context(), id, callrelay.ExpiredByRequest)
+			err = deleteVoicemail(r, c.db, c.purge, id)
 		}
 		if err != nil {
 			c.renderVoicemails(w, r, statusOf(callrelay.ErrorCode(err)), id, errorText(r, err))
 			return
-		}
-		if c.purge != nil {
-			if err := c.purge(r.Context(), id); err != nil {
-				logger(r.Context()).Warn("voicemail delete: audio left to the purge job", slog.Int64("voicemail_id", id), slog.String("error", err.Error()))
-			}
 		}
 		http.Redirect(w, r, "/console/voicemails#vm-"+itoa64(id), http.StatusSeeOther)
 	})

@@ -133,11 +133,20 @@ func handleListVoicemails(db *postgres.DB) http.Handler {
 
 // pathVoicemail loads the voicemail of the {id} in the path.
 func pathVoicemail(db *postgres.DB, r *http.Request) (*callrelay.Voicemail, error) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id < 1 {
-		return nil, callrelay.Invalidf("id", "Voicemail id %q is not a positive number.", r.PathValue("id"))
+	id, err := voicemailID(r)
+	if err != nil {
+		return nil, err
 	}
 	return db.GetVoicemail(r.Context(), id)
+}
+
+// voicemailID reads the {id} of the path.
+func voicemailID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, callrelay.Invalidf("id", "Voicemail id %q is not a positive number.", r.PathValue("id"))
+	}
+	return id, nil
 }
 
 func handleGetVoicemail(db *postgres.DB) http.Handler {
@@ -219,16 +228,25 @@ func handleDeleteVoicemail(db *postgres.DB, purge func(context.Context, int64) e
 			writeError(w, r, err)
 			return
 		}
-		if _, err := db.ExpireVoicemail(r.Context(), vm.ID, callrelay.ExpiredByRequest); err != nil {
+		if err := deleteVoicemail(r, db, purge, vm.ID); err != nil {
 			writeError(w, r, err)
 			return
 		}
-		if purge != nil {
-			if err := purge(r.Context(), vm.ID); err != nil {
-				logger(r.Context()).Warn("voicemail delete: audio left to the purge job",
-					slog.Int64("voicemail_id", vm.ID), slog.String("error", err.Error()))
-			}
-		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// deleteVoicemail expires voicemail id now (its audio endpoints answer 410) and deletes its
+// audio, here or, failing that, by the queued purge job (the API's and the console's delete).
+func deleteVoicemail(r *http.Request, db *postgres.DB, purge func(context.Context, int64) error, id int64) error {
+	if _, err := db.ExpireVoicemail(r.Context(), id, callrelay.ExpiredByRequest); err != nil {
+		return err
+	}
+	if purge != nil {
+		if err := purge(r.Context(), id); err != nil {
+			logger(r.Context()).Warn("voicemail delete: audio left to the purge job",
+				slog.Int64("voicemail_id", id), slog.String("error", err.Error()))
+		}
+	}
+	return nil
 }
