@@ -100,12 +100,22 @@ func (db *DB) MarkVoicemailHandled(ctx context.Context, id int64, by string) (*c
 
 // SearchCalls returns the newest calls first, with legs and timelines.
 func (db *DB) SearchCalls(ctx context.Context, f callrelay.CallSearch) ([]*callrelay.Call, error) {
-	calls, err := db.queryCalls(ctx, `
-		WHERE ($1 = '' OR number = $1) AND ($2 = '' OR status = $2)
-			AND ($3::timestamptz IS NULL OR started_at >= $3) AND ($4::timestamptz IS NULL OR started_at < $4)
-			AND (NOT $5 OR (ended_at IS NULL AND status NOT IN `+terminalSQL+`))
-		ORDER BY started_at DESC, call_sid DESC LIMIT $6`,
-		f.Number, f.Status, f.From, f.Until, f.Live, listLimit(f.Limit))
+	var w callsWhere
+	if f.Number != "" {
+		w.add(`number = $`, f.Number)
+	}
+	w.status(f.Status)
+	if f.From != nil {
+		w.add(`started_at >= $`, *f.From)
+	}
+	if f.Until != nil {
+		w.add(`started_at < $`, *f.Until)
+	}
+	if f.Live {
+		// final_status IS NULL: not in a terminal status (and so in calls_live_started_at_idx).
+		w.conds = append(w.conds, `final_status IS NULL AND ended_at IS NULL`)
+	}
+	calls, err := db.queryCalls(ctx, w.newestFirst(f.Limit), w.args...)
 	if err != nil {
 		return nil, fmt.Errorf("search calls: %w", err)
 	}

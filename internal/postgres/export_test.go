@@ -70,3 +70,10 @@ func (db *DB) RecordDialOutcomeState(ctx context.Context, o callrelay.DialOutcom
 	_, plan, c, err := db.recordDialOutcome(ctx, o)
 	return plan, c, err
 }
+
+// CallsListing is the WHERE, order and arguments ListCalls runs for status, for plan checks.
+func CallsListing(status string) (string, []any) {
+	var w callsWhere
+	w.status(status)
+	return w.newestFirst(0), w.args
+}

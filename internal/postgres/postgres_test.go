@@ -23,7 +23,12 @@ var t0 = clocktest.Start()
 // works them); tune, when given, changes the options (wraps Jobs, sets Notices).
 func newDB(t *testing.T, tune ...func(*postgres.Options)) (*postgres.DB, func(time.Duration)) {
 	t.Helper()
-	pool := pgtest.NewPool(t)
+	return newDBOn(t, pgtest.NewPool(t), tune...)
+}
+
+// newDBOn is newDB on a pool of the test's own.
+func newDBOn(t *testing.T, pool *pgxpool.Pool, tune ...func(*postgres.Options)) (*postgres.DB, func(time.Duration)) {
+	t.Helper()
 	now := t0
 	clock := func() time.Time { return now }
 	jobs, err := postgres.NewJobs(pool, clock)
