@@ -30,7 +30,10 @@
 #   2. express     the seed tutorial's Express server (peers/express-seed), POST /webhook/voice,
 #                  no database, does not check signatures
 #   3. ceiling     the least a stateful Go webhook can do (peers/go-ceiling, mode pg), POST
-#                  /webhook/voice, on its own fresh database
+#                  /webhook/voice, on its own fresh database; measured four times, beside each of
+#                  callrelay's routes: before the voice run (ceiling-1), between it and the
+#                  call-status run (ceiling-2), between call-status and dial-outcome (ceiling-3),
+#                  after dial-outcome (ceiling-4)
 # Each gets: start, readiness, one smoke request, a warm-up (WARMUP), then
 # `wrk -t THREADS -c CONNECTIONS -d DURATION`. Every request carries a new CallSid: the webhooks
 # are generated up front by the peer's signmany.js (Twilio's own Node library computes the
@@ -39,8 +42,9 @@
 # time per request, and, for the two database servers, the rows written compared with the 2xx
 # responses wrk counted.
 #
-# Prints a summary table and the ratios callrelay/express and callrelay/ceiling, then a table of
-# callrelay per route, and one greppable line per server and route:
+# Prints a summary table and the ratios callrelay/express and callrelay/ceiling (the mean of its
+# four runs), each callrelay route's ratio to the two ceiling runs beside it and to all four,
+# then a table of callrelay per route, and one greppable line per server and route:
 #   LOADTEST server=… route=… rps=… p50_ms=… p99_ms=… max_ms=… errors=… non2xx=… rss_mb=… …
 # Exits non-zero when callrelay answered anything but 2xx (any route, by its own /metrics) or had
 # socket errors, when it wrote fewer rows than it answered 2xx (voice: calls; call-status: leg
@@ -317,22 +321,32 @@ wrk_run() {
 # run cost, in R[NAME.checkpoints], R[NAME.wal_mb], R[NAME.fpi]. A checkpoint that starts during
 # a run makes every page a callback touches first afterwards write a full-page image into the
 # WAL: the callbacks, which update calls all over their tables, then write far more WAL
-# (docs/performance.md). This shows which runs a checkpoint fell into.
+# (docs/performance.md). This shows which runs a checkpoint fell into. The fourth figure is
+# how many files pg_wal holds (pg_ls_waldir: a superuser or pg_monitor; "-" otherwise): one
+# more during a run is a WAL file PostgreSQL had to make then, zero-filled while every commit
+# waits (min_wal_size, docs/operations.md), unless a checkpoint that ended meanwhile removed some.
 pg_wal_reading() {
-	psql_admin "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) || ' ' || wal_bytes || ' ' || wal_fpi FROM pg_stat_wal" 2>/dev/null ||
-		echo "- - -"
+	local files
+	files=$(psql_admin "SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'" 2>/dev/null) || files=-
+	psql_admin "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) || ' ' || wal_bytes || ' ' || wal_fpi || ' $files' FROM pg_stat_wal" 2>/dev/null ||
+		echo "- - - -"
 }
 pg_wal_during() {
 	local name=$1 a b
 	read -r -a a <<<"$2"
 	read -r -a b <<<"$3"
 	if [[ ${a[0]} == - || ${b[0]} == - ]]; then
-		R[$name.checkpoints]=- R[$name.wal_mb]=- R[$name.fpi]=-
+		R[$name.checkpoints]=- R[$name.wal_mb]=- R[$name.fpi]=- R[$name.wal_files]=-
 		return
 	fi
 	R[$name.checkpoints]=$((b[0] - a[0]))
 	R[$name.wal_mb]=$(awk -v d=$((b[1] - a[1])) 'BEGIN { printf "%.0f", d / 1048576 }')
 	R[$name.fpi]=$((b[2] - a[2]))
+	if [[ ${a[3]} == - || ${b[3]} == - ]]; then
+		R[$name.wal_files]=-
+	else
+		R[$name.wal_files]=$(printf '%+d' $((b[3] - a[3])))
+	fi
 }
 
 # measure NAME URL PID DB: warm-up, then the measured run, with CPU, RSS and row counts.
@@ -429,6 +443,37 @@ signature_report() {
 
 FAIL=()
 
+# ceiling_run NAME: the go-ceiling peer on a database of its own, measured as NAME (its voice
+# webhook, on the same request lines as callrelay's), then stopped and its database dropped.
+# It runs beside each of callrelay's routes, before and after it (ceiling-1 … ceiling-4), and
+# each route is compared with the mean of those two: on this kind of machine a process's speed
+# moves by a fifth from one minute to the next, so a ceiling measured once, minutes away from a
+# route, moved that route's ratio as much as a change to callrelay did.
+ceiling_run() {
+	local name=$1 db code
+	((HAVE_PEERS)) || return 0
+	db=callrelay_ceil_$(hex 4)
+	log "$name: the go-ceiling peer, database $db, listening on $CEIL_ADDR"
+	create_db "$db"
+	DATABASE_URL=$(db_url "$db") "$SCRATCH/ceiling" pg "$CEIL_ADDR" >"$RUN/$name.log" 2>&1 &
+	CEIL_PID=$!
+	PIDS+=("$CEIL_PID")
+	wait_http "$CEIL_URL/" "$CEIL_PID" 30 || {
+		tail -n 20 "$RUN/$name.log" >&2
+		die "the go-ceiling peer did not start (log: $RUN/$name.log)"
+	}
+	code=$(smoke "$name" "$CEIL_URL/webhook/voice")
+	[[ $code == 200 ]] || die "$name: smoke webhook answered $code: $(head -c 300 "$RUN/$name.smoke.body")"
+	R[$name.table]=ceil_calls
+	measure "$name" "$CEIL_URL/webhook/voice" "$CEIL_PID" "$db"
+	stop_pid "$CEIL_PID"
+	drop_db "$db"
+	CEILINGS+=("$name")
+}
+CEILINGS=()
+
+ceiling_run ceiling-1
+
 # callrelay ------------------------------------------------------------------------------------
 if [[ -n ${LOADTEST_DB:-} ]]; then
 	CR_DB=$LOADTEST_DB
@@ -492,6 +537,7 @@ wrk_run callrelay-topup "$CR_URL/twilio/voice" "$RUN/webhooks.topup.tsv" "$((WAR
 rm -f "$RUN/webhooks.topup.tsv"
 R[callrelay.topup]=$(($(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS") - calls0))
 stop_pid "$CR_PID"
+ceiling_run ceiling-2
 
 # callrelay's callbacks ------------------------------------------------------------------------
 # The calls the voice run created (smoke, warm-up, measured, top-up), oldest first: the callbacks
@@ -570,12 +616,14 @@ callback() {
 R[callrelay-status.table2]=legs
 callback callrelay-status /twilio/call-status 204 '' "call_events WHERE type = 'leg'"
 R[callrelay-status.answered]=$(psql_db "$CR_DB" "SELECT count(*) FROM calls WHERE $RUN_CALLS AND callee_call_sid IS NOT NULL")
+ceiling_run ceiling-3
 
 # Dial actions: each 2xx adds one 'dial-outcome' event and moves its call to voicemail (nobody
 # answered) or completed (answered, or the caller hung up): rows2.
 R[callrelay-dial.table2]="calls WHERE status IN ('voicemail', 'completed')"
 callback callrelay-dial /twilio/dial-outcome 200 '<Response' "call_events WHERE type = 'dial-outcome'"
 R[callrelay-dial.statuses]=$(psql_db "$CR_DB" "SELECT string_agg(status || '=' || n, ' ' ORDER BY status) FROM (SELECT status, count(*) n FROM calls WHERE $RUN_CALLS GROUP BY status) s")
+ceiling_run ceiling-4
 
 # Whole calls, mixed (1d) ------------------------------------------------------------------------
 if [[ $MIXED == 1 ]]; then
@@ -615,25 +663,7 @@ if ((HAVE_PEERS)); then
 	measure express "$EXPRESS_URL/webhook/voice" "$EXP_PID" ""
 	stop_pid "$EXP_PID"
 
-	# go-ceiling ---------------------------------------------------------------------------------
-	CEIL_DB=callrelay_ceil_$(hex 4)
-	log "ceiling: database $CEIL_DB, listening on $CEIL_ADDR"
-	create_db "$CEIL_DB"
-	CEIL_DBURL=$(db_url "$CEIL_DB")
-	DATABASE_URL=$CEIL_DBURL "$SCRATCH/ceiling" pg "$CEIL_ADDR" >"$RUN/ceiling.log" 2>&1 &
-	CEIL_PID=$!
-	PIDS+=("$CEIL_PID")
-	wait_http "$CEIL_URL/" "$CEIL_PID" 30 || {
-		tail -n 20 "$RUN/ceiling.log" >&2
-		die "the go-ceiling peer did not start (log: $RUN/ceiling.log)"
-	}
-	code=$(smoke ceiling "$CEIL_URL/webhook/voice")
-	[[ $code == 200 ]] || die "ceiling: smoke webhook answered $code: $(head -c 300 "$RUN/ceiling.smoke.body")"
-	R[ceiling.table]=ceil_calls
-	measure ceiling "$CEIL_URL/webhook/voice" "$CEIL_PID" "$CEIL_DB"
-	stop_pid "$CEIL_PID"
-	drop_db "$CEIL_DB"
-	RUNS+=(express ceiling)
+	RUNS+=(express)
 else
 	log "express and go-ceiling: SKIPPED (peers not found under $PEERS)"
 fi
@@ -641,6 +671,19 @@ fi
 # --- 5. summary ----------------------------------------------------------------------------------
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+# mean KEY RUN…: the mean of R[RUN.KEY] over the runs, rounded to 0.1.
+mean() {
+	local k=$1 n
+	shift
+	for n in "$@"; do echo "${R[$n.$k]}"; done | awk '{ s += $1; c++ } END { printf "%.1f", c ? s / c : 0 }'
+}
+# The ceiling: each of its runs in the tables, and their mean for the ratios to all of them.
+if ((${#CEILINGS[@]})); then
+	RUNS+=("${CEILINGS[@]}")
+	for k in rps p50_ms p99_ms rss; do R[ceiling.$k]=$(mean "$k" "${CEILINGS[@]}"); done
+fi
+# Each callrelay route and the ceiling runs just before and just after it.
+declare -A BESIDE=([callrelay]="ceiling-1 ceiling-2" [callrelay-status]="ceiling-2 ceiling-3" [callrelay-dial]="ceiling-3 ceiling-4")
 
 echo
 echo "callrelay load test — $(date -u +%Y-%m-%dT%H:%M:%SZ), callrelay $REV, $(nproc) cores, wrk -t$THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $N_MAIN request lines (generated in $((GEN_MS / 1000)).$(printf '%03d' $((GEN_MS % 1000)))s), load average at start $LOAD_START"
@@ -659,6 +702,17 @@ if ((HAVE_PEERS)); then
 		printf '%-20s %8s %8s %8s %8s\n' "callrelay/$peer" \
 			"$(ratio "${R[callrelay.rps]}" "${R[$peer.rps]}")" "$(ratio "${R[callrelay.p50_ms]}" "${R[$peer.p50_ms]}")" \
 			"$(ratio "${R[callrelay.p99_ms]}" "${R[$peer.p99_ms]}")" "$(ratio "${R[callrelay.rss]}" "${R[$peer.rss]}")"
+	done
+	echo "(ceiling: the mean of ${CEILINGS[*]})"
+	echo
+	echo "callrelay's routes against the Go+pg ceiling measured just before and just after each (their mean), and against the mean of all ${#CEILINGS[@]}:"
+	for n in callrelay callrelay-status callrelay-dial; do
+		# shellcheck disable=SC2086
+		set -- ${BESIDE[$n]}
+		c=$(mean rps "$1" "$2")
+		printf '  %-22s %9s req/s  ceiling beside it %8s (%s %s, %s %s): %5s×   all ceilings: %5s×\n' "${R[$n.route]}" "${R[$n.rps]}" \
+			"$c" "$1" "${R[$1.rps]}" "$2" "${R[$2.rps]}" "$(ratio "${R[$n.rps]}" "$c")" "$(ratio "${R[$n.rps]}" "${R[ceiling.rps]}")"
+		echo "LOADTEST server=callrelay route=${R[$n.route]} vs_ceiling_beside=$(ratio "${R[$n.rps]}" "$c") vs_ceiling_all=$(ratio "${R[$n.rps]}" "${R[ceiling.rps]}") ceiling_beside_rps=$c"
 	done
 else
 	echo "express, go-ceiling: SKIPPED, peers not found under $PEERS (set LOADTEST_PEERS): no ratios"
@@ -705,9 +759,10 @@ if [[ $MIXED == 1 ]]; then
 	echo "LOADTEST server=callrelay route=mixed calls_s=${R[mixed.best]}"
 fi
 echo
-echo "PostgreSQL during each measured run (the whole server): checkpoints started, WAL written, full-page images:"
+echo "PostgreSQL during each measured run (the whole server): checkpoints started, WAL written, full-page images," \
+	"WAL files added (its $(psql_admin "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('min_wal_size', 'max_wal_size', 'shared_buffers')" 2>/dev/null || echo '(settings unreadable)')):"
 for n in "${RUNS[@]}" callrelay-status callrelay-dial; do
-	printf '  %-16s checkpoints=%s wal_mb=%s fpi=%s\n' "$n" "${R[$n.checkpoints]}" "${R[$n.wal_mb]}" "${R[$n.fpi]}"
+	printf '  %-16s checkpoints=%s wal_mb=%s fpi=%s wal_files=%s\n' "$n" "${R[$n.checkpoints]}" "${R[$n.wal_mb]}" "${R[$n.fpi]}" "${R[$n.wal_files]}"
 done
 echo "columns: errors = socket errors; non-2xx = wrk's status errors (>399); cpu us/r = server process CPU per" \
 	"request (Postgres excluded); busy% = whole machine (wrk and Postgres included); rows = rows written in the run"
@@ -720,7 +775,7 @@ for n in "${RUNS[@]}" callrelay-status callrelay-dial; do
 	esac
 	echo "LOADTEST server=$server route=$route rps=${R[$n.rps]} p50_ms=${R[$n.p50_ms]} p99_ms=${R[$n.p99_ms]}" \
 		"max_ms=${R[$n.max_ms]} errors=${R[$n.errors]} non2xx=${R[$n.non2xx]} rss_mb=${R[$n.rss]} cpu_us=${R[$n.cpu_us]}" \
-		"ok=${R[$n.ok]} rows=${R[$n.rows]} checkpoints=${R[$n.checkpoints]} wal_mb=${R[$n.wal_mb]} fpi=${R[$n.fpi]}"
+		"ok=${R[$n.ok]} rows=${R[$n.rows]} checkpoints=${R[$n.checkpoints]} wal_mb=${R[$n.wal_mb]} fpi=${R[$n.fpi]} wal_files=${R[$n.wal_files]}"
 done
 
 for n in "${RUNS[@]}"; do
