@@ -15,8 +15,10 @@ ALTER TABLE calls SET (fillfactor = 70);
 ALTER TABLE calls ADD COLUMN final_status text
     GENERATED ALWAYS AS (CASE WHEN status IN ('completed', 'busy', 'failed', 'no-answer', 'canceled') THEN status END) STORED;
 
--- A filter on a terminal status (?status=failed).
-CREATE INDEX calls_final_status_started_at_idx ON calls (final_status, started_at DESC, call_sid DESC);
+-- A filter on a terminal status (?status=failed). Ended calls only: a new call adds no entry
+-- (its final_status is NULL), and its end, which writes a new row version anyway, adds one.
+CREATE INDEX calls_final_status_started_at_idx ON calls (final_status, started_at DESC, call_sid DESC)
+    WHERE final_status IS NOT NULL;
 
 -- Live calls, newest first: the console's live view, and a filter on a live status (ringing,
 -- in-progress, queued, voicemail), whatever the table's size.

@@ -641,12 +641,16 @@ func (w *callsWhere) add(cond string, arg any) {
 
 // status keeps the calls in status s (none: any). Nothing indexes the status itself, so that a
 // call's status changes are HOT updates (migration 012): a terminal status is found by
-// final_status, any other among the live calls, whose final_status is NULL.
+// final_status, any other among the live calls, whose final_status is NULL. A terminal status
+// is written into the statement (one of callrelay's own constants, sqlList): as a parameter,
+// the statement's generic plan, estimated from the common statuses, read every call newest
+// first for a rare one (TestListCalls_statusPlan).
 func (w *callsWhere) status(s string) {
 	switch {
 	case s == "":
 	case callrelay.IsTerminal(s):
-		w.add(`final_status = $`, s)
+		i := slices.Index(callrelay.TerminalStatuses, s)
+		w.conds = append(w.conds, `final_status IN `+sqlList(callrelay.TerminalStatuses[i:i+1]))
 	default:
 		w.add(`final_status IS NULL AND status = $`, s)
 	}

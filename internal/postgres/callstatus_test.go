@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -175,35 +176,62 @@ func TestListCalls_status(t *testing.T) {
 }
 
 // A filter on a status that few calls have (a call stuck ringing, a failed one) reads an index
-// of those calls, not every call newest first.
+// of those calls, not every call newest first; in the generic plan PostgreSQL settles on for a
+// prepared statement too.
 func TestListCalls_statusPlan(t *testing.T) {
 	ctx := context.Background()
 	db, _ := newDB(t)
-	if _, err := db.Pool().Exec(ctx, `
+	conn, err := db.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `
 		INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, ended_at, updated_at)
 		SELECT 'CA' || md5(i::text), '+15551230000', '+15559870000', 'direct', 'completed', '{}', now(), now(), now()
 		FROM generate_series(1, 5000) i`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Pool().Exec(ctx, `ANALYZE calls`); err != nil {
+	if _, err := conn.Exec(ctx, `ANALYZE calls`); err != nil {
 		t.Fatal(err)
 	}
+	n := 0 // prepared statements
 	for status, index := range map[string]string{
 		callrelay.StatusRinging:   "calls_live_started_at_idx",
 		callrelay.StatusVoicemail: "calls_live_started_at_idx",
 		callrelay.StatusFailed:    "calls_final_status_started_at_idx",
 	} {
 		where, args := postgres.CallsListing(status)
-		rows, err := db.Pool().Query(ctx, `EXPLAIN SELECT * FROM calls `+where, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if text := strings.Join(lines, "\n"); !strings.Contains(text, fmt.Sprintf("using %s on calls", index)) {
-			t.Errorf("status %q: plan does not read %s:\n%s", status, index, text)
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			if _, err := conn.Exec(ctx, `SET plan_cache_mode = `+mode); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			// The arguments as literals: the status (a live one), then the limit.
+			var types, values []string
+			for _, a := range args {
+				switch a := a.(type) {
+				case string:
+					types, values = append(types, "text"), append(values, "'"+a+"'")
+				case int:
+					types, values = append(types, "int"), append(values, strconv.Itoa(a))
+				}
+			}
+			if _, err := conn.Exec(ctx, fmt.Sprintf(`PREPARE listing%d (%s) AS SELECT * FROM calls %s`,
+				n, strings.Join(types, ", "), where)); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := conn.Query(ctx, fmt.Sprintf(`EXPLAIN EXECUTE listing%d (%s)`, n, strings.Join(values, ", ")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if text := strings.Join(lines, "\n"); !strings.Contains(text, fmt.Sprintf("using %s on calls", index)) {
+				t.Errorf("status %q, %s: plan does not read %s:\n%s", status, mode, index, text)
+			}
 		}
 	}
 }
