@@ -173,16 +173,7 @@ func TestRecordLegProgress_GenericPlanFindsTheCallByKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Release()
-	// Statistics of a table whose calls have all ended.
-	if _, err := conn.Exec(ctx, `
-		INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, updated_at)
-		SELECT 'CA' || md5(i::text), '+15551230000', '+15559870000', 'direct', 'completed', '{}', now(), now()
-		FROM generate_series(1, 5000) i`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, `ANALYZE calls`); err != nil {
-		t.Fatal(err)
-	}
+	endedCalls(t, conn, 5000)
 	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
 		t.Fatal(err)
 	}
