@@ -168,12 +168,7 @@ func TestCallbackWrites_BadWriteFailsAlone(t *testing.T) {
 func TestRecordLegProgress_GenericPlanFindsTheCallByKey(t *testing.T) {
 	ctx := context.Background()
 	db, _ := newDB(t)
-	conn, err := db.Pool().Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	endedCalls(t, conn, 5000)
+	conn := endedCalls(t, db, 5000)
 	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
 		t.Fatal(err)
 	}

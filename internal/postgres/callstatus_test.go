@@ -181,12 +181,7 @@ func TestListCalls_status(t *testing.T) {
 func TestListCalls_statusPlan(t *testing.T) {
 	ctx := context.Background()
 	db, _ := newDB(t)
-	conn, err := db.Pool().Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	endedCalls(t, conn, 5000)
+	conn := endedCalls(t, db, 5000)
 	n := 0 // prepared statements
 	for status, index := range map[string]string{
 		callrelay.StatusRinging:   "calls_live_started_at_idx",
@@ -229,10 +224,16 @@ func TestListCalls_statusPlan(t *testing.T) {
 }
 
 // endedCalls adds n completed calls and analyzes calls: the statistics of a table whose calls
-// have all ended (a quiet hour's), from which a generic plan may be built.
-func endedCalls(t *testing.T, conn *pgxpool.Conn, n int) {
+// have all ended (a quiet hour's), from which a generic plan may be built. It returns a
+// connection of db's pool, released at the test's end, for the plans to be read on.
+func endedCalls(t *testing.T, db *postgres.DB, n int) *pgxpool.Conn {
 	t.Helper()
 	ctx := context.Background()
+	conn, err := db.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Release)
 	if _, err := conn.Exec(ctx, `
 		INSERT INTO calls (call_sid, number, from_number, mode, status, routing, started_at, ended_at, updated_at)
 		SELECT 'CA' || md5(i::text), '+15551230000', '+15559870000', 'direct', 'completed', '{}', now(), now(), now()
@@ -242,4 +243,5 @@ func endedCalls(t *testing.T, conn *pgxpool.Conn, n int) {
 	if _, err := conn.Exec(ctx, `ANALYZE calls`); err != nil {
 		t.Fatal(err)
 	}
+	return conn
 }
